@@ -1,0 +1,318 @@
+//! Errors. Every error can cross the wire, so each is plain data.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::array::DType;
+use crate::footprint::Conflict;
+use crate::ids::{ArrayPath, BranchName, CommitId, RepoName, SessionId, TagName, TaskId};
+
+/// A region or array shape that does not make sense.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum GeometryError {
+    /// The region text could not be parsed.
+    #[error("cannot parse region {text:?}: {why}")]
+    Parse {
+        /// The offending text (truncated).
+        text: String,
+        /// What was expected.
+        why: String,
+    },
+    /// Rank 0 or above the limit.
+    #[error("arrays must have 1 to 32 dimensions, not {rank}")]
+    BadRank {
+        /// The rank given.
+        rank: usize,
+    },
+    /// Two shapes or a region and a shape disagree on the rank.
+    #[error("expected {expected} dimensions, got {got}")]
+    RankMismatch {
+        /// The array's rank.
+        expected: usize,
+        /// The rank given.
+        got: usize,
+    },
+    /// A chunk extent of zero.
+    #[error("chunk extent along dimension {dim} is zero")]
+    ZeroChunk {
+        /// The dimension.
+        dim: usize,
+    },
+    /// A region covering nothing along a dimension.
+    #[error("region {region} is empty along dimension {dim}")]
+    EmptyRegion {
+        /// The region.
+        region: String,
+        /// The dimension.
+        dim: usize,
+    },
+    /// A region reaching past the array's edge.
+    #[error("region {region} is out of bounds along dimension {dim} (extent {extent})")]
+    OutOfBounds {
+        /// The region.
+        region: String,
+        /// The dimension.
+        dim: usize,
+        /// The array's extent along it.
+        extent: u64,
+    },
+    /// A region that is not chunk-aligned where alignment is required.
+    #[error("region {region} is not chunk-aligned (chunk shape {chunk_shape:?})")]
+    NotChunkAligned {
+        /// The region.
+        region: String,
+        /// The array's chunk shape.
+        chunk_shape: Vec<u64>,
+    },
+    /// A fill value that the dtype cannot hold.
+    #[error("fill value {value} does not fit {dtype}")]
+    BadFillValue {
+        /// The dtype.
+        dtype: DType,
+        /// The value given.
+        value: String,
+    },
+    /// A zstd level outside 1..=22.
+    #[error("zstd level {level} is outside 1..=22")]
+    BadCodec {
+        /// The level given.
+        level: i32,
+    },
+    /// The chunk grid has more than 2^64 cells.
+    #[error("the chunk grid has too many chunks")]
+    TooManyChunks,
+    /// One chunk would hold more than 2^27 elements.
+    #[error("one chunk would hold more than 2^27 elements")]
+    ChunkTooLarge,
+    /// A data buffer whose size does not match its region.
+    #[error("data holds {got} bytes but the region needs {expected}")]
+    DataSize {
+        /// Bytes needed.
+        expected: u64,
+        /// Bytes given.
+        got: u64,
+    },
+}
+
+/// Everything a coordinator or a session can refuse, and why.
+#[derive(Clone, Debug, PartialEq, Error, Serialize, Deserialize)]
+pub enum FloeError {
+    /// A name or path with characters or a length not allowed.
+    #[error("invalid {what} {name:?}")]
+    InvalidName {
+        /// What kind of name.
+        what: String,
+        /// The name (truncated).
+        name: String,
+    },
+    /// Bad geometry for an array.
+    #[error("array {path}: {error}")]
+    Geometry {
+        /// The array concerned.
+        path: ArrayPath,
+        /// What is wrong.
+        error: GeometryError,
+    },
+    /// Element types disagree.
+    #[error("array {path} holds {expected}, not {got}")]
+    DTypeMismatch {
+        /// The array.
+        path: ArrayPath,
+        /// Its dtype.
+        expected: DType,
+        /// The dtype given.
+        got: DType,
+    },
+    /// No such repo.
+    #[error("unknown repo {repo}")]
+    UnknownRepo {
+        /// The repo.
+        repo: RepoName,
+    },
+    /// The repo already exists.
+    #[error("repo {repo} already exists")]
+    RepoExists {
+        /// The repo.
+        repo: RepoName,
+    },
+    /// No such branch.
+    #[error("unknown branch {branch} in repo {repo}")]
+    UnknownBranch {
+        /// The repo.
+        repo: RepoName,
+        /// The branch.
+        branch: BranchName,
+    },
+    /// The branch already exists.
+    #[error("branch {branch} already exists in repo {repo}")]
+    BranchExists {
+        /// The repo.
+        repo: RepoName,
+        /// The branch.
+        branch: BranchName,
+    },
+    /// No such tag.
+    #[error("unknown tag {tag} in repo {repo}")]
+    UnknownTag {
+        /// The repo.
+        repo: RepoName,
+        /// The tag.
+        tag: TagName,
+    },
+    /// Tags are immutable: this one already exists.
+    #[error("tag {tag} already exists in repo {repo} (tags are immutable)")]
+    TagExists {
+        /// The repo.
+        repo: RepoName,
+        /// The tag.
+        tag: TagName,
+    },
+    /// No such commit.
+    #[error("unknown commit {commit} in repo {repo}")]
+    UnknownCommit {
+        /// The repo.
+        repo: RepoName,
+        /// The commit.
+        commit: CommitId,
+    },
+    /// No such array at the session's base.
+    #[error("unknown array {path}")]
+    UnknownArray {
+        /// The path.
+        path: ArrayPath,
+    },
+    /// The branch moved since the base; commit in `Rebase` mode or fast-forward.
+    #[error("branch is out of date: tip is {tip}")]
+    OutOfDate {
+        /// The branch's tip now.
+        tip: CommitId,
+    },
+    /// The change overlaps commits that landed since its base.
+    #[error("conflict with commits since the base (tip {tip}): {}", list_conflicts(.conflicts))]
+    Conflict {
+        /// The branch's tip now.
+        tip: CommitId,
+        /// Every conflict found.
+        conflicts: Vec<Conflict>,
+    },
+    /// The base is older than the retained footprint window: check out again.
+    #[error("base {base} is older than the {window} commits retained for conflict checks; check out again")]
+    BaseTooOld {
+        /// The session's base.
+        base: CommitId,
+        /// The window, in commits.
+        window: u64,
+    },
+    /// The base is not an ancestor of the branch's tip.
+    #[error("base {base} is not on branch {branch}")]
+    BaseNotOnBranch {
+        /// The session's base.
+        base: CommitId,
+        /// The branch.
+        branch: BranchName,
+    },
+    /// A change that is inconsistent in itself or with its base.
+    #[error("invalid change: {why}")]
+    InvalidChange {
+        /// What is wrong.
+        why: String,
+    },
+    /// A cooperative plan that cannot be run.
+    #[error("invalid plan: {why}")]
+    InvalidPlan {
+        /// What is wrong.
+        why: String,
+    },
+    /// No such cooperative session.
+    #[error("unknown session {session}")]
+    UnknownSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// The session was committed or aborted.
+    #[error("session {session} is closed")]
+    SessionClosed {
+        /// The session.
+        session: SessionId,
+    },
+    /// No such task in the session's plan.
+    #[error("unknown task {task} in session {session}")]
+    UnknownTask {
+        /// The session.
+        session: SessionId,
+        /// The task.
+        task: TaskId,
+    },
+    /// A lease or completion with an epoch that is no longer current: the
+    /// lease expired and the task was handed out again.
+    #[error("stale epoch {presented} for task {task} (current epoch {current})")]
+    StaleEpoch {
+        /// The task.
+        task: TaskId,
+        /// The epoch presented.
+        presented: u64,
+        /// The current epoch.
+        current: u64,
+    },
+    /// A completion whose footprint leaves the task's region.
+    #[error("task {task} footprint touches chunks outside its region")]
+    FootprintOutsideTask {
+        /// The task.
+        task: TaskId,
+    },
+    /// The session still has unfinished tasks.
+    #[error("session {session} has {pending} unfinished tasks")]
+    SessionIncomplete {
+        /// The session.
+        session: SessionId,
+        /// Tasks not yet completed.
+        pending: u32,
+    },
+    /// Planless cooperative writers wrote the same chunks.
+    #[error("contribution overlaps earlier writers in the session: {}", list_conflicts(.conflicts))]
+    OverlappingContribution {
+        /// The shared chunks.
+        conflicts: Vec<Conflict>,
+    },
+    /// This node is not the leader.
+    #[error("not the leader (try node {leader_hint:?})")]
+    NotLeader {
+        /// The leader, if known.
+        leader_hint: Option<u64>,
+    },
+    /// A retry of a request older than the idempotency window.
+    #[error("request {seq} of {client} is older than the idempotency window")]
+    SeqTooOld {
+        /// The client.
+        client: u64,
+        /// The sequence number.
+        seq: u64,
+    },
+    /// A frame or object could not be decoded.
+    #[error("codec: {0}")]
+    Codec(String),
+    /// The object store failed.
+    #[error("object store: {0}")]
+    Store(String),
+    /// The coordinator did not answer in time.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn list_conflicts(conflicts: &[Conflict]) -> String {
+    conflicts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl FloeError {
+    /// Wraps a geometry error with the array it concerns.
+    pub fn geometry(path: &ArrayPath, error: GeometryError) -> Self {
+        FloeError::Geometry {
+            path: path.clone(),
+            error,
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! Commands (replicated, mutating), queries (read-only), replies and the
+//! records they carry.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::array::ArrayMeta;
+use crate::error::FloeError;
+use crate::footprint::{Conflict, Footprint};
+use crate::ids::{
+    ArrayPath, BranchName, ClientId, CommitId, ObjectId, RepoName, SessionId, TagName, TaskId,
+    WorkerId,
+};
+use crate::region::Region;
+
+/// How a commit whose base is no longer the branch tip is treated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommitMode {
+    /// Refuse with `OutOfDate{tip}`; the client may ask `CanFastForward` and
+    /// commit again on the new tip (the seed's loop).
+    #[default]
+    Strict,
+    /// Fast-forward server-side, atomically, in one round trip: land on the
+    /// tip unless a commit since the base conflicts.
+    Rebase {
+        /// How chunk double-updates are resolved.
+        solver: Solver,
+    },
+}
+
+/// Resolution of chunk double-updates during a rebase (as Icechunk's
+/// `BasicConflictSolver`). Other conflict kinds always fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Solver {
+    /// Any conflict fails the commit.
+    #[default]
+    Fail,
+    /// Our chunks win.
+    Ours,
+    /// Their chunks win: ours are dropped from the commit.
+    Theirs,
+}
+
+/// A non-cooperative commit: the session's changes on top of `base`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommitRequest {
+    /// The repo.
+    pub repo: RepoName,
+    /// The branch to advance.
+    pub branch: BranchName,
+    /// The commit the session was checked out at.
+    pub base: CommitId,
+    /// What the session touched.
+    pub footprint: Footprint,
+    /// Delta manifests holding the written chunks.
+    pub deltas: Vec<ObjectId>,
+    /// Commit message.
+    pub message: String,
+    /// Who wrote it.
+    pub author: String,
+    /// What to do if the branch moved.
+    pub mode: CommitMode,
+}
+
+/// One task of a cooperative plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTask {
+    /// The array written.
+    pub array: ArrayPath,
+    /// A chunk-aligned region of it.
+    pub region: Region,
+}
+
+/// Everything that changes state. Applied in log order by every replica.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates a repo with a `main` branch at a root commit `C0`.
+    CreateRepo {
+        /// The new repo.
+        repo: RepoName,
+    },
+    /// Creates a branch at a commit.
+    CreateBranch {
+        /// The repo.
+        repo: RepoName,
+        /// The new branch.
+        branch: BranchName,
+        /// Where it starts.
+        at: CommitId,
+    },
+    /// Creates an immutable tag.
+    CreateTag {
+        /// The repo.
+        repo: RepoName,
+        /// The new tag.
+        tag: TagName,
+        /// The commit tagged.
+        at: CommitId,
+    },
+    /// A non-cooperative commit.
+    Commit(CommitRequest),
+    /// Opens a cooperative session on a branch.
+    OpenSession {
+        /// The repo.
+        repo: RepoName,
+        /// The branch the session will commit to.
+        branch: BranchName,
+        /// Chunk-aligned, pairwise disjoint tasks; `None` for a planless
+        /// session whose writers contribute freely (overlaps are refused).
+        plan: Option<Vec<PlannedTask>>,
+        /// Lease length for claimed tasks, in milliseconds.
+        lease_ms: u64,
+    },
+    /// A worker asks for a task.
+    ClaimTask {
+        /// The session.
+        session: SessionId,
+        /// The worker.
+        worker: WorkerId,
+    },
+    /// Extends a lease.
+    RenewLease {
+        /// The session.
+        session: SessionId,
+        /// The task.
+        task: TaskId,
+        /// The epoch of the grant.
+        epoch: u64,
+    },
+    /// A worker finished a task.
+    CompleteTask {
+        /// The session.
+        session: SessionId,
+        /// The task.
+        task: TaskId,
+        /// The epoch of the grant (fencing token).
+        epoch: u64,
+        /// The delta manifest of the chunks written.
+        delta: ObjectId,
+        /// The chunks written.
+        footprint: Footprint,
+    },
+    /// A planless writer adds its changes to the session.
+    Contribute {
+        /// The session.
+        session: SessionId,
+        /// The writer.
+        worker: WorkerId,
+        /// The delta manifest.
+        delta: ObjectId,
+        /// The chunks written.
+        footprint: Footprint,
+    },
+    /// Commits the whole session as one commit.
+    CommitSession {
+        /// The session.
+        session: SessionId,
+        /// Commit message.
+        message: String,
+        /// Who ran the job.
+        author: String,
+        /// What to do if the branch moved.
+        mode: CommitMode,
+    },
+    /// Abandons a session; its objects become garbage.
+    AbortSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// Records a consolidated manifest written for a commit.
+    RecordCheckpoint {
+        /// The repo.
+        repo: RepoName,
+        /// The commit.
+        commit: CommitId,
+        /// The checkpoint object.
+        checkpoint: ObjectId,
+    },
+}
+
+/// Read-only requests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Query {
+    /// The tip of a branch, as a full commit record.
+    Checkout {
+        /// The repo.
+        repo: RepoName,
+        /// The branch.
+        branch: BranchName,
+    },
+    /// The commit a tag points to.
+    ResolveTag {
+        /// The repo.
+        repo: RepoName,
+        /// The tag.
+        tag: TagName,
+    },
+    /// One commit record.
+    GetCommit {
+        /// The repo.
+        repo: RepoName,
+        /// The commit.
+        commit: CommitId,
+    },
+    /// The newest `limit` commits of a branch, tip first.
+    Log {
+        /// The repo.
+        repo: RepoName,
+        /// The branch.
+        branch: BranchName,
+        /// Most records returned.
+        limit: u32,
+    },
+    /// The seed's "can I fast forward?": would a change based on `base`
+    /// land on the current tip without conflict?
+    CanFastForward {
+        /// The repo.
+        repo: RepoName,
+        /// The branch.
+        branch: BranchName,
+        /// The session's base.
+        base: CommitId,
+        /// The session's footprint.
+        footprint: Footprint,
+    },
+    /// The state of a cooperative session.
+    Session {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// A command or a query.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Goes through the log.
+    Command(Command),
+    /// Answered from applied state (linearizably, under Raft).
+    Query(Query),
+}
+
+/// A request with its idempotency key: a retry carries the same
+/// `(client, seq)` and gets the first reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sender.
+    pub client: ClientId,
+    /// Per-client sequence number, increasing.
+    pub seq: u64,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// A commit as the coordinator records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// Its id.
+    pub id: CommitId,
+    /// The commit it was landed on (`None` for the root).
+    pub parent: Option<CommitId>,
+    /// The commit its changes were made against; differs from `parent`
+    /// when it was fast-forwarded.
+    pub base: Option<CommitId>,
+    /// The branch it landed on.
+    pub branch: BranchName,
+    /// Distance from the root.
+    pub height: u64,
+    /// Delta manifests holding its chunks.
+    pub deltas: Vec<ObjectId>,
+    /// What it changed. Chunks dropped by the `theirs` solver are not in it:
+    /// readers consult `deltas` only for chunks in the footprint.
+    pub footprint: Footprint,
+    /// Every array's metadata after this commit.
+    pub arrays: BTreeMap<ArrayPath, ArrayMeta>,
+    /// Commit message.
+    pub message: String,
+    /// Author.
+    pub author: String,
+    /// Leader time at landing, ms since the epoch.
+    pub time: u64,
+    /// How many commits it was fast-forwarded over (0 = landed directly).
+    pub rebased_over: u32,
+    /// A consolidated manifest of the whole commit, once written.
+    pub checkpoint: Option<ObjectId>,
+}
+
+/// The state of one task of a cooperative session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Waiting for a worker.
+    Pending,
+    /// Held under a lease.
+    Claimed {
+        /// The holder.
+        worker: WorkerId,
+        /// Lease expiry, leader ms.
+        lease_until: u64,
+    },
+    /// Completed.
+    Done {
+        /// Who completed it.
+        worker: WorkerId,
+    },
+}
+
+/// One task, as reported by `Query::Session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task.
+    pub task: TaskId,
+    /// Its array.
+    pub array: ArrayPath,
+    /// Its region.
+    pub region: Region,
+    /// Current fencing epoch.
+    pub epoch: u64,
+    /// Where it is.
+    pub state: TaskState,
+}
+
+/// A cooperative session, as reported by `Query::Session`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    /// The session.
+    pub session: SessionId,
+    /// The repo.
+    pub repo: RepoName,
+    /// The branch.
+    pub branch: BranchName,
+    /// The commit it writes against.
+    pub base: CommitId,
+    /// Its tasks (empty when planless).
+    pub tasks: Vec<TaskStatus>,
+    /// The commit it landed as, once committed.
+    pub committed: Option<CommitId>,
+    /// True once committed or aborted.
+    pub closed: bool,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The repo exists now, with `main` at `root`.
+    RepoCreated {
+        /// The root commit.
+        root: CommitId,
+    },
+    /// A branch or tag was created, a checkpoint recorded, a session aborted.
+    Done,
+    /// A commit landed.
+    Committed {
+        /// The new commit.
+        commit: CommitId,
+        /// Its parent (the tip it landed on).
+        parent: CommitId,
+        /// Commits it was fast-forwarded over (0 = landed directly).
+        rebased_over: u32,
+    },
+    /// A cooperative session was opened.
+    SessionOpened {
+        /// Its id.
+        session: SessionId,
+        /// The base commit every worker reads from.
+        base: CommitId,
+        /// The base's array metadata.
+        arrays: BTreeMap<ArrayPath, ArrayMeta>,
+    },
+    /// A task was granted.
+    TaskGranted {
+        /// The task.
+        task: TaskId,
+        /// Its array.
+        array: ArrayPath,
+        /// Its region.
+        region: Region,
+        /// Fencing epoch to present on renew and complete.
+        epoch: u64,
+        /// Lease expiry, leader ms.
+        lease_until: u64,
+    },
+    /// No task can be granted now.
+    NoTask {
+        /// Tasks held by other workers (they may come back on expiry).
+        claimed: u32,
+        /// Tasks not yet completed.
+        unfinished: u32,
+    },
+    /// The lease was extended.
+    LeaseRenewed {
+        /// New expiry, leader ms.
+        lease_until: u64,
+    },
+    /// A completion or contribution was accepted.
+    Accepted {
+        /// Tasks not yet completed.
+        unfinished: u32,
+    },
+    /// A commit record (checkout, tag, get).
+    Commit(Box<CommitRecord>),
+    /// A branch's newest commits, tip first.
+    Log(Vec<CommitRecord>),
+    /// The answer to `CanFastForward`: yes when `conflicts` is empty.
+    FastForward {
+        /// The tip the answer is about.
+        tip: CommitId,
+        /// Conflicts with commits since the base.
+        conflicts: Vec<Conflict>,
+    },
+    /// A cooperative session's state.
+    Session(Box<SessionStatus>),
+}
+
+/// Outcome of a request.
+pub type Outcome = Result<Reply, FloeError>;
+
+/// Everything that travels between processes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Client to coordinator.
+    Request(Envelope),
+    /// Coordinator to client.
+    Response {
+        /// The client asked.
+        client: ClientId,
+        /// The request answered.
+        seq: u64,
+        /// The answer.
+        outcome: Outcome,
+    },
+    /// Coordinator to coordinator: a raft-rs message as its protobuf bytes.
+    Raft {
+        /// Sender node id.
+        from: u64,
+        /// Protobuf-encoded `eraftpb::Message`.
+        bytes: Vec<u8>,
+    },
+}
