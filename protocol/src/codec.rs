@@ -85,6 +85,52 @@ pub fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     Ok(msg)
 }
 
+/// Largest state-machine snapshot [`decode_snapshot`] accepts, version byte
+/// included. Snapshots are not frames: they may exceed [`MAX_FRAME_LEN`].
+pub const MAX_SNAPSHOT_LEN: usize = 1 << 30;
+
+fn snapshot_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<MAX_SNAPSHOT_LEN>()
+}
+
+/// Encodes a whole state (e.g. a Raft snapshot) like [`encode`], but up to
+/// [`MAX_SNAPSHOT_LEN`] bytes instead of the frame limit.
+pub fn encode_snapshot<T: Serialize>(state: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![WIRE_VERSION];
+    bincode::serde::encode_into_std_write(state, &mut out, snapshot_config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if out.len() > MAX_SNAPSHOT_LEN {
+        return Err(CodecError::TooLong {
+            len: out.len(),
+            max: MAX_SNAPSHOT_LEN,
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes what [`encode_snapshot`] produced; never panics on hostile input.
+pub fn decode_snapshot<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&version, payload) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if bytes.len() > MAX_SNAPSHOT_LEN {
+        return Err(CodecError::TooLong {
+            len: bytes.len(),
+            max: MAX_SNAPSHOT_LEN,
+        });
+    }
+    if version != WIRE_VERSION {
+        return Err(CodecError::Version { got: version });
+    }
+    let (state, used) = bincode::serde::decode_from_slice(payload, snapshot_config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if used != payload.len() {
+        return Err(CodecError::Trailing(payload.len() - used));
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +214,21 @@ mod tests {
             decode::<Message>(&frame),
             Err(CodecError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn snapshots_round_trip_beyond_the_frame_limit() {
+        let big = vec![7u8; MAX_FRAME_LEN + 10];
+        assert!(matches!(encode(&big), Err(CodecError::TooLong { .. })));
+        let bytes = encode_snapshot(&big).unwrap();
+        assert_eq!(decode_snapshot::<Vec<u8>>(&bytes).unwrap(), big);
+        assert_eq!(decode_snapshot::<Vec<u8>>(&[]), Err(CodecError::Empty));
+        let mut trailing = bytes;
+        trailing.push(1);
+        assert_eq!(
+            decode_snapshot::<Vec<u8>>(&trailing),
+            Err(CodecError::Trailing(1))
+        );
     }
 
     proptest! {
