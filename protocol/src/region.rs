@@ -251,6 +251,7 @@ fn boxes(ranges: &[Span]) -> Vec<Vec<u64>> {
 /// Copies the box `extent` (a shape) of elements of `elem` bytes from a
 /// row-major buffer of shape `src_shape` at `src_origin` into one of shape
 /// `dst_shape` at `dst_origin`. Callers guarantee the boxes lie inside.
+#[allow(clippy::too_many_arguments)]
 pub fn copy_box(
     src: &[u8],
     src_shape: &[u64],
