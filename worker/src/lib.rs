@@ -1,4 +1,31 @@
 //! floe-worker: the data plane. The repository format on object storage,
 //! writer sessions (checkout, write, read, commit) and cooperative workers.
+//!
+//! Pure modules (no IO, deterministic, reusable by the simulation):
+//! [`format`] (object keys and encodings), [`data`] (typed buffers),
+//! [`chunk`] (building and reading chunk buffers), [`resolve`] (which
+//! object holds a chunk at a commit) and the per-task decisions in
+//! [`coop`]. Thin async shells around them: [`store`] (object_store),
+//! [`session`] (a writer's session against a [`floe_protocol::Coordinator`])
+//! and [`coop::run_plan`] (cooperative workers). [`npy`] reads and writes
+//! NumPy files.
 
 #![warn(missing_docs)]
+
+pub mod chunk;
+pub mod coop;
+pub mod data;
+pub mod format;
+pub mod npy;
+pub mod resolve;
+pub mod session;
+pub mod store;
+
+pub use coop::{
+    plan_grid, run_plan, CoopEvent, CoopOptions, CoopReport, Source, Synthetic, Tiling,
+};
+pub use data::{ArrayData, Element};
+pub use format::Manifest;
+pub use npy::{write_npy, NpyFile};
+pub use session::{read_at, FastForward, Reader, SeedLoop, SeedStep, Session};
+pub use store::Store;

@@ -1,0 +1,492 @@
+//! The object store shell: typed puts and gets of chunks, manifests and
+//! checkpoints over any [`ObjectStore`], with bounded retries.
+
+use std::fmt;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreScheme, PutPayload};
+
+use floe_protocol::{ArrayMeta, FloeError, ObjectId, RepoName};
+
+use crate::format::{self, Manifest, ObjectKind};
+
+/// How many times an operation is tried before its error is returned.
+pub const DEFAULT_ATTEMPTS: u32 = 4;
+
+/// Where a repo's objects live: a shared handle on an [`ObjectStore`].
+/// Cloning is cheap and clones share the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    attempts: u32,
+    backoff: Duration,
+    description: String,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("store", &self.description)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+fn store_err(what: impl fmt::Display, e: impl fmt::Display) -> FloeError {
+    FloeError::Store(format!("{what}: {e}"))
+}
+
+/// Whether an object_store error may go away on retry.
+fn transient(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+    )
+}
+
+impl Store {
+    /// Wraps any object store.
+    pub fn with_object_store(store: Arc<dyn ObjectStore>) -> Self {
+        let description = store.to_string();
+        Store {
+            inner: store,
+            attempts: DEFAULT_ATTEMPTS,
+            backoff: Duration::from_millis(20),
+            description,
+        }
+    }
+
+    /// A fresh, empty in-memory store (tests, demos). Only clones of this
+    /// `Store` share its contents.
+    pub fn memory() -> Self {
+        Self::with_object_store(Arc::new(InMemory::new()))
+    }
+
+    /// A store in a local directory, created if missing.
+    pub fn local(dir: impl AsRef<FsPath>) -> Result<Self, FloeError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| store_err(format!("cannot create {}", dir.display()), e))?;
+        let fs = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| store_err(format!("cannot open {}", dir.display()), e))?
+            .with_automatic_cleanup(true);
+        Ok(Self::with_object_store(Arc::new(fs)))
+    }
+
+    /// A store from a URL:
+    ///
+    /// * `file:///abs/path` — a local directory (created if missing); a
+    ///   string without `://` is taken as a local path too;
+    /// * `memory://` — a fresh in-memory store;
+    /// * with the `cloud` feature, whatever `object_store::parse_url`
+    ///   understands (`s3://bucket/prefix`, `gs://…`, `az://…`, …),
+    ///   configured from the usual `AWS_*`, `GOOGLE_*` and `AZURE_*`
+    ///   environment variables. Without the feature these are refused with
+    ///   an error saying to rebuild with `--features cloud`.
+    pub fn from_url(text: &str) -> Result<Self, FloeError> {
+        if !text.contains("://") {
+            return Self::local(text);
+        }
+        let url = url::Url::parse(text).map_err(|e| store_err(format!("bad URL {text:?}"), e))?;
+        match url.scheme() {
+            "file" => {
+                let dir = url.to_file_path().map_err(|()| {
+                    FloeError::Store(format!(
+                        "bad file URL {text:?}: expected file:///absolute/path"
+                    ))
+                })?;
+                Self::local(dir)
+            }
+            "memory" => Ok(Self::memory()),
+            _ => Self::cloud(&url),
+        }
+    }
+
+    #[cfg(feature = "cloud")]
+    fn cloud(url: &url::Url) -> Result<Self, FloeError> {
+        let options = std::env::vars().filter_map(|(k, v)| {
+            let lower = k.to_ascii_lowercase();
+            ["aws_", "google_", "azure_"]
+                .iter()
+                .any(|p| lower.starts_with(p))
+                .then_some((lower, v))
+        });
+        let (store, prefix) = object_store::parse_url_opts(url, options)
+            .map_err(|e| store_err(format!("cannot open {url}"), e))?;
+        let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+            Arc::from(store)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+        };
+        Ok(Self::with_object_store(store))
+    }
+
+    #[cfg(not(feature = "cloud"))]
+    fn cloud(url: &url::Url) -> Result<Self, FloeError> {
+        match ObjectStoreScheme::parse(url) {
+            Ok((
+                ObjectStoreScheme::AmazonS3
+                | ObjectStoreScheme::GoogleCloudStorage
+                | ObjectStoreScheme::MicrosoftAzure
+                | ObjectStoreScheme::Http,
+                _,
+            )) => Err(FloeError::Store(format!(
+                "{url}: cloud object stores are not built in; rebuild with `--features cloud`"
+            ))),
+            _ => Err(FloeError::Store(format!(
+                "{url}: unsupported store URL (expected file:///path, memory://, s3://, gs:// or az://)"
+            ))),
+        }
+    }
+
+    /// The wrapped object store.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    /// Same store, trying each operation `attempts` times (at least once).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Writes an object, retrying transient failures. Objects are immutable
+    /// and written under fresh ids, so a retried put is harmless.
+    pub async fn put_raw(&self, key: &Path, bytes: Vec<u8>) -> Result<(), FloeError> {
+        let payload = PutPayload::from(bytes);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.inner.put(key, payload.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if transient(&e) && attempt < self.attempts => {
+                    tracing::warn!(%key, attempt, error = %e, "put failed, retrying");
+                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                }
+                Err(e) => return Err(store_err(format!("put {key}"), e)),
+            }
+        }
+    }
+
+    /// Reads a whole object, retrying transient failures.
+    pub async fn get_raw(&self, key: &Path) -> Result<Vec<u8>, FloeError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self.inner.get(key).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(bytes) => return Ok(bytes.to_vec()),
+                Err(e) if transient(&e) && attempt < self.attempts => {
+                    tracing::warn!(%key, attempt, error = %e, "get failed, retrying");
+                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                }
+                Err(e) => return Err(store_err(format!("get {key}"), e)),
+            }
+        }
+    }
+
+    /// Writes chunk `id`: encodes the full chunk buffer with `meta.codec`.
+    pub async fn put_chunk(
+        &self,
+        repo: &RepoName,
+        meta: &ArrayMeta,
+        id: ObjectId,
+        buffer: &[u8],
+    ) -> Result<(), FloeError> {
+        let object = format::encode_chunk(meta, buffer)?;
+        self.put_raw(&format::chunk_key(repo, id), object).await
+    }
+
+    /// Reads chunk `id` and decodes it into a full chunk buffer of `meta`.
+    pub async fn get_chunk(
+        &self,
+        repo: &RepoName,
+        meta: &ArrayMeta,
+        id: ObjectId,
+    ) -> Result<Vec<u8>, FloeError> {
+        let object = self.get_raw(&format::chunk_key(repo, id)).await?;
+        format::decode_chunk(meta, &object)
+            .map_err(|e| FloeError::Codec(format!("chunk {repo}/chunks/{id}: {e}")))
+    }
+
+    async fn put_manifest_kind(
+        &self,
+        repo: &RepoName,
+        kind: ObjectKind,
+        id: ObjectId,
+        manifest: &Manifest,
+    ) -> Result<(), FloeError> {
+        let bytes = manifest.encode()?;
+        self.put_raw(&format::object_key(repo, kind, id), bytes)
+            .await
+    }
+
+    async fn get_manifest_kind(
+        &self,
+        repo: &RepoName,
+        kind: ObjectKind,
+        id: ObjectId,
+    ) -> Result<Manifest, FloeError> {
+        let key = format::object_key(repo, kind, id);
+        let bytes = self.get_raw(&key).await?;
+        Manifest::decode(&bytes).map_err(|e| FloeError::Codec(format!("{key}: {e}")))
+    }
+
+    /// Writes delta manifest `id`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        id: ObjectId,
+        manifest: &Manifest,
+    ) -> Result<(), FloeError> {
+        self.put_manifest_kind(repo, ObjectKind::Manifest, id, manifest)
+            .await
+    }
+
+    /// Reads delta manifest `id`.
+    pub async fn get_manifest(&self, repo: &RepoName, id: ObjectId) -> Result<Manifest, FloeError> {
+        self.get_manifest_kind(repo, ObjectKind::Manifest, id).await
+    }
+
+    /// Writes checkpoint `id`.
+    pub async fn put_checkpoint(
+        &self,
+        repo: &RepoName,
+        id: ObjectId,
+        manifest: &Manifest,
+    ) -> Result<(), FloeError> {
+        self.put_manifest_kind(repo, ObjectKind::Checkpoint, id, manifest)
+            .await
+    }
+
+    /// Reads checkpoint `id`.
+    pub async fn get_checkpoint(
+        &self,
+        repo: &RepoName,
+        id: ObjectId,
+    ) -> Result<Manifest, FloeError> {
+        self.get_manifest_kind(repo, ObjectKind::Checkpoint, id)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floe_protocol::DType;
+
+    fn repo() -> RepoName {
+        RepoName::new("r").unwrap()
+    }
+
+    async fn round_trip(store: &Store) {
+        let meta = ArrayMeta::new(vec![10], vec![4], DType::U16, 0.0).unwrap();
+        let buf: Vec<u8> = (0..8).collect();
+        store
+            .put_chunk(&repo(), &meta, ObjectId(1), &buf)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_chunk(&repo(), &meta, ObjectId(1)).await.unwrap(),
+            buf
+        );
+        let mut man = Manifest::new();
+        man.insert(
+            floe_protocol::ArrayPath::new("/a").unwrap(),
+            vec![2],
+            ObjectId(1),
+        );
+        store
+            .put_manifest(&repo(), ObjectId(2), &man)
+            .await
+            .unwrap();
+        store
+            .put_checkpoint(&repo(), ObjectId(3), &man)
+            .await
+            .unwrap();
+        assert_eq!(store.get_manifest(&repo(), ObjectId(2)).await.unwrap(), man);
+        assert_eq!(
+            store.get_checkpoint(&repo(), ObjectId(3)).await.unwrap(),
+            man
+        );
+        // Kinds live in separate folders.
+        assert!(matches!(
+            store.get_checkpoint(&repo(), ObjectId(2)).await,
+            Err(FloeError::Store(_))
+        ));
+        assert!(matches!(
+            store.get_chunk(&repo(), &meta, ObjectId(9)).await,
+            Err(FloeError::Store(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn memory_url_works() {
+        round_trip(&Store::from_url("memory://").unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn file_url_creates_the_directory_and_lays_out_objects() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("nested/store");
+        let url = format!("file://{}", dir.display());
+        let store = Store::from_url(&url).unwrap();
+        round_trip(&store).await;
+        let chunk = dir.join("r/chunks").join(ObjectId(1).to_string());
+        assert!(chunk.is_file(), "{} missing", chunk.display());
+        assert!(dir
+            .join("r/manifests")
+            .join(ObjectId(2).to_string())
+            .is_file());
+        assert!(dir
+            .join("r/checkpoints")
+            .join(ObjectId(3).to_string())
+            .is_file());
+        // A second store on the same directory sees the objects.
+        let again = Store::from_url(dir.to_str().unwrap()).unwrap();
+        let man = again.get_manifest(&repo(), ObjectId(2)).await.unwrap();
+        assert_eq!(man.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn garbage_objects_are_codec_errors() {
+        let store = Store::memory();
+        let meta = ArrayMeta::new(vec![10], vec![4], DType::U16, 0.0).unwrap();
+        let key = format::chunk_key(&repo(), ObjectId(5));
+        store.put_raw(&key, b"not a chunk".to_vec()).await.unwrap();
+        assert!(matches!(
+            store.get_chunk(&repo(), &meta, ObjectId(5)).await,
+            Err(FloeError::Codec(_))
+        ));
+        let key = format::manifest_key(&repo(), ObjectId(5));
+        store.put_raw(&key, vec![1, 0xff, 0xff]).await.unwrap();
+        assert!(matches!(
+            store.get_manifest(&repo(), ObjectId(5)).await,
+            Err(FloeError::Codec(_))
+        ));
+    }
+
+    /// An in-memory store whose first `failures` puts fail transiently.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: InMemory,
+        failures: std::sync::atomic::AtomicU32,
+        puts: std::sync::atomic::AtomicU32,
+    }
+
+    impl fmt::Display for Flaky {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Flaky")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Flaky {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.puts.fetch_add(1, SeqCst);
+            if self
+                .failures
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(object_store::Error::Generic {
+                    store: "Flaky",
+                    source: "connection reset".into(),
+                });
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        async fn delete(&self, location: &Path) -> object_store::Result<()> {
+            self.inner.delete(location).await
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy(&self, from: &Path, to: &Path) -> object_store::Result<()> {
+            self.inner.copy(from, to).await
+        }
+        async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> object_store::Result<()> {
+            self.inner.copy_if_not_exists(from, to).await
+        }
+    }
+
+    fn flaky(failures: u32) -> (Arc<Flaky>, Store) {
+        let f = Arc::new(Flaky {
+            inner: InMemory::new(),
+            failures: failures.into(),
+            puts: 0.into(),
+        });
+        let store = Store::with_object_store(f.clone());
+        (f, store)
+    }
+
+    #[tokio::test]
+    async fn transient_put_failures_are_retried_a_bounded_number_of_times() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let key = Path::from("r/chunks/x");
+        let (f, store) = flaky(DEFAULT_ATTEMPTS - 1);
+        store.put_raw(&key, vec![1, 2, 3]).await.unwrap();
+        assert_eq!(f.puts.load(SeqCst), DEFAULT_ATTEMPTS);
+        assert_eq!(store.get_raw(&key).await.unwrap(), vec![1, 2, 3]);
+        let (f, store) = flaky(DEFAULT_ATTEMPTS);
+        let err = store.put_raw(&key, vec![1]).await.unwrap_err();
+        assert!(matches!(err, FloeError::Store(ref m) if m.contains("connection reset")));
+        assert_eq!(f.puts.load(SeqCst), DEFAULT_ATTEMPTS);
+    }
+
+    #[test]
+    fn bad_urls_are_clear_errors() {
+        let err = Store::from_url("file://relative-host/x").unwrap_err();
+        assert!(err.to_string().contains("file:///"), "{err}");
+        let err = Store::from_url("ftp://host/x").unwrap_err();
+        assert!(err.to_string().contains("unsupported"), "{err}");
+    }
+
+    #[cfg(not(feature = "cloud"))]
+    #[test]
+    fn cloud_urls_need_the_cloud_feature() {
+        for url in ["s3://bucket/prefix", "gs://bucket", "az://container/x"] {
+            let err = Store::from_url(url).unwrap_err();
+            assert!(matches!(err, FloeError::Store(_)));
+            assert!(err.to_string().contains("--features cloud"), "{url}: {err}");
+        }
+    }
+}
