@@ -6,6 +6,12 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "planted-bugs")]
+pub mod bugs;
+pub mod local;
 pub mod machine;
+pub mod state;
 
+pub use local::LocalCoordinator;
 pub use machine::StateMachine;
+pub use state::{Config, State};

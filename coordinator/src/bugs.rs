@@ -1,0 +1,20 @@
+//! Planted bugs: switches that break the state machine on purpose, so the
+//! simulation can prove its oracles catch them. Compiled only with the
+//! `planted-bugs` feature; never part of a release build.
+
+/// Which planted bugs are active. All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// The commit rule lands every rebase without looking for conflicts
+    /// (breaks "exact conflicts": missed conflicts).
+    pub skip_conflict_check: bool,
+    /// The fast-forward check compares only with the tip commit, not with
+    /// every commit since the base (missed conflicts with older commits).
+    pub check_only_tip: bool,
+    /// A task completion is accepted whatever its epoch and lease, so a
+    /// zombie worker's late completion lands.
+    pub accept_stale_epoch: bool,
+    /// Restoring a snapshot drops the idempotency table, so a retry after a
+    /// snapshot install is executed a second time.
+    pub forget_idempotency_on_restore: bool,
+}

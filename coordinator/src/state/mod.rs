@@ -1,0 +1,277 @@
+//! The replicated state machine: repos, branches, tags, commit records,
+//! cooperative sessions and the idempotency table.
+//!
+//! Deterministic: time comes only from the leader timestamp carried by each
+//! command (made monotonic), every collection iterates in key order, and the
+//! whole state encodes canonically for snapshots and digests.
+
+mod commit;
+mod plan;
+mod repo;
+mod session;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hasher};
+
+use floe_protocol::codec;
+use floe_protocol::{
+    ClientId, Command, Envelope, FloeError, Outcome, Query, RepoName, Request, SessionId,
+};
+
+use crate::machine::StateMachine;
+use repo::Repo;
+use session::Session;
+
+/// Tuning of the state machine. Not replicated: every replica must be
+/// started with the same configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How many commits back from a branch tip a rebase may look for its
+    /// base; an older base gets `BaseTooOld`.
+    pub footprint_window: u64,
+    /// How many sequence numbers per client are remembered, counting back
+    /// from the highest seen; older ones get `SeqTooOld`.
+    pub idempotency_window: u64,
+    /// Planted bugs for the simulation's self-test.
+    #[cfg(feature = "planted-bugs")]
+    pub bugs: crate::bugs::Bugs,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            footprint_window: 1000,
+            idempotency_window: 4096,
+            #[cfg(feature = "planted-bugs")]
+            bugs: crate::bugs::Bugs::default(),
+        }
+    }
+}
+
+/// The outcomes remembered for one client.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct ClientLog {
+    /// Highest sequence number executed.
+    highest: u64,
+    /// Outcomes of the retained sequence numbers.
+    outcomes: BTreeMap<u64, Outcome>,
+}
+
+/// What the idempotency table says about an envelope.
+enum Seen {
+    /// Never executed: run it.
+    Fresh,
+    /// Executed before: this was the outcome.
+    Replay(Outcome),
+    /// Older than the retained window.
+    TooOld,
+}
+
+/// The whole replicated state. See the module documentation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(skip)]
+    config: Config,
+    /// Monotonic leader time, ms since the epoch.
+    time: u64,
+    repos: BTreeMap<RepoName, Repo>,
+    sessions: BTreeMap<SessionId, Session>,
+    /// Number of sessions ever opened; the next one is `S{sessions_opened + 1}`.
+    sessions_opened: u64,
+    clients: BTreeMap<ClientId, ClientLog>,
+}
+
+impl State {
+    /// An empty state: no repos, no sessions.
+    pub fn new(config: Config) -> Self {
+        State {
+            config,
+            ..State::default()
+        }
+    }
+
+    /// The state's clock: the highest leader timestamp applied so far.
+    pub fn time(&self) -> u64 {
+        self.time
+    }
+
+    /// The configuration this state runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn repo(&self, name: &RepoName) -> Result<&Repo, FloeError> {
+        self.repos
+            .get(name)
+            .ok_or_else(|| FloeError::UnknownRepo { repo: name.clone() })
+    }
+
+    fn repo_mut(&mut self, name: &RepoName) -> Result<&mut Repo, FloeError> {
+        self.repos
+            .get_mut(name)
+            .ok_or_else(|| FloeError::UnknownRepo { repo: name.clone() })
+    }
+
+    fn seen(&self, client: ClientId, seq: u64) -> Seen {
+        let Some(log) = self.clients.get(&client) else {
+            return Seen::Fresh;
+        };
+        if let Some(outcome) = log.outcomes.get(&seq) {
+            return Seen::Replay(outcome.clone());
+        }
+        if seq < seq_floor(log.highest, self.config.idempotency_window) {
+            return Seen::TooOld;
+        }
+        Seen::Fresh
+    }
+
+    fn remember(&mut self, client: ClientId, seq: u64, outcome: &Outcome) {
+        let window = self.config.idempotency_window;
+        let log = self.clients.entry(client).or_default();
+        log.highest = log.highest.max(seq);
+        log.outcomes.insert(seq, outcome.clone());
+        let floor = seq_floor(log.highest, window);
+        if log
+            .outcomes
+            .first_key_value()
+            .is_some_and(|(&s, _)| s < floor)
+        {
+            log.outcomes = log.outcomes.split_off(&floor);
+        }
+    }
+
+    /// Executes one command against the state (no idempotency check).
+    fn execute(&mut self, command: &Command) -> Outcome {
+        match command {
+            Command::CreateRepo { repo } => self.create_repo(repo),
+            Command::CreateBranch { repo, branch, at } => {
+                self.repo_mut(repo)?.create_branch(branch, *at)
+            }
+            Command::CreateTag { repo, tag, at } => self.repo_mut(repo)?.create_tag(tag, *at),
+            Command::Commit(request) => self.commit(request),
+            Command::OpenSession {
+                repo,
+                branch,
+                plan,
+                lease_ms,
+            } => self.open_session(repo, branch, plan.as_deref(), *lease_ms),
+            Command::ClaimTask { session, worker } => self.claim_task(*session, *worker),
+            Command::RenewLease {
+                session,
+                task,
+                epoch,
+            } => self.renew_lease(*session, *task, *epoch),
+            Command::CompleteTask {
+                session,
+                task,
+                epoch,
+                delta,
+                footprint,
+            } => self.complete_task(*session, *task, *epoch, *delta, footprint),
+            Command::Contribute {
+                session,
+                worker: _,
+                delta,
+                footprint,
+            } => self.contribute(*session, *delta, footprint),
+            Command::CommitSession {
+                session,
+                message,
+                author,
+                mode,
+            } => self.commit_session(*session, message, author, *mode),
+            Command::AbortSession { session } => self.abort_session(*session),
+            Command::RecordCheckpoint {
+                repo,
+                commit,
+                checkpoint,
+            } => self.repo_mut(repo)?.record_checkpoint(*commit, *checkpoint),
+        }
+    }
+
+    fn create_repo(&mut self, name: &RepoName) -> Outcome {
+        if self.repos.contains_key(name) {
+            return Err(FloeError::RepoExists { repo: name.clone() });
+        }
+        let repo = Repo::new(name.clone(), self.time);
+        let root = repo.root();
+        self.repos.insert(name.clone(), repo);
+        Ok(floe_protocol::Reply::RepoCreated { root })
+    }
+}
+
+/// Lowest sequence number retained when `highest` is the highest seen.
+fn seq_floor(highest: u64, window: u64) -> u64 {
+    highest.saturating_sub(window.max(1) - 1)
+}
+
+impl StateMachine for State {
+    fn apply(&mut self, now_ms: u64, envelope: &Envelope) -> Outcome {
+        let command = match &envelope.request {
+            Request::Query(query) => return self.query(query),
+            Request::Command(command) => command,
+        };
+        match self.seen(envelope.client, envelope.seq) {
+            Seen::Replay(outcome) => return outcome,
+            Seen::TooOld => {
+                return Err(FloeError::SeqTooOld {
+                    client: envelope.client.0,
+                    seq: envelope.seq,
+                })
+            }
+            Seen::Fresh => {}
+        }
+        self.time = self.time.max(now_ms);
+        let outcome = self.execute(command);
+        self.remember(envelope.client, envelope.seq, &outcome);
+        outcome
+    }
+
+    fn query(&self, query: &Query) -> Outcome {
+        match query {
+            Query::Checkout { repo, branch } => self.repo(repo)?.checkout(branch),
+            Query::ResolveTag { repo, tag } => self.repo(repo)?.resolve_tag(tag),
+            Query::GetCommit { repo, commit } => self.repo(repo)?.get_commit(*commit),
+            Query::Log {
+                repo,
+                branch,
+                limit,
+            } => self.repo(repo)?.log(branch, *limit),
+            Query::CanFastForward {
+                repo,
+                branch,
+                base,
+                footprint,
+            } => self.can_fast_forward(repo, branch, *base, footprint),
+            Query::Session { session } => self.session_status(*session),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        match codec::encode_snapshot(self) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode the state machine snapshot");
+                Vec::new()
+            }
+        }
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), FloeError> {
+        let mut restored: State = codec::decode_snapshot(snapshot)?;
+        restored.config = self.config.clone();
+        #[cfg(feature = "planted-bugs")]
+        if restored.config.bugs.forget_idempotency_on_restore {
+            restored.clients.clear();
+        }
+        *self = restored;
+        Ok(())
+    }
+
+    fn digest(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        hasher.write(&self.snapshot());
+        hasher.finish()
+    }
+}
