@@ -10,7 +10,9 @@
 pub mod bugs;
 pub mod local;
 pub mod machine;
+pub mod node;
 pub mod state;
+pub mod storage;
 
 pub use local::LocalCoordinator;
 pub use machine::StateMachine;
