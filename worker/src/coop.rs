@@ -547,6 +547,8 @@ struct Job<C> {
     lease_ms: u64,
     idle_ms: u64,
     on_event: Option<EventHook>,
+    /// Set when a worker fails: the others stop claiming.
+    stop: AtomicBool,
 }
 
 impl<C> Job<C> {
@@ -567,9 +569,10 @@ async fn command<C: Coordinator>(coord: &C, cmd: Command) -> Outcome {
 /// then commits the session as one commit.
 ///
 /// A worker whose completion is refused as stale (its lease expired and
-/// the task went to another) logs it and moves on. If workers fail and the
-/// session cannot be completed, the session is aborted and the first
-/// worker error returned.
+/// the task went to another) logs it and moves on. A worker that fails
+/// (source, store or coordinator error) stops the job: the other workers
+/// finish the task in hand and stop claiming, the session is aborted and
+/// the first error returned.
 pub async fn run_plan<C: Coordinator + 'static>(
     coord: Arc<C>,
     store: Store,
@@ -606,6 +609,7 @@ pub async fn run_plan<C: Coordinator + 'static>(
         lease_ms: opts.lease_ms,
         idle_ms: opts.idle_ms.max(1),
         on_event: opts.on_event.clone(),
+        stop: AtomicBool::new(false),
     });
     let first_worker: u64 = rng.gen::<u32>().into();
     let mut handles = Vec::new();
@@ -643,6 +647,10 @@ pub async fn run_plan<C: Coordinator + 'static>(
             }
         }
     }
+    if let Some(error) = first_error {
+        let _ = command(coord.as_ref(), Command::AbortSession { session }).await;
+        return Err(error);
+    }
     let commit = Command::CommitSession {
         session,
         message: opts.message.clone(),
@@ -661,17 +669,10 @@ pub async fn run_plan<C: Coordinator + 'static>(
         }),
         Ok(other) => Err(unexpected("CommitSession", &other)),
         Err(e) => {
-            let error = match (e, first_error) {
-                (FloeError::SessionIncomplete { .. }, Some(worker_error)) => worker_error,
-                (e, _) => e,
-            };
-            if !matches!(
-                error,
-                FloeError::OutOfDate { .. } | FloeError::Conflict { .. }
-            ) {
+            if !matches!(e, FloeError::OutOfDate { .. } | FloeError::Conflict { .. }) {
                 let _ = command(coord.as_ref(), Command::AbortSession { session }).await;
             }
-            Err(error)
+            Err(e)
         }
     }
 }
@@ -681,8 +682,23 @@ async fn worker_loop<C: Coordinator + 'static>(
     worker: WorkerId,
     mut rng: StdRng,
 ) -> Result<WorkerStats, FloeError> {
+    let result = claim_loop(&job, worker, &mut rng).await;
+    if result.is_err() {
+        job.stop.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+async fn claim_loop<C: Coordinator + 'static>(
+    job: &Arc<Job<C>>,
+    worker: WorkerId,
+    rng: &mut StdRng,
+) -> Result<WorkerStats, FloeError> {
     let mut stats = WorkerStats::default();
     loop {
+        if job.stop.load(Ordering::SeqCst) {
+            return Ok(stats);
+        }
         let claim = Command::ClaimTask {
             session: job.session,
             worker,
@@ -698,7 +714,7 @@ async fn worker_loop<C: Coordinator + 'static>(
                     task: grant.task,
                     epoch: grant.epoch,
                 });
-                run_task(&job, worker, &grant, &mut rng, &mut stats).await?;
+                run_task(job, worker, &grant, rng, &mut stats).await?;
             }
         }
     }
