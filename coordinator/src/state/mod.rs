@@ -23,6 +23,8 @@ use crate::machine::StateMachine;
 use repo::Repo;
 use session::Session;
 
+pub use plan::{MAX_LEASE_MS, MAX_PLAN_ROWS, MAX_TASKS};
+
 /// Tuning of the state machine. Not replicated: every replica must be
 /// started with the same configuration.
 #[derive(Clone, Debug)]

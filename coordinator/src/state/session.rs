@@ -424,30 +424,8 @@ impl State {
             });
         }
         validate(&session.arrays, footprint)?;
-        let shared = pool.merged.shared_chunks(footprint);
-        if !shared.is_empty() {
-            let conflicts = shared
-                .into_iter()
-                .map(|(path, chunks)| {
-                    let grid = footprint
-                        .arrays
-                        .get(&path)
-                        .map(|c| c.grid.clone())
-                        .unwrap_or_default();
-                    let listed = chunks
-                        .iter()
-                        .take(MAX_LISTED_CHUNKS)
-                        .map(|i| coord_of(i, &grid))
-                        .collect();
-                    Conflict {
-                        path,
-                        kind: ConflictKind::ChunkDoubleUpdate {
-                            chunks: listed,
-                            total: chunks.len(),
-                        },
-                    }
-                })
-                .collect();
+        let conflicts = overlaps(&pool.merged, footprint);
+        if !conflicts.is_empty() {
             return Err(FloeError::OverlappingContribution { conflicts });
         }
         pool.merged.merge(footprint);
@@ -495,6 +473,29 @@ impl State {
         let status = self.session(id)?.status(id, self.time);
         Ok(Reply::Session(Box::new(status)))
     }
+}
+
+/// The chunks `footprint` shares with earlier contributions, per array.
+fn overlaps(merged: &Footprint, footprint: &Footprint) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for (path, chunks) in merged.shared_chunks(footprint) {
+        let Some(grid) = footprint.arrays.get(&path).map(|c| &c.grid) else {
+            continue;
+        };
+        let listed = chunks
+            .iter()
+            .take(MAX_LISTED_CHUNKS)
+            .map(|i| coord_of(i, grid))
+            .collect();
+        out.push(Conflict {
+            path,
+            kind: ConflictKind::ChunkDoubleUpdate {
+                chunks: listed,
+                total: chunks.len(),
+            },
+        });
+    }
+    out
 }
 
 /// A completion may only write chunks of its task's array inside its region,
