@@ -14,7 +14,15 @@ macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = FloeError;
+            fn try_from(name: String) -> Result<Self, FloeError> {
+                Self::new(name)
+            }
+        }
 
         impl $name {
             /// Validates and wraps a name: 1 to 128 characters of `[A-Za-z0-9._-]`.
@@ -67,7 +75,15 @@ name_type!(
 
 /// The path of an array inside a repo, e.g. `/temperature`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ArrayPath(String);
+
+impl TryFrom<String> for ArrayPath {
+    type Error = FloeError;
+    fn try_from(path: String) -> Result<Self, FloeError> {
+        Self::new(path)
+    }
+}
 
 impl ArrayPath {
     /// Validates an array path: starts with `/`, then `/`-separated non-empty
@@ -203,6 +219,19 @@ mod tests {
         assert_eq!(text, "0123456789abcdef0011223344556677");
         assert_eq!(text.parse::<ObjectId>().ok(), Some(id));
         assert!("xyz".parse::<ObjectId>().is_err());
+    }
+
+    #[test]
+    fn names_are_validated_when_decoded_from_the_wire() {
+        let bad = crate::codec::encode(&"a/b".to_string()).unwrap();
+        assert!(crate::codec::decode::<BranchName>(&bad).is_err());
+        let good = crate::codec::encode(&"main".to_string()).unwrap();
+        assert_eq!(
+            crate::codec::decode::<BranchName>(&good).ok(),
+            BranchName::new("main").ok()
+        );
+        let path = crate::codec::encode(&"no-slash".to_string()).unwrap();
+        assert!(crate::codec::decode::<ArrayPath>(&path).is_err());
     }
 
     #[test]
