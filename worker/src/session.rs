@@ -649,7 +649,9 @@ impl<C: Coordinator> Session<C> {
     /// `Command::Commit` with the base, footprint and mode. On success the
     /// session continues from the new commit with nothing pending.
     /// `OutOfDate{tip}` and `Conflict{tip, conflicts}` come back as those
-    /// errors and leave the session unchanged.
+    /// errors and leave the session unchanged. (Should fetching the new
+    /// commit's record fail after it landed, that error is returned: check
+    /// out again rather than retrying the commit.)
     pub async fn commit(&mut self, message: &str, mode: CommitMode) -> Result<CommitId, FloeError> {
         let deltas = self.ensure_delta().await?.into_iter().collect();
         let request = CommitRequest {

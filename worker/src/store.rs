@@ -9,7 +9,7 @@ use std::time::Duration;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreScheme, PutPayload};
+use object_store::{ObjectStore, PutPayload};
 
 use floe_protocol::{ArrayMeta, FloeError, ObjectId, RepoName};
 
@@ -103,7 +103,12 @@ impl Store {
                 Self::local(dir)
             }
             "memory" => Ok(Self::memory()),
-            _ => Self::cloud(&url),
+            "s3" | "s3a" | "gs" | "az" | "adl" | "azure" | "abfs" | "abfss" | "http" | "https" => {
+                Self::cloud(&url)
+            }
+            _ => Err(FloeError::Store(format!(
+                "{url}: unsupported store URL (expected file:///path, memory://, s3://, gs:// or az://)"
+            ))),
         }
     }
 
@@ -123,25 +128,16 @@ impl Store {
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
         };
-        Ok(Self::with_object_store(store))
+        let mut store = Self::with_object_store(store);
+        store.description = url.to_string();
+        Ok(store)
     }
 
     #[cfg(not(feature = "cloud"))]
     fn cloud(url: &url::Url) -> Result<Self, FloeError> {
-        match ObjectStoreScheme::parse(url) {
-            Ok((
-                ObjectStoreScheme::AmazonS3
-                | ObjectStoreScheme::GoogleCloudStorage
-                | ObjectStoreScheme::MicrosoftAzure
-                | ObjectStoreScheme::Http,
-                _,
-            )) => Err(FloeError::Store(format!(
-                "{url}: cloud object stores are not built in; rebuild with `--features cloud`"
-            ))),
-            _ => Err(FloeError::Store(format!(
-                "{url}: unsupported store URL (expected file:///path, memory://, s3://, gs:// or az://)"
-            ))),
-        }
+        Err(FloeError::Store(format!(
+            "{url}: cloud object stores are not built in; rebuild with `--features cloud`"
+        )))
     }
 
     /// The wrapped object store.
@@ -478,6 +474,14 @@ mod tests {
         assert!(err.to_string().contains("file:///"), "{err}");
         let err = Store::from_url("ftp://host/x").unwrap_err();
         assert!(err.to_string().contains("unsupported"), "{err}");
+    }
+
+    #[cfg(feature = "cloud")]
+    #[test]
+    fn cloud_urls_open_with_the_cloud_feature() {
+        let store = Store::from_url("s3://bucket/some/prefix").unwrap();
+        let text = format!("{store:?}");
+        assert!(text.contains("s3://bucket/some/prefix"), "{text}");
     }
 
     #[cfg(not(feature = "cloud"))]
