@@ -1,1 +1,34 @@
-fn main() {}
+//! The `floe` binary: argument parsing and wiring only.
+
+mod demo;
+mod embedded;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// floe: a Raft-replicated coordinator for concurrent writes to versioned arrays.
+#[derive(Parser)]
+#[command(name = "floe", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay the seed's scenarios on an embedded cluster and a local-disk store.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Demo(args) => demo::run(args),
+    }
+}

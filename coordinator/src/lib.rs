@@ -8,12 +8,14 @@
 
 #[cfg(feature = "planted-bugs")]
 pub mod bugs;
+pub mod embedded;
 pub mod local;
 pub mod machine;
 pub mod node;
 pub mod state;
 pub mod storage;
 
+pub use embedded::EmbeddedCluster;
 pub use local::LocalCoordinator;
 pub use machine::StateMachine;
 pub use state::{Config, State};
