@@ -16,6 +16,7 @@ pub mod chunk;
 pub mod coop;
 pub mod data;
 pub mod format;
+pub mod machine;
 pub mod npy;
 pub mod resolve;
 pub mod session;

@@ -1,0 +1,180 @@
+//! Building a writer's new chunk buffers from its writes, pure: whole
+//! chunks straight from the data, partial chunks read-modify-written from
+//! the base (resolved through [`History`]), asking for whatever is missing.
+
+use std::collections::BTreeMap;
+
+use floe_protocol::{
+    ArrayMeta, ArrayPath, ChunkPart, CommitId, FloeError, Footprint, GeometryError, ObjectId,
+    Region,
+};
+
+use crate::chunk::{covers_whole_chunk, patch_chunk};
+use crate::data::ArrayData;
+use crate::format::{decode_chunk, Manifest, ObjectKind};
+use crate::resolve::{History, Location, Need, Step};
+
+/// Something the build needs fetched before it can go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// A commit record (`Query::GetCommit`).
+    Record(CommitId),
+    /// An object of the store.
+    Object(ObjectKind, ObjectId),
+}
+
+impl From<Need> for Want {
+    fn from(need: Need) -> Self {
+        match need {
+            Need::Record(c) => Want::Record(c),
+            Need::Manifest(id) => Want::Object(ObjectKind::Manifest, id),
+            Need::Checkpoint(id) => Want::Object(ObjectKind::Checkpoint, id),
+        }
+    }
+}
+
+/// What the build reads from: the cache of records and manifests, the
+/// chunk objects fetched, and the base's arrays.
+pub(crate) struct Sources<'a> {
+    pub(crate) history: &'a History,
+    pub(crate) chunks: &'a BTreeMap<ObjectId, Vec<u8>>,
+    pub(crate) arrays: &'a BTreeMap<ArrayPath, ArrayMeta>,
+}
+
+/// New chunk buffers, keyed by array and chunk coordinate.
+pub(crate) type Buffers = BTreeMap<(ArrayPath, Vec<u64>), Vec<u8>>;
+
+/// A resumable build of the chunks of a list of writes against `base`.
+#[derive(Clone, Debug)]
+pub(crate) struct Builder {
+    base: CommitId,
+    write: usize,
+    part: usize,
+    /// The new buffers so far; later writes patch earlier ones.
+    pub(crate) buffers: Buffers,
+}
+
+impl Builder {
+    /// A build against commit `base`.
+    pub(crate) fn new(base: CommitId) -> Self {
+        Builder {
+            base,
+            write: 0,
+            part: 0,
+            buffers: BTreeMap::new(),
+        }
+    }
+
+    /// Goes as far as it can: `Ok(None)` when every write is built,
+    /// `Ok(Some(want))` when something must be fetched first.
+    pub(crate) fn run(
+        &mut self,
+        src: &Sources<'_>,
+        writes: &[(ArrayPath, Region, ArrayData)],
+    ) -> Result<Option<Want>, FloeError> {
+        while let Some((path, region, data)) = writes.get(self.write) {
+            let meta = meta_of(src.arrays, path)?;
+            if self.part == 0 {
+                check_write(path, meta, region, data)?;
+            }
+            let parts = region.chunk_parts(meta);
+            let Some(part) = parts.get(self.part) else {
+                self.write += 1;
+                self.part = 0;
+                continue;
+            };
+            let previous = match self.previous(src, path, meta, part)? {
+                Ok(previous) => previous,
+                Err(want) => return Ok(Some(want)),
+            };
+            let buffer = patch_chunk(meta, previous.as_deref(), part, data)?;
+            self.buffers
+                .insert((path.clone(), part.coord.clone()), buffer);
+            self.part += 1;
+        }
+        Ok(None)
+    }
+
+    /// The current buffer of a partly covered chunk: ours, else the base's,
+    /// else none (fill); `Err(want)` when it must be fetched first.
+    #[allow(clippy::type_complexity)]
+    fn previous(
+        &self,
+        src: &Sources<'_>,
+        path: &ArrayPath,
+        meta: &ArrayMeta,
+        part: &ChunkPart,
+    ) -> Result<Result<Option<Vec<u8>>, Want>, FloeError> {
+        if covers_whole_chunk(meta, part) {
+            return Ok(Ok(None));
+        }
+        if let Some(ours) = self.buffers.get(&(path.clone(), part.coord.clone())) {
+            return Ok(Ok(Some(ours.clone())));
+        }
+        let id = match src.history.resolve(self.base, path, &part.coord)? {
+            Step::Need(need) => return Ok(Err(need.into())),
+            Step::Done(Location::Fill) => return Ok(Ok(None)),
+            Step::Done(Location::Chunk(id)) => id,
+        };
+        match src.chunks.get(&id) {
+            Some(object) => Ok(Ok(Some(decode_chunk(meta, object)?))),
+            None => Ok(Err(Want::Object(ObjectKind::Chunk, id))),
+        }
+    }
+}
+
+/// The metadata of `path` at the base.
+pub(crate) fn meta_of<'a>(
+    arrays: &'a BTreeMap<ArrayPath, ArrayMeta>,
+    path: &ArrayPath,
+) -> Result<&'a ArrayMeta, FloeError> {
+    arrays
+        .get(path)
+        .ok_or_else(|| FloeError::UnknownArray { path: path.clone() })
+}
+
+/// Checks `data` against the region of `path` it is written to.
+pub(crate) fn check_write(
+    path: &ArrayPath,
+    meta: &ArrayMeta,
+    region: &Region,
+    data: &ArrayData,
+) -> Result<(), FloeError> {
+    region
+        .validate(meta)
+        .map_err(|e| FloeError::geometry(path, e))?;
+    if data.dtype != meta.dtype {
+        return Err(FloeError::DTypeMismatch {
+            path: path.clone(),
+            expected: meta.dtype,
+            got: data.dtype,
+        });
+    }
+    data.check().map_err(|e| FloeError::geometry(path, e))?;
+    if data.shape != region.shape() {
+        return Err(FloeError::geometry(
+            path,
+            GeometryError::DataSize {
+                expected: region.elements() * meta.dtype.size() as u64,
+                got: data.bytes.len() as u64,
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// The footprint and the delta manifest of chunks stored under `ids`
+/// (in the order of `buffers`).
+pub(crate) fn delta_of(
+    arrays: &BTreeMap<ArrayPath, ArrayMeta>,
+    keys: &[(ArrayPath, Vec<u64>)],
+    ids: &[ObjectId],
+) -> Result<(Footprint, Manifest), FloeError> {
+    let mut footprint = Footprint::new();
+    let mut manifest = Manifest::new();
+    for ((path, coord), &id) in keys.iter().zip(ids) {
+        footprint.add_chunk(path, meta_of(arrays, path)?, coord);
+        manifest.insert(path.clone(), coord.clone(), id);
+    }
+    Ok((footprint, manifest))
+}

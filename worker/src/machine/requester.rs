@@ -1,0 +1,328 @@
+//! The request/retry core shared by every client machine.
+
+use floe_protocol::{ClientId, Envelope, FloeError, Outcome, Request};
+
+use super::{Effect, Outbox};
+
+/// How a [`Requester`] retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Wait for an answer this long before resending to the next node.
+    pub timeout_ms: u64,
+    /// The timeout doubles on every expiry, up to this.
+    pub max_timeout_ms: u64,
+    /// Pause before resending after `Unavailable` or a `NotLeader` without
+    /// a usable hint.
+    pub redirect_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            timeout_ms: 300,
+            max_timeout_ms: 2_400,
+            redirect_delay_ms: 20,
+        }
+    }
+}
+
+/// The request in flight.
+#[derive(Clone, Debug)]
+struct Inflight {
+    envelope: Envelope,
+    /// The node it was last sent to.
+    to: u64,
+    /// The pending timer: a response timeout, or a pause before resending.
+    timer: u64,
+    /// True when `timer` is a pause (resend to the current target), false
+    /// when it is a response timeout (move on to the next node).
+    pausing: bool,
+    timeout_ms: u64,
+    /// Immediate redirects since the last timer-driven send.
+    redirects: usize,
+}
+
+/// One outstanding request at a time, stamped `(client, seq)` with `seq`
+/// increasing per new request. Sends to the leader hint, else round-robin
+/// over the nodes; on `NotLeader`, `Unavailable` or a timeout it resends
+/// **the same envelope** (same seq) to another node, so the coordinator's
+/// idempotency table makes a command exactly-once. Any other outcome is
+/// final and handed back to the owner.
+#[derive(Clone, Debug)]
+pub struct Requester {
+    client: ClientId,
+    nodes: Vec<u64>,
+    policy: RetryPolicy,
+    last_seq: u64,
+    cursor: usize,
+    leader: Option<u64>,
+    inflight: Option<Inflight>,
+    sends: u64,
+}
+
+impl Requester {
+    /// A requester for `client` over coordinator `nodes` (raft ids; should
+    /// not be empty — node 0 is used if it is). Use a client id no other
+    /// machine (and no earlier incarnation of this one) uses: sequence
+    /// numbers start at 1.
+    pub fn new(client: ClientId, nodes: Vec<u64>, policy: RetryPolicy) -> Self {
+        Requester {
+            client,
+            nodes,
+            policy,
+            last_seq: 0,
+            cursor: 0,
+            leader: None,
+            inflight: None,
+            sends: 0,
+        }
+    }
+
+    /// Replaces the retry policy (for requests sent from now on).
+    pub fn set_policy(&mut self, policy: RetryPolicy) {
+        self.policy = policy;
+    }
+
+    /// The coordinator nodes it sends to.
+    pub fn nodes(&self) -> &[u64] {
+        &self.nodes
+    }
+
+    /// The client id requests are stamped with.
+    pub fn client(&self) -> ClientId {
+        self.client
+    }
+
+    /// True while a request awaits its final outcome.
+    pub fn busy(&self) -> bool {
+        self.inflight.is_some()
+    }
+
+    /// The envelope awaiting its final outcome, if any.
+    pub fn inflight(&self) -> Option<&Envelope> {
+        self.inflight.as_ref().map(|i| &i.envelope)
+    }
+
+    /// Envelopes sent so far, resends included.
+    pub fn sends(&self) -> u64 {
+        self.sends
+    }
+
+    /// Sends a new request under the next seq, abandoning any request in
+    /// flight (its answer will be ignored). Returns the seq.
+    pub fn request(&mut self, out: &mut Outbox, request: Request) -> u64 {
+        self.last_seq += 1;
+        let envelope = Envelope {
+            client: self.client,
+            seq: self.last_seq,
+            request,
+        };
+        let timeout_ms = self.policy.timeout_ms.max(1);
+        let to = self.target();
+        let timer = self.transmit(out, to, &envelope, timeout_ms);
+        self.inflight = Some(Inflight {
+            envelope,
+            to,
+            timer,
+            pausing: false,
+            timeout_ms,
+            redirects: 0,
+        });
+        self.last_seq
+    }
+
+    /// Forgets the request in flight (its answer will be ignored).
+    pub fn cancel(&mut self) {
+        self.inflight = None;
+    }
+
+    /// Handles a response. Returns the outcome when it is final for the
+    /// request in flight; `None` when it was ignored (another seq) or led
+    /// to a resend.
+    pub fn on_response(&mut self, out: &mut Outbox, seq: u64, outcome: Outcome) -> Option<Outcome> {
+        let inflight = self.inflight.as_ref()?;
+        if inflight.envelope.seq != seq {
+            return None;
+        }
+        match outcome {
+            Err(FloeError::NotLeader { leader_hint }) => {
+                self.redirect(out, leader_hint);
+                None
+            }
+            Err(FloeError::Unavailable(_)) => {
+                self.redirect(out, None);
+                None
+            }
+            final_outcome => {
+                self.inflight = None;
+                Some(final_outcome)
+            }
+        }
+    }
+
+    /// Handles a timer; returns true when it was this requester's.
+    pub fn on_timer(&mut self, out: &mut Outbox, token: u64) -> bool {
+        let Some(inflight) = self.inflight.as_mut() else {
+            return false;
+        };
+        if inflight.timer != token {
+            return false;
+        }
+        if !inflight.pausing {
+            // No answer in time: that node may be down or partitioned.
+            inflight.timeout_ms = (inflight.timeout_ms * 2).min(self.policy.max_timeout_ms.max(1));
+            self.leader = None;
+            self.cursor = self.cursor.wrapping_add(1);
+        }
+        self.resend(out, 0);
+        true
+    }
+
+    /// After `NotLeader`/`Unavailable`: follow a fresh hint at once, else
+    /// pause and try the next node.
+    fn redirect(&mut self, out: &mut Outbox, hint: Option<u64>) {
+        let Some(inflight) = self.inflight.as_ref() else {
+            return;
+        };
+        let useful = hint.filter(|h| *h != inflight.to && self.nodes.contains(h));
+        if let Some(leader) = useful.filter(|_| inflight.redirects < self.nodes.len()) {
+            self.leader = Some(leader);
+            let redirects = inflight.redirects + 1;
+            self.resend(out, redirects);
+            return;
+        }
+        self.leader = useful;
+        if useful.is_none() {
+            self.cursor = self.cursor.wrapping_add(1);
+        }
+        let delay = self.policy.redirect_delay_ms.max(1);
+        if let Some(inflight) = self.inflight.as_mut() {
+            inflight.timer = out.timer(delay);
+            inflight.pausing = true;
+            inflight.redirects = 0;
+        }
+    }
+
+    /// Sends the request in flight again, same seq, to the current target.
+    fn resend(&mut self, out: &mut Outbox, redirects: usize) {
+        let to = self.target();
+        let Some(mut inflight) = self.inflight.take() else {
+            return;
+        };
+        inflight.timer = self.transmit(out, to, &inflight.envelope, inflight.timeout_ms);
+        inflight.to = to;
+        inflight.pausing = false;
+        inflight.redirects = redirects;
+        self.inflight = Some(inflight);
+    }
+
+    /// Queues the send and its response timeout; returns the timer token.
+    fn transmit(&mut self, out: &mut Outbox, to: u64, envelope: &Envelope, timeout: u64) -> u64 {
+        self.sends += 1;
+        out.push(Effect::Send {
+            to,
+            envelope: envelope.clone(),
+        });
+        out.timer(timeout)
+    }
+
+    /// The leader hint, else the node under the round-robin cursor.
+    fn target(&self) -> u64 {
+        if let Some(leader) = self.leader {
+            return leader;
+        }
+        match self.nodes.len() {
+            0 => 0,
+            n => self.nodes[self.cursor % n],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floe_protocol::{Query, Reply, RepoName, SessionId};
+
+    fn query() -> Request {
+        Request::Query(Query::Session {
+            session: SessionId(1),
+        })
+    }
+
+    fn drain(out: &mut Outbox) -> Vec<Effect> {
+        std::iter::from_fn(|| out.pop()).collect()
+    }
+
+    fn sent(effects: &[Effect]) -> Vec<(u64, u64)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, envelope } => Some((*to, envelope.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn timer(effects: &[Effect]) -> u64 {
+        effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Timer { token, .. } => Some(*token),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn retries_keep_the_seq_and_move_between_nodes() {
+        let mut out = Outbox::new();
+        let mut r = Requester::new(ClientId(9), vec![1, 2, 3], RetryPolicy::default());
+        let seq = r.request(&mut out, query());
+        let first = drain(&mut out);
+        assert_eq!(sent(&first), vec![(1, seq)]);
+        // Timeout: the next node, same seq.
+        assert!(r.on_timer(&mut out, timer(&first)));
+        let second = drain(&mut out);
+        assert_eq!(sent(&second), vec![(2, seq)]);
+        // NotLeader with a hint: straight to the hint.
+        let hint = Err(FloeError::NotLeader {
+            leader_hint: Some(3),
+        });
+        assert_eq!(r.on_response(&mut out, seq, hint), None);
+        assert_eq!(sent(&drain(&mut out)), vec![(3, seq)]);
+        // A stale answer and a stale timer are ignored.
+        assert_eq!(r.on_response(&mut out, seq + 1, Ok(Reply::Done)), None);
+        assert!(!r.on_timer(&mut out, timer(&first)));
+        assert!(r.busy());
+        // A final answer ends it; the next request gets the next seq.
+        assert_eq!(
+            r.on_response(&mut out, seq, Ok(Reply::Done)),
+            Some(Ok(Reply::Done))
+        );
+        assert!(!r.busy());
+        let next = r.request(&mut out, query());
+        assert_eq!(next, seq + 1);
+        assert_eq!(sent(&drain(&mut out)), vec![(3, next)]);
+    }
+
+    #[test]
+    fn unavailable_pauses_then_tries_another_node() {
+        let mut out = Outbox::new();
+        let mut r = Requester::new(ClientId(9), vec![1, 2], RetryPolicy::default());
+        let seq = r.request(&mut out, query());
+        drain(&mut out);
+        let down = Err(FloeError::Unavailable("x".into()));
+        assert_eq!(r.on_response(&mut out, seq, down), None);
+        let pause = drain(&mut out);
+        assert!(sent(&pause).is_empty());
+        assert!(r.on_timer(&mut out, timer(&pause)));
+        assert_eq!(sent(&drain(&mut out)), vec![(2, seq)]);
+        let other = Err(FloeError::UnknownRepo {
+            repo: RepoName::new("r").unwrap(),
+        });
+        assert!(matches!(
+            r.on_response(&mut out, seq, other),
+            Some(Err(FloeError::UnknownRepo { .. }))
+        ));
+    }
+}

@@ -1,0 +1,558 @@
+//! A cooperative worker: claims tasks of one session, writes their chunks
+//! from a source, completes them under the grant's fencing epoch and
+//! renews its lease meanwhile.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use floe_protocol::{
+    ArrayMeta, ArrayPath, ClientId, Command, FloeError, Footprint, GeometryError, ObjectId,
+    Outcome, Query, Region, Reply, RepoName, Request, SessionId, TaskId, WorkerId,
+};
+
+use crate::chunk::{covers_whole_chunk, patch_chunk};
+use crate::data::ArrayData;
+use crate::format::{encode_chunk, ObjectKind};
+
+use super::build::{check_write, delta_of, meta_of};
+use super::upload::{Progress, Upload};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+
+/// How long a worker waits before claiming again when every remaining task
+/// is held by another worker, ms.
+pub const WORKER_IDLE_MS: u64 = 50;
+
+/// Produces the data of a task: `(array, its metadata, the task's region,
+/// the worker)` to `meta.dtype` elements of the region's shape.
+pub type SourceFn =
+    Arc<dyn Fn(&ArrayPath, &ArrayMeta, &Region, WorkerId) -> ArrayData + Send + Sync>;
+
+/// One `CompleteTask` sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompletionLog {
+    /// The task.
+    pub task: TaskId,
+    /// The epoch presented.
+    pub epoch: u64,
+    /// Its array.
+    pub array: ArrayPath,
+    /// Its region.
+    pub region: Region,
+    /// The data written to the region (row-major bytes).
+    pub data: Vec<u8>,
+    /// The delta manifest sent.
+    pub delta: ObjectId,
+    /// The request's sequence number.
+    pub seq: u64,
+    /// The final outcome, once answered.
+    pub outcome: Option<Outcome>,
+}
+
+/// Where a [`Worker`] stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerStatus {
+    /// Still working.
+    Running,
+    /// No task left (or the session closed).
+    Finished,
+    /// Stopped on an error.
+    Failed(FloeError),
+}
+
+/// What a [`Worker`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerReport {
+    /// Every grant received: task and epoch.
+    pub grants: Vec<(TaskId, u64)>,
+    /// Every completion sent.
+    pub completions: Vec<CompletionLog>,
+    /// Tasks dropped before completing: lease lost, or puts failing.
+    pub abandoned: Vec<(TaskId, u64)>,
+    /// Where it stands.
+    pub status: WorkerStatus,
+}
+
+/// What the requester is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asked {
+    Nothing,
+    Session,
+    Base,
+    Claim,
+    Renew,
+    Complete,
+}
+
+/// Where the task in hand is.
+#[derive(Debug)]
+enum Stage {
+    Chunks(Upload, Vec<(ArrayPath, Vec<u64>)>),
+    Manifest(Upload, Footprint),
+    Completing,
+}
+
+/// The task in hand.
+#[derive(Debug)]
+struct Held {
+    task: TaskId,
+    epoch: u64,
+    array: ArrayPath,
+    region: Region,
+    data: Vec<u8>,
+    renew_timer: u64,
+    /// Renewal interval, ms.
+    every: u64,
+    stage: Stage,
+}
+
+/// A cooperative worker of one session.
+pub struct Worker {
+    worker: WorkerId,
+    session: SessionId,
+    repo: RepoName,
+    source: SourceFn,
+    arrays: Option<BTreeMap<ArrayPath, ArrayMeta>>,
+    lease_ms: Option<u64>,
+    requester: Requester,
+    out: Outbox,
+    rng: SmallRng,
+    asked: Asked,
+    held: Option<Held>,
+    idle_timer: Option<u64>,
+    started: bool,
+    report: WorkerReport,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("worker", &self.worker)
+            .field("session", &self.session)
+            .field("asked", &self.asked)
+            .field("held", &self.held.as_ref().map(|h| (h.task, h.epoch)))
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// A worker `worker` (requests stamped with `client`, a client id of
+    /// its own) of cooperative `session` of `repo`, writing what `source`
+    /// produces, drawing object ids from `seed`. Unless given
+    /// [`Worker::with_arrays`], it first reads the session's base to learn
+    /// the arrays' metadata.
+    pub fn new(
+        worker: WorkerId,
+        client: ClientId,
+        nodes: Vec<u64>,
+        session: SessionId,
+        repo: RepoName,
+        source: SourceFn,
+        seed: u64,
+    ) -> Self {
+        Worker {
+            worker,
+            session,
+            repo,
+            source,
+            arrays: None,
+            lease_ms: None,
+            requester: Requester::new(client, nodes, RetryPolicy::default()),
+            out: Outbox::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            asked: Asked::Nothing,
+            held: None,
+            idle_timer: None,
+            started: false,
+            report: WorkerReport {
+                grants: Vec::new(),
+                completions: Vec::new(),
+                abandoned: Vec::new(),
+                status: WorkerStatus::Running,
+            },
+        }
+    }
+
+    /// Uses these array metadata (the `arrays` of `SessionOpened`) instead
+    /// of reading them from the session's base.
+    pub fn with_arrays(mut self, arrays: BTreeMap<ArrayPath, ArrayMeta>) -> Self {
+        self.arrays = Some(arrays);
+        self
+    }
+
+    /// The session's lease length: renewals go every third of it. Without
+    /// it, the lease is estimated from each grant's `lease_until - now`.
+    pub fn with_lease_ms(mut self, lease_ms: u64) -> Self {
+        self.lease_ms = Some(lease_ms);
+        self
+    }
+
+    /// Replaces the retry policy of its requests.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.requester.set_policy(policy);
+        self
+    }
+
+    /// Its worker id.
+    pub fn id(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// The client id its requests carry.
+    pub fn client(&self) -> ClientId {
+        self.requester.client()
+    }
+
+    /// What it did so far.
+    pub fn report(&self) -> &WorkerReport {
+        &self.report
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> &WorkerStatus {
+        &self.report.status
+    }
+
+    /// The task it holds now, with the grant's epoch.
+    pub fn holding(&self) -> Option<(TaskId, u64)> {
+        self.held.as_ref().map(|h| (h.task, h.epoch))
+    }
+
+    fn ask(&mut self, asked: Asked, request: Request) {
+        self.asked = asked;
+        self.requester.request(&mut self.out, request);
+    }
+
+    fn finish(&mut self, status: WorkerStatus) {
+        self.report.status = status;
+        self.requester.cancel();
+        self.asked = Asked::Nothing;
+        self.held = None;
+        self.idle_timer = None;
+    }
+
+    fn claim(&mut self) {
+        self.idle_timer = None;
+        let cmd = Command::ClaimTask {
+            session: self.session,
+            worker: self.worker,
+        };
+        self.ask(Asked::Claim, Request::Command(cmd));
+    }
+
+    fn on_session(&mut self, outcome: Outcome) {
+        match outcome {
+            Ok(Reply::Session(status)) if status.closed => self.finish(WorkerStatus::Finished),
+            Ok(Reply::Session(status)) => {
+                let q = Query::GetCommit {
+                    repo: self.repo.clone(),
+                    commit: status.base,
+                };
+                self.ask(Asked::Base, Request::Query(q));
+            }
+            Err(FloeError::SessionClosed { .. }) => self.finish(WorkerStatus::Finished),
+            Ok(other) => self.finish(WorkerStatus::Failed(unexpected("Session", &other))),
+            Err(e) => self.finish(WorkerStatus::Failed(e)),
+        }
+    }
+
+    fn on_base(&mut self, outcome: Outcome) {
+        match outcome {
+            Ok(Reply::Commit(record)) => {
+                self.arrays = Some(record.arrays);
+                self.claim();
+            }
+            Ok(other) => self.finish(WorkerStatus::Failed(unexpected("GetCommit", &other))),
+            Err(e) => self.finish(WorkerStatus::Failed(e)),
+        }
+    }
+
+    fn on_claim(&mut self, now_ms: u64, outcome: Outcome) {
+        match outcome {
+            Ok(Reply::TaskGranted {
+                task,
+                array,
+                region,
+                epoch,
+                lease_until,
+            }) => {
+                self.report.grants.push((task, epoch));
+                let lease = self
+                    .lease_ms
+                    .unwrap_or_else(|| lease_until.saturating_sub(now_ms));
+                self.start_task(task, epoch, array, region, renew_interval(lease));
+            }
+            Ok(Reply::NoTask { unfinished: 0, .. }) | Err(FloeError::SessionClosed { .. }) => {
+                self.finish(WorkerStatus::Finished)
+            }
+            Ok(Reply::NoTask { .. }) => self.idle_timer = Some(self.out.timer(WORKER_IDLE_MS)),
+            Ok(other) => self.finish(WorkerStatus::Failed(unexpected("ClaimTask", &other))),
+            Err(e) => self.finish(WorkerStatus::Failed(e)),
+        }
+    }
+
+    fn start_task(
+        &mut self,
+        task: TaskId,
+        epoch: u64,
+        array: ArrayPath,
+        region: Region,
+        every: u64,
+    ) {
+        let built = self.task_chunks(&array, &region);
+        let (data, keys, objects) = match built {
+            Ok(b) => b,
+            Err(e) => return self.finish(WorkerStatus::Failed(e)),
+        };
+        let upload = Upload::start(&mut self.out, &mut self.rng, &self.repo, objects);
+        let renew_timer = self.out.timer(every);
+        self.held = Some(Held {
+            task,
+            epoch,
+            array,
+            region,
+            data,
+            renew_timer,
+            every,
+            stage: Stage::Chunks(upload, keys),
+        });
+    }
+
+    /// The source's data for a task and the encoded chunk objects.
+    #[allow(clippy::type_complexity)]
+    fn task_chunks(
+        &self,
+        array: &ArrayPath,
+        region: &Region,
+    ) -> Result<
+        (
+            Vec<u8>,
+            Vec<(ArrayPath, Vec<u64>)>,
+            Vec<(ObjectKind, Vec<u8>)>,
+        ),
+        FloeError,
+    > {
+        let arrays = self
+            .arrays
+            .as_ref()
+            .ok_or_else(|| FloeError::UnknownArray {
+                path: array.clone(),
+            })?;
+        let meta = meta_of(arrays, array)?;
+        region
+            .validate(meta)
+            .map_err(|e| FloeError::geometry(array, e))?;
+        let parts = region.chunk_parts(meta);
+        if parts.iter().any(|p| !covers_whole_chunk(meta, p)) {
+            let error = GeometryError::NotChunkAligned {
+                region: region.to_string(),
+                chunk_shape: meta.chunk_shape.clone(),
+            };
+            return Err(FloeError::geometry(array, error));
+        }
+        let data = (self.source)(array, meta, region, self.worker);
+        check_write(array, meta, region, &data)?;
+        let mut keys = Vec::with_capacity(parts.len());
+        let mut objects = Vec::with_capacity(parts.len());
+        for part in parts {
+            let buffer = patch_chunk(meta, None, &part, &data)?;
+            objects.push((ObjectKind::Chunk, encode_chunk(meta, &buffer)?));
+            keys.push((array.clone(), part.coord));
+        }
+        Ok((data.bytes, keys, objects))
+    }
+
+    fn on_put(&mut self, token: u64, result: Result<(), String>) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        let progress = match &mut held.stage {
+            Stage::Chunks(up, _) | Stage::Manifest(up, _) => {
+                up.on_put(&mut self.out, &mut self.rng, &self.repo, token, result)
+            }
+            Stage::Completing => return,
+        };
+        match progress {
+            Progress::Ignored | Progress::Waiting => {}
+            Progress::Failed(_) => self.abandon(),
+            Progress::Done(ids) => self.stage_done(ids),
+        }
+    }
+
+    /// An upload of the task in hand finished: put the manifest, or complete.
+    fn stage_done(&mut self, ids: Vec<ObjectId>) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        match std::mem::replace(&mut held.stage, Stage::Completing) {
+            Stage::Chunks(_, keys) => {
+                let arrays = self.arrays.clone().unwrap_or_default();
+                let built = delta_of(&arrays, &keys, &ids).and_then(|(f, m)| Ok((f, m.encode()?)));
+                match built {
+                    Ok((footprint, bytes)) => {
+                        let objects = vec![(ObjectKind::Manifest, bytes)];
+                        let up = Upload::start(&mut self.out, &mut self.rng, &self.repo, objects);
+                        held.stage = Stage::Manifest(up, footprint);
+                    }
+                    Err(e) => self.finish(WorkerStatus::Failed(e)),
+                }
+            }
+            Stage::Manifest(_, footprint) => match ids.first() {
+                Some(&delta) => self.complete(delta, footprint),
+                None => self.abandon(),
+            },
+            Stage::Completing => {}
+        }
+    }
+
+    /// Sends `CompleteTask` (superseding a renewal in flight).
+    fn complete(&mut self, delta: ObjectId, footprint: Footprint) {
+        let Some(held) = self.held.as_ref() else {
+            return;
+        };
+        let cmd = Command::CompleteTask {
+            session: self.session,
+            task: held.task,
+            epoch: held.epoch,
+            delta,
+            footprint,
+        };
+        let mut log = CompletionLog {
+            task: held.task,
+            epoch: held.epoch,
+            array: held.array.clone(),
+            region: held.region.clone(),
+            data: held.data.clone(),
+            delta,
+            seq: 0,
+            outcome: None,
+        };
+        self.asked = Asked::Complete;
+        log.seq = self.requester.request(&mut self.out, Request::Command(cmd));
+        self.report.completions.push(log);
+    }
+
+    fn on_complete(&mut self, outcome: Outcome) {
+        if let Some(last) = self.report.completions.last_mut() {
+            last.outcome = Some(outcome.clone());
+        }
+        self.held = None;
+        match outcome {
+            Ok(Reply::Accepted { unfinished: 0 }) | Err(FloeError::SessionClosed { .. }) => {
+                self.finish(WorkerStatus::Finished)
+            }
+            Ok(Reply::Accepted { .. }) | Err(FloeError::StaleEpoch { .. }) => self.claim(),
+            Ok(other) => self.finish(WorkerStatus::Failed(unexpected("CompleteTask", &other))),
+            Err(e) => self.finish(WorkerStatus::Failed(e)),
+        }
+    }
+
+    /// Drops the task in hand (its objects become garbage) and claims again.
+    fn abandon(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.report.abandoned.push((held.task, held.epoch));
+        }
+        self.claim();
+    }
+
+    fn on_renew_timer(&mut self, token: u64) -> bool {
+        let Some(held) = self.held.as_mut() else {
+            return false;
+        };
+        if held.renew_timer != token {
+            return false;
+        }
+        held.renew_timer = self.out.timer(held.every);
+        if self.asked == Asked::Nothing {
+            let cmd = Command::RenewLease {
+                session: self.session,
+                task: held.task,
+                epoch: held.epoch,
+            };
+            self.ask(Asked::Renew, Request::Command(cmd));
+        }
+        true
+    }
+
+    fn on_renew(&mut self, outcome: Outcome) {
+        self.asked = Asked::Nothing;
+        match outcome {
+            Err(FloeError::SessionClosed { .. }) => self.finish(WorkerStatus::Finished),
+            Err(
+                FloeError::StaleEpoch { .. }
+                | FloeError::UnknownSession { .. }
+                | FloeError::UnknownTask { .. },
+            ) => self.abandon(),
+            _ => {}
+        }
+    }
+
+    fn on_outcome(&mut self, now_ms: u64, outcome: Outcome) {
+        match self.asked {
+            Asked::Session => self.on_session(outcome),
+            Asked::Base => self.on_base(outcome),
+            Asked::Claim => self.on_claim(now_ms, outcome),
+            Asked::Renew => self.on_renew(outcome),
+            Asked::Complete => self.on_complete(outcome),
+            Asked::Nothing => {}
+        }
+    }
+
+    fn on_timer(&mut self, token: u64) {
+        if self.requester.on_timer(&mut self.out, token) || self.on_renew_timer(token) {
+            return;
+        }
+        if self.idle_timer == Some(token) {
+            self.claim();
+        }
+    }
+}
+
+/// Renewals go every third of the lease, so two may be lost before it expires.
+fn renew_interval(lease_ms: u64) -> u64 {
+    (lease_ms / 3).max(1)
+}
+
+impl Machine for Worker {
+    fn start(&mut self, _now_ms: u64) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if self.arrays.is_some() {
+            return self.claim();
+        }
+        let q = Query::Session {
+            session: self.session,
+        };
+        self.ask(Asked::Session, Request::Query(q));
+    }
+
+    fn handle(&mut self, now_ms: u64, input: Input) {
+        if self.is_done() {
+            return;
+        }
+        match input {
+            Input::Response { seq, outcome } => {
+                if let Some(outcome) = self.requester.on_response(&mut self.out, seq, outcome) {
+                    self.on_outcome(now_ms, outcome);
+                }
+            }
+            Input::Timer { token } => self.on_timer(token),
+            Input::PutDone { token, result } => self.on_put(token, result),
+            Input::GetDone { .. } => {}
+        }
+    }
+
+    fn poll(&mut self) -> Option<Effect> {
+        self.out.pop()
+    }
+
+    fn is_done(&self) -> bool {
+        !matches!(self.report.status, WorkerStatus::Running)
+    }
+}

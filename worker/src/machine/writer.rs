@@ -1,0 +1,562 @@
+//! A non-cooperative writer running one script: check out, write regions
+//! (partial chunks read-modify-written from the base), put the chunks and
+//! one delta manifest, commit — with the seed's fast-forward loop and an
+//! optional manual retry after a conflict.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use floe_protocol::{
+    ArrayMeta, ArrayPath, BranchName, ClientId, Command, CommitId, CommitMode, CommitRecord,
+    CommitRequest, Conflict, FloeError, Footprint, ObjectId, Outcome, Query, Region, Reply,
+    RepoName, Request,
+};
+
+use crate::data::ArrayData;
+use crate::format::{encode_chunk, object_key, Manifest, ObjectKind};
+use crate::resolve::History;
+
+use super::build::{delta_of, meta_of, Builder, Sources, Want};
+use super::upload::{Progress, Upload};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+
+/// Most commits sent on one checkout by the fast-forward loop.
+pub const MAX_FAST_FORWARDS: usize = 64;
+/// Attempts per object read before the writer fails.
+pub const MAX_GET_ATTEMPTS: u32 = 8;
+
+/// What a [`Writer`] does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriterScript {
+    /// The repo.
+    pub repo: RepoName,
+    /// The branch checked out and committed to.
+    pub branch: BranchName,
+    /// Unique base of the commit messages: `"{tag}#{n}"`, n counting
+    /// fresh checkouts from 1.
+    pub tag: String,
+    /// The regions written, in order, with their data.
+    pub writes: Vec<(ArrayPath, Region, ArrayData)>,
+    /// How commits are sent.
+    pub mode: CommitMode,
+    /// On `OutOfDate`: ask `CanFastForward`; on "yes" commit again on the
+    /// new tip, looping (the seed's Example 1). Without it `OutOfDate` is
+    /// final ([`WriterStatus::Failed`]).
+    pub seed_loop: bool,
+    /// On a conflict (or a "no" to `CanFastForward`): check out again,
+    /// redo the writes, commit once more (the seed's Example 2).
+    pub manual_retry: bool,
+}
+
+/// One `Command::Commit` sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptLog {
+    /// The commit message.
+    pub message: String,
+    /// The checkout the data was computed against.
+    pub data_base: CommitId,
+    /// The base sent (differs from `data_base` after a fast-forward).
+    pub base_sent: CommitId,
+    /// The footprint sent.
+    pub footprint: Footprint,
+    /// The script's writes: array, region and the data's bytes.
+    pub writes: Vec<(ArrayPath, Region, Vec<u8>)>,
+    /// The mode sent.
+    pub mode: CommitMode,
+    /// The request's sequence number.
+    pub seq: u64,
+    /// The final outcome, once answered (`None`: unknown, it may have landed).
+    pub outcome: Option<Outcome>,
+}
+
+/// Where a [`Writer`] stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriterStatus {
+    /// Still working.
+    Running,
+    /// A commit landed.
+    Committed {
+        /// The new commit.
+        commit: CommitId,
+        /// The tip it landed on.
+        parent: CommitId,
+        /// Commits it was fast-forwarded over server-side.
+        rebased_over: u32,
+    },
+    /// Refused with a conflict, and no retry left.
+    Conflict {
+        /// The tip the conflict is about.
+        tip: CommitId,
+        /// What collided.
+        conflicts: Vec<Conflict>,
+    },
+    /// Any other failure.
+    Failed(FloeError),
+}
+
+/// What a [`Writer`] did, for the simulation's oracles.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriterReport {
+    /// Every checkout's commit, in order.
+    pub checkouts: Vec<CommitId>,
+    /// One entry per `Command::Commit` sent.
+    pub attempts: Vec<AttemptLog>,
+    /// Every `CanFastForward` answer: the base asked about and the
+    /// `Reply::FastForward`.
+    pub fast_forward_answers: Vec<(CommitId, Reply)>,
+    /// Where it stands.
+    pub status: WriterStatus,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    CheckingOut,
+    /// Building chunks; waiting for a fetch (a `GetCommit` or a get).
+    Building(Builder),
+    PuttingChunks(Upload, Vec<(ArrayPath, Vec<u64>)>),
+    PuttingManifest(Upload, Footprint),
+    Committing,
+    Asking,
+    Done,
+}
+
+/// A pending object read.
+#[derive(Clone, Copy, Debug)]
+struct Get {
+    token: u64,
+    kind: ObjectKind,
+    id: ObjectId,
+    attempts: u32,
+}
+
+/// The current checkout: what was sent or will be.
+#[derive(Clone, Debug)]
+struct Checkout {
+    n: u32,
+    record: CommitRecord,
+    base_sent: CommitId,
+    footprint: Footprint,
+    deltas: Vec<ObjectId>,
+    commits_sent: usize,
+}
+
+/// A non-cooperative writer (see [`WriterScript`]).
+#[derive(Debug)]
+pub struct Writer {
+    script: WriterScript,
+    requester: Requester,
+    out: Outbox,
+    rng: SmallRng,
+    history: History,
+    chunks: BTreeMap<ObjectId, Vec<u8>>,
+    phase: Phase,
+    checkout: Option<Checkout>,
+    get: Option<Get>,
+    retries_left: u32,
+    author: String,
+    report: WriterReport,
+}
+
+impl Writer {
+    /// A writer for `client` (a client id of its own) over coordinator
+    /// `nodes`, drawing object ids from `seed`.
+    pub fn new(client: ClientId, nodes: Vec<u64>, script: WriterScript, seed: u64) -> Self {
+        Writer {
+            retries_left: u32::from(script.manual_retry),
+            script,
+            requester: Requester::new(client, nodes, RetryPolicy::default()),
+            out: Outbox::new(),
+            rng: SmallRng::seed_from_u64(seed),
+            history: History::new(),
+            chunks: BTreeMap::new(),
+            phase: Phase::Idle,
+            checkout: None,
+            get: None,
+            author: "floe-writer".into(),
+            report: WriterReport {
+                checkouts: Vec::new(),
+                attempts: Vec::new(),
+                fast_forward_answers: Vec::new(),
+                status: WriterStatus::Running,
+            },
+        }
+    }
+
+    /// Replaces the retry policy of its requests.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.requester.set_policy(policy);
+        self
+    }
+
+    /// Sets the author recorded in its commits.
+    pub fn with_author(mut self, author: impl Into<String>) -> Self {
+        self.author = author.into();
+        self
+    }
+
+    /// The script.
+    pub fn script(&self) -> &WriterScript {
+        &self.script
+    }
+
+    /// What it did so far.
+    pub fn report(&self) -> &WriterReport {
+        &self.report
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> &WriterStatus {
+        &self.report.status
+    }
+
+    /// The client id its requests carry.
+    pub fn client(&self) -> ClientId {
+        self.requester.client()
+    }
+
+    fn finish(&mut self, status: WriterStatus) {
+        self.report.status = status;
+        self.phase = Phase::Done;
+        self.requester.cancel();
+        self.get = None;
+    }
+
+    fn fail(&mut self, error: FloeError) {
+        self.finish(WriterStatus::Failed(error));
+    }
+
+    fn send_checkout(&mut self) {
+        let q = Query::Checkout {
+            repo: self.script.repo.clone(),
+            branch: self.script.branch.clone(),
+        };
+        self.requester.request(&mut self.out, Request::Query(q));
+        self.phase = Phase::CheckingOut;
+    }
+
+    fn on_checkout(&mut self, outcome: Outcome) {
+        let record = match outcome {
+            Ok(Reply::Commit(record)) => *record,
+            Ok(other) => return self.fail(unexpected("Checkout", &other)),
+            Err(e) => return self.fail(e),
+        };
+        let n = self.checkout.as_ref().map_or(1, |c| c.n + 1);
+        self.report.checkouts.push(record.id);
+        self.history.insert_record(record.clone());
+        self.checkout = Some(Checkout {
+            n,
+            base_sent: record.id,
+            footprint: Footprint::new(),
+            deltas: Vec::new(),
+            commits_sent: 0,
+            record,
+        });
+        self.phase = Phase::Building(Builder::new(self.base()));
+        self.build();
+    }
+
+    fn base(&self) -> CommitId {
+        self.checkout.as_ref().map_or(CommitId(0), |c| c.record.id)
+    }
+
+    fn arrays(&self) -> BTreeMap<ArrayPath, ArrayMeta> {
+        self.checkout
+            .as_ref()
+            .map(|c| c.record.arrays.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs the build until it needs a fetch or is done.
+    fn build(&mut self) {
+        let Phase::Building(mut builder) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        let arrays = self.arrays();
+        let src = Sources {
+            history: &self.history,
+            chunks: &self.chunks,
+            arrays: &arrays,
+        };
+        match builder.run(&src, &self.script.writes) {
+            Err(e) => self.fail(e),
+            Ok(Some(want)) => {
+                self.phase = Phase::Building(builder);
+                self.fetch(want);
+            }
+            Ok(None) => self.put_chunks(builder, &arrays),
+        }
+    }
+
+    fn fetch(&mut self, want: Want) {
+        match want {
+            Want::Record(commit) => {
+                let q = Query::GetCommit {
+                    repo: self.script.repo.clone(),
+                    commit,
+                };
+                self.requester.request(&mut self.out, Request::Query(q));
+            }
+            Want::Object(kind, id) => self.send_get(kind, id, 1),
+        }
+    }
+
+    fn send_get(&mut self, kind: ObjectKind, id: ObjectId, attempts: u32) {
+        let key = object_key(&self.script.repo, kind, id).to_string();
+        let token = self.out.get(key);
+        self.get = Some(Get {
+            token,
+            kind,
+            id,
+            attempts,
+        });
+    }
+
+    fn on_record(&mut self, outcome: Outcome) {
+        match outcome {
+            Ok(Reply::Commit(record)) => {
+                self.history.insert_record(*record);
+                self.build();
+            }
+            Ok(other) => self.fail(unexpected("GetCommit", &other)),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn on_get(&mut self, token: u64, result: Result<Option<Vec<u8>>, String>) {
+        let Some(get) = self.get.filter(|g| g.token == token) else {
+            return;
+        };
+        self.get = None;
+        let bytes = match result {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return self.fail(FloeError::Store(format!("object {} is missing", get.id)))
+            }
+            Err(e) if get.attempts >= MAX_GET_ATTEMPTS => {
+                return self.fail(FloeError::Store(format!("get failed: {e}")))
+            }
+            Err(_) => return self.send_get(get.kind, get.id, get.attempts + 1),
+        };
+        match get.kind {
+            ObjectKind::Chunk => {
+                self.chunks.insert(get.id, bytes);
+            }
+            ObjectKind::Manifest | ObjectKind::Checkpoint => match Manifest::decode(&bytes) {
+                Ok(m) => self.history.insert_manifest(get.id, Arc::new(m)),
+                Err(e) => return self.fail(e),
+            },
+        }
+        self.build();
+    }
+
+    fn put_chunks(&mut self, builder: Builder, arrays: &BTreeMap<ArrayPath, ArrayMeta>) {
+        let mut keys = Vec::new();
+        let mut objects = Vec::new();
+        for ((path, coord), buffer) in builder.buffers {
+            let encoded = meta_of(arrays, &path).and_then(|m| encode_chunk(m, &buffer));
+            match encoded {
+                Ok(bytes) => objects.push((ObjectKind::Chunk, bytes)),
+                Err(e) => return self.fail(e),
+            }
+            keys.push((path, coord));
+        }
+        if keys.is_empty() {
+            return self.send_commit();
+        }
+        let upload = Upload::start(&mut self.out, &mut self.rng, &self.script.repo, objects);
+        self.phase = Phase::PuttingChunks(upload, keys);
+    }
+
+    fn on_put(&mut self, token: u64, result: Result<(), String>) {
+        let repo = self.script.repo.clone();
+        let progress = match &mut self.phase {
+            Phase::PuttingChunks(up, _) | Phase::PuttingManifest(up, _) => {
+                up.on_put(&mut self.out, &mut self.rng, &repo, token, result)
+            }
+            _ => return,
+        };
+        match (progress, std::mem::replace(&mut self.phase, Phase::Idle)) {
+            (Progress::Done(ids), Phase::PuttingChunks(_, keys)) => self.put_manifest(&keys, &ids),
+            (Progress::Done(ids), Phase::PuttingManifest(_, footprint)) => {
+                if let Some(c) = self.checkout.as_mut() {
+                    c.footprint = footprint;
+                    c.deltas = ids;
+                }
+                self.send_commit();
+            }
+            (Progress::Failed(e), _) => self.fail(e),
+            (_, phase) => self.phase = phase,
+        }
+    }
+
+    fn put_manifest(&mut self, keys: &[(ArrayPath, Vec<u64>)], ids: &[ObjectId]) {
+        let built = delta_of(&self.arrays(), keys, ids).and_then(|(f, m)| Ok((f, m.encode()?)));
+        match built {
+            Ok((footprint, bytes)) => {
+                let objects = vec![(ObjectKind::Manifest, bytes)];
+                let up = Upload::start(&mut self.out, &mut self.rng, &self.script.repo, objects);
+                self.phase = Phase::PuttingManifest(up, footprint);
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn send_commit(&mut self) {
+        let Some(c) = self.checkout.as_mut() else {
+            return self.fail(FloeError::InvalidChange {
+                why: "commit without a checkout".into(),
+            });
+        };
+        if c.commits_sent >= MAX_FAST_FORWARDS {
+            let tip = c.base_sent;
+            return self.fail(FloeError::OutOfDate { tip });
+        }
+        c.commits_sent += 1;
+        let (base_sent, data_base) = (c.base_sent, c.record.id);
+        let request = CommitRequest {
+            repo: self.script.repo.clone(),
+            branch: self.script.branch.clone(),
+            base: base_sent,
+            footprint: c.footprint.clone(),
+            deltas: c.deltas.clone(),
+            message: format!("{}#{}", self.script.tag, c.n),
+            author: self.author.clone(),
+            mode: self.script.mode,
+        };
+        let log = self.attempt_log(&request, data_base);
+        let command = Request::Command(Command::Commit(request));
+        let seq = self.requester.request(&mut self.out, command);
+        self.report.attempts.push(AttemptLog { seq, ..log });
+        self.phase = Phase::Committing;
+    }
+
+    /// The log entry of a commit request (its seq still 0).
+    fn attempt_log(&self, request: &CommitRequest, data_base: CommitId) -> AttemptLog {
+        let writes = self.script.writes.iter();
+        AttemptLog {
+            message: request.message.clone(),
+            data_base,
+            base_sent: request.base,
+            footprint: request.footprint.clone(),
+            writes: writes
+                .map(|(p, r, d)| (p.clone(), r.clone(), d.bytes.clone()))
+                .collect(),
+            mode: request.mode,
+            seq: 0,
+            outcome: None,
+        }
+    }
+
+    fn on_commit(&mut self, outcome: Outcome) {
+        if let Some(last) = self.report.attempts.last_mut() {
+            last.outcome = Some(outcome.clone());
+        }
+        match outcome {
+            Ok(Reply::Committed {
+                commit,
+                parent,
+                rebased_over,
+            }) => self.finish(WriterStatus::Committed {
+                commit,
+                parent,
+                rebased_over,
+            }),
+            Err(FloeError::OutOfDate { .. }) if self.script.seed_loop => self.ask(),
+            Err(FloeError::Conflict { tip, conflicts }) => self.conflict(tip, conflicts),
+            Ok(other) => self.fail(unexpected("Commit", &other)),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The seed's "can I fast forward?".
+    fn ask(&mut self) {
+        let Some(c) = self.checkout.as_ref() else {
+            return;
+        };
+        let q = Query::CanFastForward {
+            repo: self.script.repo.clone(),
+            branch: self.script.branch.clone(),
+            base: c.base_sent,
+            footprint: c.footprint.clone(),
+        };
+        self.requester.request(&mut self.out, Request::Query(q));
+        self.phase = Phase::Asking;
+    }
+
+    fn on_answer(&mut self, outcome: Outcome) {
+        let (tip, conflicts) = match outcome {
+            Ok(Reply::FastForward { tip, conflicts }) => (tip, conflicts),
+            Ok(other) => return self.fail(unexpected("CanFastForward", &other)),
+            Err(e) => return self.fail(e),
+        };
+        let asked = self.checkout.as_ref().map_or(CommitId(0), |c| c.base_sent);
+        let answer = Reply::FastForward {
+            tip,
+            conflicts: conflicts.clone(),
+        };
+        self.report.fast_forward_answers.push((asked, answer));
+        if !conflicts.is_empty() {
+            return self.conflict(tip, conflicts);
+        }
+        if let Some(c) = self.checkout.as_mut() {
+            c.base_sent = tip;
+        }
+        self.send_commit();
+    }
+
+    fn conflict(&mut self, tip: CommitId, conflicts: Vec<Conflict>) {
+        if self.retries_left == 0 {
+            return self.finish(WriterStatus::Conflict { tip, conflicts });
+        }
+        self.retries_left -= 1;
+        self.send_checkout();
+    }
+
+    fn on_outcome(&mut self, outcome: Outcome) {
+        match self.phase {
+            Phase::CheckingOut => self.on_checkout(outcome),
+            Phase::Building(_) => self.on_record(outcome),
+            Phase::Committing => self.on_commit(outcome),
+            Phase::Asking => self.on_answer(outcome),
+            _ => {}
+        }
+    }
+}
+
+impl Machine for Writer {
+    fn start(&mut self, _now_ms: u64) {
+        if matches!(self.phase, Phase::Idle) {
+            self.send_checkout();
+        }
+    }
+
+    fn handle(&mut self, _now_ms: u64, input: Input) {
+        if self.is_done() {
+            return;
+        }
+        match input {
+            Input::Response { seq, outcome } => {
+                if let Some(outcome) = self.requester.on_response(&mut self.out, seq, outcome) {
+                    self.on_outcome(outcome);
+                }
+            }
+            Input::Timer { token } => {
+                self.requester.on_timer(&mut self.out, token);
+            }
+            Input::PutDone { token, result } => self.on_put(token, result),
+            Input::GetDone { token, result } => self.on_get(token, result),
+        }
+    }
+
+    fn poll(&mut self) -> Option<Effect> {
+        self.out.pop()
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+}
