@@ -1,5 +1,6 @@
 //! The `floe` binary: argument parsing and wiring only.
 
+mod bench;
 mod demo;
 mod embedded;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Replay the seed's scenarios on an embedded cluster and a local-disk store.
     Demo(demo::DemoArgs),
+    /// Side-by-side benchmarks on the embedded cluster (figures, not tests).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -30,5 +33,6 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
