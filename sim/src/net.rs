@@ -20,6 +20,8 @@ pub enum Addr {
 #[derive(Default)]
 pub struct Network {
     cut: BTreeSet<(Addr, Addr)>,
+    /// Endpoints cut off from everyone, both ways (a clog).
+    isolated: BTreeSet<Addr>,
 }
 
 impl Network {
@@ -28,14 +30,27 @@ impl Network {
         self.cut.insert((from, to));
     }
 
+    /// Cuts `addr` off from every endpoint, both ways.
+    pub fn isolate(&mut self, addr: Addr) {
+        self.isolated.insert(addr);
+    }
+
     /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
+        self.isolated.clear();
     }
 
     /// True when any link is cut.
     pub fn is_cut(&self) -> bool {
-        !self.cut.is_empty()
+        !self.cut.is_empty() || !self.isolated.is_empty()
+    }
+
+    /// True when a message `from -> to` is lost to a cut.
+    pub fn blocked(&self, from: Addr, to: Addr) -> bool {
+        self.isolated.contains(&from)
+            || self.isolated.contains(&to)
+            || self.cut.contains(&(from, to))
     }
 
     /// The delivery delays of one message: empty when it is lost, two
@@ -48,7 +63,7 @@ impl Network {
         from: Addr,
         to: Addr,
     ) -> Vec<u64> {
-        if self.cut.contains(&(from, to)) {
+        if self.blocked(from, to) {
             return Vec::new();
         }
         if plan.drop > 0.0 && rng.gen_bool(plan.drop) {

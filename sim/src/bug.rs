@@ -1,0 +1,89 @@
+//! Planted bugs: switches in the coordinator (built with its
+//! `planted-bugs` feature) that the simulation turns on to prove its oracles
+//! have teeth. Each must be caught within a small budget of seeds.
+
+use floe_coordinator::bugs::Bugs;
+use floe_coordinator::node::NodeBugs;
+
+/// One planted bug, switchable only through the simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bug {
+    /// Rebases land without looking for conflicts.
+    SkipConflictCheck,
+    /// The fast-forward check compares only with the tip commit.
+    CheckOnlyTip,
+    /// The leader applies and answers before the entry is committed.
+    ReplyBeforeCommit,
+    /// A completion is accepted whatever its epoch.
+    AcceptStaleEpoch,
+    /// Restoring a snapshot forgets the idempotency table.
+    ForgetIdempotencyOnRestore,
+    /// A follower restores a stale (older) snapshot, rolling back.
+    SnapshotOutOfOrder,
+}
+
+impl Bug {
+    /// Every planted bug.
+    pub const ALL: [Bug; 6] = [
+        Bug::SkipConflictCheck,
+        Bug::CheckOnlyTip,
+        Bug::ReplyBeforeCommit,
+        Bug::AcceptStaleEpoch,
+        Bug::ForgetIdempotencyOnRestore,
+        Bug::SnapshotOutOfOrder,
+    ];
+
+    /// The bug's name on the command line (`floe sim --bug NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::SkipConflictCheck => "skip-conflict-check",
+            Bug::CheckOnlyTip => "check-only-tip",
+            Bug::ReplyBeforeCommit => "reply-before-commit",
+            Bug::AcceptStaleEpoch => "accept-stale-epoch",
+            Bug::ForgetIdempotencyOnRestore => "forget-idempotency-on-restore",
+            Bug::SnapshotOutOfOrder => "snapshot-out-of-order",
+        }
+    }
+
+    /// The bug named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// The state-machine switches for `bug` (all off for `None`).
+    pub(crate) fn state_bugs(bug: Option<Bug>) -> Bugs {
+        Bugs {
+            skip_conflict_check: bug == Some(Bug::SkipConflictCheck),
+            check_only_tip: bug == Some(Bug::CheckOnlyTip),
+            accept_stale_epoch: bug == Some(Bug::AcceptStaleEpoch),
+            forget_idempotency_on_restore: bug == Some(Bug::ForgetIdempotencyOnRestore),
+        }
+    }
+
+    /// The node-core switches for `bug`.
+    pub(crate) fn node_bugs(bug: Option<Bug>) -> NodeBugs {
+        NodeBugs {
+            reply_before_commit: bug == Some(Bug::ReplyBeforeCommit),
+            apply_snapshot_out_of_order: bug == Some(Bug::SnapshotOutOfOrder),
+        }
+    }
+}
+
+impl std::fmt::Display for Bug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for bug in Bug::ALL {
+            assert_eq!(Bug::from_name(bug.name()), Some(bug));
+        }
+        assert_eq!(Bug::from_name("nope"), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! The clients the simulation runs: the real sans-IO client machines of
+//! `worker::machine` (writers, cooperative jobs and their workers) and two
+//! built-in ones (setup, a cheap aligned writer), all driven alike.
+
+pub mod setup;
+pub mod simple;
+
+pub use floe_worker::machine::{Effect, Input, Machine};
+
+use floe_protocol::Reply;
+use floe_worker::machine::{Job, Worker, Writer};
+
+use crate::model::Write;
+use crate::obs::{Attempt, FfAnswer, Observations};
+
+/// One client of the simulation.
+pub enum Client {
+    /// Creates the repo and arrays.
+    Setup(setup::Setup),
+    /// The built-in aligned writer.
+    Simple(simple::SimpleWriter),
+    /// A real non-cooperative writer.
+    Writer(Box<Writer>),
+    /// A cooperative job's driver; `job` numbers the jobs of the run.
+    Job {
+        /// The machine.
+        job: Box<Job>,
+        /// Its number.
+        number: usize,
+        /// Whether its workers were started.
+        staffed: bool,
+    },
+    /// A cooperative worker of job `number`.
+    Worker {
+        /// The machine.
+        worker: Box<Worker>,
+        /// Its job's number.
+        number: usize,
+    },
+}
+
+impl Client {
+    /// The machine to drive.
+    pub fn machine(&mut self) -> &mut dyn Machine {
+        match self {
+            Client::Setup(m) => m,
+            Client::Simple(m) => m,
+            Client::Writer(m) => m.as_mut(),
+            Client::Job { job, .. } => job.as_mut(),
+            Client::Worker { worker, .. } => worker.as_mut(),
+        }
+    }
+
+    /// True when its work is over.
+    pub fn is_done(&self) -> bool {
+        match self {
+            Client::Setup(m) => m.is_done(),
+            Client::Simple(m) => m.is_done(),
+            Client::Writer(m) => m.is_done(),
+            Client::Job { job, .. } => job.is_done(),
+            Client::Worker { worker, .. } => worker.is_done(),
+        }
+    }
+
+    /// True for a cooperative worker (the target of worker faults).
+    pub fn is_worker(&self) -> bool {
+        matches!(self, Client::Worker { .. })
+    }
+
+    /// True for a cooperative worker holding a task.
+    pub fn holds_task(&self) -> bool {
+        matches!(self, Client::Worker { worker, .. } if worker.holding().is_some())
+    }
+
+    /// Adds the non-cooperative attempts and answers it saw to `obs`
+    /// (cooperative runs are gathered per job by the world).
+    pub fn observe(&self, index: u32, obs: &mut Observations) {
+        match self {
+            Client::Setup(m) => obs.attempts.extend(m.attempt.iter().cloned()),
+            Client::Simple(m) => {
+                obs.attempts.extend(m.attempts.iter().cloned());
+                obs.ff_answers.extend(m.ff_answers.iter().cloned());
+            }
+            Client::Writer(m) => observe_writer(m, index, obs),
+            Client::Job { .. } | Client::Worker { .. } => {}
+        }
+    }
+
+    /// What kind of client it is, for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Client::Setup(_) => "setup",
+            Client::Simple(_) => "simple-writer",
+            Client::Writer(_) => "writer",
+            Client::Job { .. } => "job",
+            Client::Worker { .. } => "worker",
+        }
+    }
+}
+
+fn observe_writer(w: &Writer, client: u32, obs: &mut Observations) {
+    let report = w.report();
+    for a in &report.attempts {
+        obs.attempts.push(Attempt {
+            client,
+            message: a.message.clone(),
+            data_base: a.data_base,
+            base_sent: a.base_sent,
+            footprint: a.footprint.clone(),
+            writes: a.writes.iter().map(to_write).collect(),
+            mode: a.mode,
+            outcome: a.outcome.clone(),
+        });
+    }
+    for (base, reply) in &report.fast_forward_answers {
+        let Reply::FastForward { tip, conflicts } = reply else {
+            continue;
+        };
+        // The question was asked with the footprint of the attempt sent on
+        // that base (one footprint per checkout).
+        let footprint = report
+            .attempts
+            .iter()
+            .rev()
+            .find(|a| a.base_sent == *base)
+            .map(|a| a.footprint.clone());
+        if let Some(footprint) = footprint {
+            obs.ff_answers.push(FfAnswer {
+                client,
+                base: *base,
+                footprint,
+                tip: *tip,
+                conflicts: conflicts.clone(),
+            });
+        }
+    }
+}
+
+fn to_write(
+    (path, region, data): &(floe_protocol::ArrayPath, floe_protocol::Region, Vec<u8>),
+) -> Write {
+    Write {
+        path: path.clone(),
+        region: region.clone(),
+        data: data.clone(),
+    }
+}

@@ -1,0 +1,199 @@
+//! What the clients saw, in plain data: the input of the oracles. Filled
+//! from the client machines' reports at the end of a run, or by hand in
+//! tests (to prove each oracle fails when its property is broken).
+
+use std::collections::BTreeMap;
+
+use floe_protocol::{
+    CommitId, CommitMode, CommitRecord, Conflict, Footprint, Outcome, PlannedTask, SessionId,
+    TaskId, WorkerId,
+};
+
+use crate::model::{self, Write};
+
+/// One commit request as a client sent it (one per `Commit` sent; a
+/// fast-forward retry is a second attempt with the same message).
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// The client (sim index) that sent it.
+    pub client: u32,
+    /// The commit message: unique per checkout, shared by fast-forwards.
+    pub message: String,
+    /// The checkout the data was computed against.
+    pub data_base: CommitId,
+    /// The base in the request.
+    pub base_sent: CommitId,
+    /// The footprint in the request.
+    pub footprint: Footprint,
+    /// The regions written, with their bytes.
+    pub writes: Vec<Write>,
+    /// The commit mode.
+    pub mode: CommitMode,
+    /// The final outcome the client received, if any.
+    pub outcome: Option<Outcome>,
+}
+
+/// An answer to `CanFastForward`.
+#[derive(Clone, Debug)]
+pub struct FfAnswer {
+    /// The client that asked.
+    pub client: u32,
+    /// The base asked about.
+    pub base: CommitId,
+    /// The footprint asked about.
+    pub footprint: Footprint,
+    /// The tip the answer is about.
+    pub tip: CommitId,
+    /// The conflicts named.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A task grant a worker received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The worker.
+    pub worker: WorkerId,
+    /// The task.
+    pub task: TaskId,
+    /// Its epoch.
+    pub epoch: u64,
+}
+
+/// A completion a worker sent, with the answer it got.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The worker.
+    pub worker: WorkerId,
+    /// The task.
+    pub task: TaskId,
+    /// The epoch presented.
+    pub epoch: u64,
+    /// The answer, if one came.
+    pub outcome: Option<Outcome>,
+    /// The chunks it wrote.
+    pub footprint: Footprint,
+    /// The regions written with their bytes.
+    pub writes: Vec<Write>,
+}
+
+impl Completion {
+    /// True when the coordinator accepted it.
+    pub fn accepted(&self) -> bool {
+        matches!(
+            self.outcome,
+            Some(Ok(floe_protocol::Reply::Accepted { .. }))
+        )
+    }
+}
+
+/// One cooperative job: its plan, what its workers saw, its commit.
+#[derive(Clone, Debug, Default)]
+pub struct CoopRun {
+    /// The session, once opened.
+    pub session: Option<SessionId>,
+    /// The session's base, once opened.
+    pub base: Option<CommitId>,
+    /// The plan sent.
+    pub plan: Vec<PlannedTask>,
+    /// Every grant observed by any worker of the job.
+    pub grants: Vec<Grant>,
+    /// Every completion sent by any worker of the job.
+    pub completions: Vec<Completion>,
+    /// The session's commit message.
+    pub message: String,
+    /// The commit mode of the last `CommitSession` sent.
+    pub mode: CommitMode,
+    /// The outcome of the session's commit, if any.
+    pub outcome: Option<Outcome>,
+    /// Per task, the worker the final state credits with its completion
+    /// and the task's epoch there (filled from a replica at the end of the
+    /// run; may be empty in hand-made histories).
+    pub done_by: BTreeMap<TaskId, (WorkerId, u64)>,
+}
+
+/// Everything the clients observed in one run.
+#[derive(Clone, Debug, Default)]
+pub struct Observations {
+    /// Every commit attempt.
+    pub attempts: Vec<Attempt>,
+    /// Every fast-forward answer.
+    pub ff_answers: Vec<FfAnswer>,
+    /// Every cooperative job.
+    pub coops: Vec<CoopRun>,
+}
+
+impl Observations {
+    /// The reference model's attempts, keyed by commit message: the
+    /// non-cooperative attempts, plus each cooperative job as one attempt
+    /// built from the accepted completions.
+    pub fn model_attempts(&self) -> BTreeMap<String, model::Attempt> {
+        let mut out = BTreeMap::new();
+        for a in &self.attempts {
+            out.entry(a.message.clone())
+                .or_insert_with(|| model::Attempt {
+                    base: a.data_base,
+                    writes: a.writes.clone(),
+                    footprint: a.footprint.clone(),
+                    mode: a.mode,
+                });
+        }
+        for run in &self.coops {
+            if let Some(attempt) = run.as_attempt() {
+                out.insert(run.message.clone(), attempt);
+            }
+        }
+        out
+    }
+}
+
+impl CoopRun {
+    /// The completion of each task that the session holds: the one sent
+    /// by the worker the final state credits, at the task's epoch there
+    /// (whether or not its reply arrived); else one accepted by a reply.
+    pub fn landed_by_task(&self) -> BTreeMap<TaskId, &Completion> {
+        let mut out: BTreeMap<TaskId, &Completion> = BTreeMap::new();
+        for c in self.completions.iter().filter(|c| c.accepted()) {
+            out.insert(c.task, c);
+        }
+        for c in &self.completions {
+            if self.done_by.get(&c.task) == Some(&(c.worker, c.epoch)) {
+                out.insert(c.task, c);
+            }
+        }
+        out
+    }
+
+    /// The job's commit as a model attempt, once the session is open.
+    pub fn as_attempt(&self) -> Option<model::Attempt> {
+        let base = self.base?;
+        let mut footprint = Footprint::new();
+        let mut writes = Vec::new();
+        for c in self.landed_by_task().values() {
+            footprint.merge(&c.footprint);
+            writes.extend(c.writes.iter().cloned());
+        }
+        Some(model::Attempt {
+            base,
+            writes,
+            footprint,
+            mode: self.mode,
+        })
+    }
+}
+
+/// One replica's final view, for the history and agreement oracles.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    /// The node id.
+    pub node: u64,
+    /// Its applied index.
+    pub applied: u64,
+    /// Its state digest.
+    pub digest: u64,
+    /// The branch tip.
+    pub tip: CommitId,
+    /// Every commit record it holds.
+    pub records: BTreeMap<CommitId, CommitRecord>,
+    /// Cooperative sessions as it reports them.
+    pub sessions: BTreeMap<SessionId, floe_protocol::SessionStatus>,
+}

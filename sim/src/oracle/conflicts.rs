@@ -1,0 +1,313 @@
+//! Oracle 1: exact conflicts (non-cooperative commits and conflict
+//! answers) and its cooperative half (plans, epochs).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use floe_protocol::{
+    CommitId, CommitMode, CommitRecord, Conflict, FloeError, Footprint, Outcome, Solver, TaskId,
+};
+
+use super::{by_message, chain, Check, Failure, COOPERATIVE, EXACT_CONFLICTS, ONE_HISTORY};
+use crate::model::{self, coord_sets, shared, since};
+use crate::obs::{CoopRun, Observations, Replica};
+
+type Coords = BTreeMap<floe_protocol::ArrayPath, BTreeSet<Vec<u64>>>;
+
+fn fail(d: String) -> Check {
+    Err(Failure::new(EXACT_CONFLICTS, d))
+}
+
+/// The commits after `base` up to `tip`, or a [`ONE_HISTORY`] failure when
+/// `base` is not an ancestor of `tip` on the final chain (the answer came
+/// from a state that was lost).
+fn between<'r>(
+    r: &'r Replica,
+    what: &str,
+    base: CommitId,
+    tip: CommitId,
+) -> Result<Vec<&'r CommitRecord>, Failure> {
+    since(&r.records, base, tip).ok_or_else(|| {
+        Failure::new(
+            ONE_HISTORY,
+            format!("{what} names base {base} and tip {tip}, but {base} is not an ancestor of {tip} on the final chain"),
+        )
+    })
+}
+
+/// Truly shared chunks of `ours` with each of `commits`, unioned.
+fn truth(ours: &Footprint, commits: &[&CommitRecord]) -> Coords {
+    let mut out = Coords::new();
+    for rec in commits {
+        for (p, s) in shared(ours, &rec.footprint) {
+            out.entry(p).or_default().extend(s);
+        }
+    }
+    out
+}
+
+fn list(commits: &[&CommitRecord]) -> String {
+    let names: Vec<String> = commits.iter().map(|c| c.id.to_string()).collect();
+    names.join(" ")
+}
+
+/// Oracle 1 on the final chain and on every answer the clients received.
+pub fn exact_conflicts(obs: &Observations, r: &Replica) -> Check {
+    let ids = chain(r)?;
+    let attempts = obs.model_attempts();
+    for (message, at) in by_message(r, &ids) {
+        let (Some(attempt), Some(&id)) = (attempts.get(&message), at.first()) else {
+            continue;
+        };
+        landed(obs, r, &r.records[&id], attempt)?;
+    }
+    for a in &obs.attempts {
+        let what = format!("the reply to {:?} (client c{})", a.message, a.client);
+        answer(
+            r,
+            &what,
+            a.base_sent,
+            &a.footprint,
+            a.mode,
+            a.outcome.as_ref(),
+        )?;
+    }
+    for run in &obs.coops {
+        let (Some(base), Some(attempt)) = (run.base, run.as_attempt()) else {
+            continue;
+        };
+        let what = format!("the reply to session commit {:?}", run.message);
+        answer(
+            r,
+            &what,
+            base,
+            &attempt.footprint,
+            run.mode,
+            run.outcome.as_ref(),
+        )?;
+    }
+    for ff in &obs.ff_answers {
+        let what = format!("CanFastForward from {} (client c{})", ff.base, ff.client);
+        let commits = between(r, &what, ff.base, ff.tip)?;
+        named_exactly(&what, &ff.footprint, &commits, &ff.conflicts)?;
+    }
+    Ok(())
+}
+
+/// A landed commit: on its base if Strict; sharing no chunk with what
+/// landed since the base its data was computed on, unless a solver
+/// settled it (and then exactly as the solver says).
+fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attempt) -> Check {
+    let (Some(parent), Some(base)) = (rec.parent, rec.base) else {
+        return Ok(());
+    };
+    let sent = obs
+        .attempts
+        .iter()
+        .filter(|x| x.message == rec.message)
+        .map(|x| x.base_sent);
+    let coop = obs.coops.iter().filter(|c| c.message == rec.message);
+    let bases: BTreeSet<CommitId> = sent.chain(coop.filter_map(|c| c.base)).collect();
+    let what = format!("{} ({:?})", rec.id, rec.message);
+    if !bases.contains(&base) {
+        return fail(format!(
+            "{what} landed with base {base}, which the client never sent"
+        ));
+    }
+    let over = between(r, &what, a.base, parent)?;
+    let rebased = between(r, &what, base, parent)?;
+    if rec.rebased_over as usize != rebased.len() {
+        return fail(format!(
+            "{what} says rebased over {} commits, but {} landed between its base {base} and parent {parent}",
+            rec.rebased_over,
+            rebased.len()
+        ));
+    }
+    let shared_chunks = truth(&a.footprint, &over);
+    let written = coord_sets(&rec.footprint);
+    match a.mode {
+        CommitMode::Strict if base != parent => fail(format!(
+            "{what} was sent Strict on {base} but landed on {parent}"
+        )),
+        CommitMode::Strict | CommitMode::Rebase { solver: Solver::Fail }
+            if !shared_chunks.is_empty() =>
+        {
+            fail(format!(
+                "missed conflict: {what} (data computed on {}) landed on {parent} although it shares chunks {shared_chunks:?} with {}",
+                a.base,
+                list(&over)
+            ))
+        }
+        CommitMode::Rebase { solver: Solver::Ours } if written != coord_sets(&a.footprint) => {
+            fail(format!("{what} landed with solver ours but its footprint {written:?} is not the one sent"))
+        }
+        CommitMode::Rebase { solver: Solver::Theirs } => {
+            let mut expect = coord_sets(&a.footprint);
+            for (p, s) in &shared_chunks {
+                if let Some(e) = expect.get_mut(p) {
+                    e.retain(|c| !s.contains(c));
+                }
+            }
+            expect.retain(|_, s| !s.is_empty());
+            let got: Coords = written.into_iter().filter(|(_, s)| !s.is_empty()).collect();
+            if got != expect {
+                return fail(format!(
+                    "{what} landed with solver theirs keeping {got:?}, expected {expect:?}"
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A conflict or out-of-date answer names a real tip after the base and
+/// exactly the truly shared chunks.
+fn answer(
+    r: &Replica,
+    what: &str,
+    base: CommitId,
+    footprint: &Footprint,
+    mode: CommitMode,
+    outcome: Option<&Outcome>,
+) -> Check {
+    match outcome {
+        Some(Err(FloeError::Conflict { tip, conflicts })) => {
+            let commits = between(r, what, base, *tip)?;
+            if let CommitMode::Rebase {
+                solver: Solver::Ours | Solver::Theirs,
+            } = mode
+            {
+                return fail(format!("{what} is a conflict although the solver settles chunk conflicts: {conflicts:?}"));
+            }
+            if truth(footprint, &commits).is_empty() {
+                return fail(format!(
+                    "false conflict: {what} names {conflicts:?} but nothing in {} shares a chunk with it",
+                    list(&commits)
+                ));
+            }
+            named_exactly(what, footprint, &commits, conflicts)
+        }
+        Some(Err(FloeError::OutOfDate { tip })) => {
+            let commits = between(r, what, base, *tip)?;
+            if commits.is_empty() || mode != CommitMode::Strict {
+                return fail(format!(
+                    "{what} is OutOfDate at tip {tip} for a {mode:?} commit on {base}"
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn named_exactly(
+    what: &str,
+    ours: &Footprint,
+    commits: &[&CommitRecord],
+    named: &[Conflict],
+) -> Check {
+    model::check_conflicts(ours, commits, named)
+        .or_else(|e| fail(format!("{what} over {}: {e}", list(commits))))
+}
+
+/// Oracle 1, cooperative half: an accepted plan has pairwise disjoint
+/// tasks; a completion is accepted only for the latest grant of its task
+/// that any worker saw, and at the epoch the final state holds.
+pub fn cooperative(obs: &Observations, r: &Replica) -> Check {
+    for run in &obs.coops {
+        check_run(run, r)?;
+    }
+    Ok(())
+}
+
+fn check_run(run: &CoopRun, r: &Replica) -> Check {
+    let Some(session) = run.session else {
+        return Ok(());
+    };
+    let fail = |d: String| Err(Failure::new(COOPERATIVE, format!("session {session}: {d}")));
+    if let Some(base) = run.base.and_then(|b| r.records.get(&b)) {
+        if let Some((a, b)) = overlapping_tasks(run, &base.arrays) {
+            return fail(format!(
+                "plan tasks {a} and {b} share chunks but the plan was accepted"
+            ));
+        }
+    }
+    let mut latest: BTreeMap<TaskId, u64> = BTreeMap::new();
+    for g in &run.grants {
+        let e = latest.entry(g.task).or_default();
+        *e = (*e).max(g.epoch);
+    }
+    let status = r.sessions.get(&session);
+    let mut accepted: BTreeMap<TaskId, u64> = BTreeMap::new();
+    for c in run.completions.iter().filter(|c| c.accepted()) {
+        let newest = latest.get(&c.task).copied().unwrap_or(0);
+        if c.epoch != newest {
+            return fail(format!(
+                "{} completed by {} with stale epoch {} was accepted (the latest grant was epoch {newest})",
+                c.task, c.worker, c.epoch
+            ));
+        }
+        if let Some(&other) = accepted.get(&c.task).filter(|&&e| e != c.epoch) {
+            return fail(format!(
+                "{} accepted at two epochs, {other} and {}",
+                c.task, c.epoch
+            ));
+        }
+        accepted.insert(c.task, c.epoch);
+    }
+    // What landed, per the final state, even where no reply told the worker:
+    // only the holder of the latest grant can complete a task, and every
+    // completion sent is in its worker's report.
+    for (task, &(worker, epoch)) in &run.done_by {
+        let sent = run
+            .completions
+            .iter()
+            .any(|c| c.task == *task && c.worker == worker && c.epoch == epoch);
+        if !sent {
+            let others: Vec<String> = run
+                .completions
+                .iter()
+                .filter(|c| c.task == *task)
+                .map(|c| format!("{} at epoch {}", c.worker, c.epoch))
+                .collect();
+            return fail(format!(
+                "{task} is done, credited to {worker} at epoch {epoch}, but {worker} never sent that completion: \
+                 a stale one landed (completions sent: {})",
+                others.join(", ")
+            ));
+        }
+    }
+    for (task, c) in run.landed_by_task() {
+        let newest = latest.get(&task).copied().unwrap_or(0);
+        let current = status
+            .and_then(|s| s.tasks.get(task.0 as usize))
+            .map_or(0, |t| t.epoch);
+        if c.epoch < newest.max(current) {
+            return fail(format!(
+                "{task} landed the completion {} sent at epoch {}, but the latest grant was epoch {}: a stale epoch landed",
+                c.worker,
+                c.epoch,
+                newest.max(current)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Two tasks of the plan that share a chunk, by brute force.
+fn overlapping_tasks(
+    run: &CoopRun,
+    arrays: &BTreeMap<floe_protocol::ArrayPath, floe_protocol::ArrayMeta>,
+) -> Option<(TaskId, TaskId)> {
+    let mut owner: BTreeMap<(&floe_protocol::ArrayPath, Vec<u64>), usize> = BTreeMap::new();
+    for (i, t) in run.plan.iter().enumerate() {
+        let meta = arrays.get(&t.array)?;
+        for c in t.region.chunks(meta) {
+            if let Some(&j) = owner.get(&(&t.array, c.clone())) {
+                return Some((TaskId(j as u32), TaskId(i as u32)));
+            }
+            owner.insert((&t.array, c), i);
+        }
+    }
+    None
+}

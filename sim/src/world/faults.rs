@@ -1,0 +1,214 @@
+//! Injecting faults during the safety phase, and ending it.
+
+use rand::Rng;
+
+use super::{Ev, Life, World};
+use crate::faults::{FaultKind, FaultPlan};
+use crate::net::Addr;
+
+impl World {
+    /// Schedules the first fault of each kind the plan switched on.
+    pub(crate) fn schedule_faults(&mut self) {
+        if self.plan.crash_every_ms > 0 {
+            self.after_mean(self.scaled(self.plan.crash_every_ms), Ev::Crash);
+        }
+        if self.plan.partition_every_ms > 0 {
+            self.after_mean(self.scaled(self.plan.partition_every_ms), Ev::NetFault);
+        }
+        if self.plan.worker_crash_every_ms > 0 {
+            self.after_mean(self.plan.worker_crash_every_ms, Ev::WorkerFault);
+        }
+    }
+
+    fn scaled(&self, mean: u64) -> u64 {
+        ((mean as f64) * self.shape.fault_scale).max(50.0) as u64
+    }
+
+    /// Schedules `ev` after an exponentially distributed delay of `mean` ms.
+    fn after_mean(&mut self, mean: u64, ev: Ev) {
+        let u: f64 = self.rngs.fault.gen_range(f64::EPSILON..1.0);
+        let delay = ((mean as f64) * -u.ln()).clamp(1.0, 60_000.0) as u64;
+        self.queue.push(self.now + delay, ev);
+    }
+
+    /// Crashes a random running coordinator, keeping a majority up.
+    pub(crate) fn crash(&mut self) {
+        if self.calm {
+            return;
+        }
+        let n = self.cluster.len();
+        let up: Vec<u64> = self.cluster.running().map(|n| n.id()).collect();
+        if n - up.len() < (n - 1) / 2 {
+            let id = up[self.rngs.fault.gen_range(0..up.len())];
+            self.cluster.crash(id);
+            self.counts.add(FaultKind::Crash);
+            self.trace.event(self.now, "crash", id, 0);
+            let down = self.rngs.fault.gen_range(50..2_000);
+            self.queue.push(self.now + down, Ev::Restart(id));
+        }
+        self.after_mean(self.scaled(self.plan.crash_every_ms), Ev::Crash);
+    }
+
+    /// Restarts a crashed coordinator from what it synced.
+    pub(crate) fn restart(&mut self, id: u64) {
+        if !self.cluster.down_ids().contains(&id) || self.tweaks.keep_down == Some(id) {
+            return;
+        }
+        self.trace.event(self.now, "restart", id, 0);
+        if let Err(e) = self.cluster.restart(id) {
+            return self.panicked(format!(
+                "node n{id} cannot restart from its durable log: {e}"
+            ));
+        }
+        self.drain_node(id);
+    }
+
+    /// Starts a network fault: a symmetric partition, one-way cuts, or a
+    /// clog isolating one node from everyone (clients included).
+    pub(crate) fn net_fault(&mut self) {
+        if self.calm {
+            return;
+        }
+        let ids = self.cluster.ids();
+        let leader = self
+            .cluster
+            .running()
+            .find(|n| n.is_leader())
+            .map(|n| n.id());
+        let rng = &mut self.rngs.fault;
+        let what = match rng.gen_range(0..4) {
+            // Jepsen's "isolate the leader": cut from its peers, still
+            // reachable by clients, so it takes commands it cannot commit.
+            3 if leader.is_some() => {
+                let l = leader.unwrap_or(0);
+                for &b in ids.iter().filter(|&&b| b != l) {
+                    self.net.cut(Addr::Node(l), Addr::Node(b));
+                    self.net.cut(Addr::Node(b), Addr::Node(l));
+                }
+                self.counts.add(FaultKind::Partition);
+                format!("isolate leader n{l} from its peers")
+            }
+            0 => {
+                let side: Vec<u64> = ids.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
+                for &a in &side {
+                    for b in ids.iter().filter(|b| !side.contains(b)) {
+                        self.net.cut(Addr::Node(a), Addr::Node(*b));
+                        self.net.cut(Addr::Node(*b), Addr::Node(a));
+                    }
+                }
+                self.counts.add(FaultKind::Partition);
+                format!("partition {side:?} from the rest")
+            }
+            1 => {
+                let mut cuts = Vec::new();
+                for _ in 0..rng.gen_range(1..=3) {
+                    let a = ids[rng.gen_range(0..ids.len())];
+                    let b = ids[rng.gen_range(0..ids.len())];
+                    self.net.cut(Addr::Node(a), Addr::Node(b));
+                    cuts.push((a, b));
+                }
+                self.counts.add(FaultKind::OneWay);
+                format!("one-way cuts {cuts:?}")
+            }
+            _ => {
+                let id = ids[rng.gen_range(0..ids.len())];
+                self.net.isolate(Addr::Node(id));
+                self.counts.add(FaultKind::Clog);
+                format!("clog n{id}")
+            }
+        };
+        self.trace.note(self.now, "net-fault", what);
+        let heal = self.rngs.fault.gen_range(100..2_000);
+        self.queue.push(self.now + heal, Ev::NetHeal);
+    }
+
+    /// Heals the network and schedules the next fault.
+    pub(crate) fn net_heal(&mut self) {
+        self.net.heal();
+        self.trace.event(self.now, "net-heal", 0, 0);
+        if !self.calm {
+            self.after_mean(self.scaled(self.plan.partition_every_ms), Ev::NetFault);
+        }
+    }
+
+    /// Crashes or pauses a random busy cooperative worker.
+    pub(crate) fn worker_fault(&mut self) {
+        if self.calm {
+            return;
+        }
+        // Prefer workers holding a task: a pause mid-task makes a zombie.
+        let live =
+            |s: &super::Slot| s.client.is_worker() && !s.done && matches!(s.life, Life::Live);
+        let mut busy: Vec<u32> = (0..self.clients.len() as u32)
+            .filter(|&i| {
+                live(&self.clients[i as usize]) && self.clients[i as usize].client.holds_task()
+            })
+            .collect();
+        if busy.is_empty() {
+            busy = (0..self.clients.len() as u32)
+                .filter(|&i| live(&self.clients[i as usize]))
+                .collect();
+        }
+        if !busy.is_empty() {
+            let i = busy[self.rngs.fault.gen_range(0..busy.len())];
+            self.counts.add(FaultKind::WorkerCrash);
+            if self.rngs.fault.gen_bool(0.5) {
+                self.crash_worker(i);
+            } else {
+                let pause = self.rngs.fault.gen_range(100..3_000);
+                self.trace.event(self.now, "pause", u64::from(i) + 1, pause);
+                self.clients[i as usize].life = Life::Paused(Vec::new());
+                self.queue.push(self.now + pause, Ev::Wake(i));
+            }
+        }
+        self.after_mean(self.plan.worker_crash_every_ms, Ev::WorkerFault);
+    }
+
+    fn crash_worker(&mut self, i: u32) {
+        self.trace.event(self.now, "kill", u64::from(i) + 1, 0);
+        self.clients[i as usize].life = Life::Crashed;
+        // The job's scheduler replaces a dead worker.
+        self.respawn_worker(i);
+    }
+
+    /// Wakes a paused client: it handles what it missed, in order.
+    pub(crate) fn wake(&mut self, i: u32) {
+        let slot = &mut self.clients[i as usize];
+        let Life::Paused(held) = std::mem::replace(&mut slot.life, Life::Live) else {
+            return;
+        };
+        self.trace
+            .event(self.now, "wake", u64::from(i) + 1, held.len() as u64);
+        for input in held {
+            self.deliver(i, input);
+        }
+        self.drain_client(i);
+    }
+
+    /// The liveness bound in force.
+    pub(crate) fn liveness_ms(&self) -> u64 {
+        self.tweaks.liveness_ms.unwrap_or(super::LIVENESS_MS)
+    }
+
+    /// Faults stop: the network heals, crashed nodes restart, paused
+    /// clients wake; everything pending must now finish in bounded time.
+    pub(crate) fn end_safety(&mut self) {
+        self.calm = true;
+        self.plan = FaultPlan::calm();
+        self.net.heal();
+        self.trace.note(
+            self.now,
+            "calm",
+            "safety phase over: faults off, network healed".into(),
+        );
+        for id in self.cluster.down_ids() {
+            self.restart(id);
+        }
+        for i in 0..self.clients.len() as u32 {
+            if matches!(self.clients[i as usize].life, Life::Paused(_)) {
+                self.wake(i);
+            }
+        }
+        self.deadline = self.now + self.liveness_ms();
+    }
+}

@@ -1,0 +1,261 @@
+//! The simulated world: a clock, one event queue, the coordinators, the
+//! clients, the network and the object store, all driven from one seeded
+//! RNG (split into per-component RNGs so that, e.g., drawing one more
+//! network delay does not shift every later fault).
+
+mod events;
+mod faults;
+mod finish;
+mod spawn;
+
+use std::collections::BTreeMap;
+
+use floe_coordinator::node::NodeConfig;
+use floe_coordinator::Config;
+use floe_protocol::{ClientId, Envelope, Outcome};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::bug::Bug;
+use crate::client::{Client, Input};
+use crate::cluster::Cluster;
+use crate::faults::{FaultCounts, FaultPlan};
+use crate::net::Network;
+use crate::oracle::{DigestBook, Failure};
+use crate::queue::Queue;
+use crate::trace::Trace;
+use crate::workload::Shape;
+use crate::{SimOptions, Tweaks};
+
+/// Milliseconds between node ticks.
+pub const TICK_MS: u64 = 10;
+/// The bound on the liveness phase: everything must finish within it.
+pub const LIVENESS_MS: u64 = 60_000;
+/// Simulated time at which a run starts.
+const START_MS: u64 = 1_000;
+
+/// Something scheduled to happen.
+pub(crate) enum Ev {
+    /// Every running node ticks.
+    Tick,
+    /// A raft message arrives.
+    Raft { from: u64, to: u64, bytes: Vec<u8> },
+    /// A client request arrives at a node.
+    ToNode {
+        client: u32,
+        to: u64,
+        env: Box<Envelope>,
+    },
+    /// A node's reply arrives at a client.
+    ToClient {
+        node: u64,
+        client: u32,
+        seq: u64,
+        outcome: Box<Outcome>,
+    },
+    /// An fsync finished.
+    Persisted { node: u64, life: u32, token: u64 },
+    /// A coordinator crashes (the next crash is scheduled then).
+    Crash,
+    /// A crashed coordinator restarts.
+    Restart(u64),
+    /// A network fault starts.
+    NetFault,
+    /// The network heals.
+    NetHeal,
+    /// A cooperative worker crashes or pauses.
+    WorkerFault,
+    /// A paused client wakes up.
+    Wake(u32),
+    /// A client starts.
+    Start(u32),
+    /// A put reaches the store.
+    Put {
+        client: u32,
+        token: u64,
+        key: String,
+        bytes: Vec<u8>,
+        ok: bool,
+        written: bool,
+    },
+    /// A get reaches the store.
+    Get {
+        client: u32,
+        token: u64,
+        key: String,
+    },
+    /// Any other client input (timers).
+    Input { client: u32, input: Input },
+    /// The safety phase ends: faults stop, the network heals.
+    EndSafety,
+}
+
+/// How a client is doing.
+pub(crate) enum Life {
+    /// Running.
+    Live,
+    /// Paused: inputs are held until it wakes.
+    Paused(Vec<Input>),
+    /// Crashed for good: inputs are dropped.
+    Crashed,
+}
+
+/// A client and its bookkeeping.
+pub(crate) struct Slot {
+    pub(crate) client: Client,
+    pub(crate) life: Life,
+    pub(crate) done: bool,
+}
+
+/// Per-component RNGs, all derived from the seed.
+pub(crate) struct Rngs {
+    pub(crate) net: SmallRng,
+    pub(crate) fault: SmallRng,
+    pub(crate) store: SmallRng,
+    pub(crate) work: SmallRng,
+}
+
+/// One seed's world.
+pub(crate) struct World {
+    pub(crate) seed: u64,
+    pub(crate) opts: SimOptions,
+    pub(crate) now: u64,
+    pub(crate) queue: Queue<Ev>,
+    pub(crate) rngs: Rngs,
+    pub(crate) plan: FaultPlan,
+    pub(crate) shape: Shape,
+    pub(crate) calm: bool,
+    pub(crate) net: Network,
+    pub(crate) counts: FaultCounts,
+    pub(crate) trace: Trace,
+    pub(crate) cluster: Cluster,
+    pub(crate) clients: Vec<Slot>,
+    pub(crate) store: BTreeMap<String, Vec<u8>>,
+    pub(crate) digests: DigestBook,
+    pub(crate) failure: Option<Failure>,
+    pub(crate) finished: bool,
+    pub(crate) deadline: u64,
+    pub(crate) arrays: Vec<(floe_protocol::ArrayPath, floe_protocol::ArrayMeta)>,
+    pub(crate) jobs: Vec<spawn::JobInfo>,
+    pub(crate) tweaks: Tweaks,
+    /// When the safety phase ends.
+    pub(crate) safety_end: u64,
+}
+
+impl World {
+    /// Builds the world of `seed`: draws the fault plan, the shape and the
+    /// arrays, boots the cluster and schedules the setup client.
+    pub(crate) fn new(seed: u64, opts: &SimOptions, tweaks: Tweaks) -> Self {
+        let mut master = SmallRng::seed_from_u64(seed);
+        let mut rngs = Rngs {
+            net: SmallRng::seed_from_u64(master.gen()),
+            fault: SmallRng::seed_from_u64(master.gen()),
+            store: SmallRng::seed_from_u64(master.gen()),
+            work: SmallRng::seed_from_u64(master.gen()),
+        };
+        let mut plan = FaultPlan::draw(&mut rngs.fault);
+        let shape = Shape::draw(&mut rngs.work, opts.bug);
+        shape.adjust(&mut plan, &mut rngs.fault);
+        let arrays = crate::workload::arrays(&mut rngs.work);
+        let cluster = boot(opts, &shape, master.gen());
+        let safety_end = START_MS + shape.safety_ms;
+        let mut w = World {
+            seed,
+            opts: opts.clone(),
+            now: START_MS,
+            queue: Queue::default(),
+            rngs,
+            plan,
+            shape,
+            calm: false,
+            net: Network::default(),
+            counts: FaultCounts::default(),
+            trace: Trace::new(opts.trace),
+            cluster,
+            clients: Vec::new(),
+            store: BTreeMap::new(),
+            digests: DigestBook::default(),
+            failure: None,
+            finished: false,
+            deadline: safety_end + tweaks.liveness_ms.unwrap_or(LIVENESS_MS),
+            arrays,
+            jobs: Vec::new(),
+            tweaks,
+            safety_end,
+        };
+        if let Some(id) = w.tweaks.keep_down {
+            w.cluster.crash(id);
+        }
+        w.describe();
+        w.queue.push(START_MS, Ev::Tick);
+        w.queue.push(safety_end, Ev::EndSafety);
+        w.schedule_faults();
+        w.spawn_setup();
+        w
+    }
+
+    /// Runs until a violation, the end of the liveness phase, or its bound.
+    pub(crate) fn run(&mut self) {
+        while self.failure.is_none() && !self.finished {
+            let Some((time, ev)) = self.queue.pop() else {
+                break;
+            };
+            if time > self.deadline {
+                break;
+            }
+            self.now = time;
+            self.handle(ev);
+        }
+    }
+
+    /// Records a violation (the first one wins).
+    pub(crate) fn fail(&mut self, failure: Failure) {
+        if self.failure.is_none() {
+            self.trace.note(self.now, "VIOLATION", format!("{failure}"));
+            self.failure = Some(failure);
+        }
+    }
+
+    /// The sim index of a client id.
+    pub(crate) fn index_of(&self, id: ClientId) -> Option<u32> {
+        let i = id.0.checked_sub(1)?;
+        (i < self.clients.len() as u64).then_some(i as u32)
+    }
+
+    fn describe(&mut self) {
+        let text = format!(
+            "seed {} nodes {} bug {:?} plan {:?} shape {:?} arrays {:?}",
+            self.seed,
+            self.opts.nodes,
+            self.opts.bug.map(Bug::name),
+            self.plan,
+            self.shape,
+            self.arrays
+        );
+        self.trace.note(self.now, "start", text);
+    }
+}
+
+/// The id every client uses: its sim index plus one.
+pub(crate) fn client_id(index: u32) -> ClientId {
+    ClientId(u64::from(index) + 1)
+}
+
+fn boot(opts: &SimOptions, shape: &Shape, seed: u64) -> Cluster {
+    let peers: Vec<u64> = (1..=opts.nodes.clamp(1, 7) as u64).collect();
+    let configs = peers
+        .iter()
+        .map(|&id| {
+            let mut cfg = NodeConfig::new(id, peers.clone(), seed);
+            cfg.snapshot_every = shape.snapshot_every;
+            cfg.digest_every = shape.digest_every;
+            cfg.bugs = Bug::node_bugs(opts.bug);
+            cfg
+        })
+        .collect();
+    let config = Config {
+        bugs: Bug::state_bugs(opts.bug),
+        ..Config::default()
+    };
+    Cluster::boot(configs, config).expect("a fresh cluster boots")
+}

@@ -1,0 +1,267 @@
+//! Creating clients: the setup client first, then (once the arrays exist)
+//! the writers and cooperative jobs of the workload, and the workers of
+//! each job once its session is open.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use floe_protocol::{
+    ArrayMeta, ArrayPath, BranchName, CommitMode, Region, SessionId, Solver, WorkerId,
+};
+use floe_worker::data::ArrayData;
+use floe_worker::machine::{Job, JobSpec, SourceFn, Worker, Writer, WriterScript};
+use rand::Rng;
+
+use super::{client_id, Ev, Life, Slot, World};
+use crate::client::setup::Setup;
+use crate::client::simple::{SimpleScript, SimpleWriter};
+use crate::client::Client;
+use crate::workload;
+
+/// What the world remembers of a cooperative job, to staff it.
+pub(crate) struct JobInfo {
+    /// The job's client index.
+    pub(crate) index: u32,
+    /// Its lease length.
+    pub(crate) lease_ms: u64,
+    /// Its session and base arrays, once open.
+    pub(crate) open: Option<(SessionId, BTreeMap<ArrayPath, ArrayMeta>)>,
+    /// Client indexes of its workers (crashed ones included).
+    pub(crate) workers: Vec<u32>,
+}
+
+impl World {
+    /// Adds a client, started at `at`.
+    pub(crate) fn spawn(&mut self, client: Client, at: u64) -> u32 {
+        let index = self.clients.len() as u32;
+        self.clients.push(Slot {
+            client,
+            life: Life::Live,
+            done: false,
+        });
+        self.queue.push(at, Ev::Start(index));
+        index
+    }
+
+    pub(crate) fn spawn_setup(&mut self) {
+        let id = client_id(self.clients.len() as u32);
+        let setup = Setup::new(
+            id,
+            self.cluster.ids(),
+            workload::repo(),
+            self.arrays.clone(),
+        );
+        self.spawn(Client::Setup(setup), self.now);
+    }
+
+    /// A client finished; the setup's end starts the workload.
+    pub(crate) fn on_done(&mut self, index: u32) {
+        self.trace.event(self.now, "done", u64::from(index) + 1, 0);
+        if matches!(self.clients[index as usize].client, Client::Setup(_)) {
+            self.spawn_workload();
+        }
+    }
+
+    /// Writers in waves (so that they really run concurrently) and jobs,
+    /// spread over the rest of the safety phase.
+    fn spawn_workload(&mut self) {
+        let end = self.safety_end.max(self.now + 1);
+        let waves: Vec<u64> = (0..self.shape.writers.div_ceil(3))
+            .map(|_| self.rngs.work.gen_range(self.now..end))
+            .collect();
+        for n in 0..self.shape.writers {
+            let at = if self.shape.waves {
+                let wave = waves[self.rngs.work.gen_range(0..waves.len())];
+                wave + self.rngs.work.gen_range(0..30)
+            } else {
+                self.rngs.work.gen_range(self.now..end)
+            };
+            let client = self.writer(n);
+            self.spawn(client, at);
+        }
+        for n in 0..self.shape.jobs {
+            let at = self.rngs.work.gen_range(self.now..end);
+            self.spawn_job(n, at);
+        }
+    }
+
+    fn writer(&mut self, n: usize) -> Client {
+        let index = self.clients.len() as u32;
+        let seed = self.rngs.work.gen();
+        let nodes = self.cluster.ids();
+        if self.rngs.work.gen_bool(self.shape.simple_share) {
+            let script = self.simple_script(n);
+            return Client::Simple(SimpleWriter::new(
+                index,
+                client_id(index),
+                nodes,
+                script,
+                seed,
+            ));
+        }
+        let script = self.writer_script(n);
+        Client::Writer(Box::new(Writer::new(client_id(index), nodes, script, seed)))
+    }
+
+    fn simple_script(&mut self, n: usize) -> SimpleScript {
+        let rng = &mut self.rngs.work;
+        let mut writes = Vec::new();
+        for _ in 0..rng.gen_range(1..=2) {
+            let (path, meta) = &self.arrays[rng.gen_range(0..self.arrays.len())];
+            if writes.iter().any(|(p, _, _)| p == path) {
+                continue;
+            }
+            let region = workload::region(rng, meta, true, self.shape.hot);
+            let data = workload::data(meta, &region, rng.gen());
+            writes.push((path.clone(), region, data));
+        }
+        let (mode, seed_loop) = workload::mode(rng);
+        SimpleScript {
+            repo: workload::repo(),
+            tag: format!("s{n}"),
+            writes,
+            mode,
+            seed_loop,
+            manual_retry: rng.gen_bool(0.3),
+        }
+    }
+
+    fn writer_script(&mut self, n: usize) -> WriterScript {
+        let rng = &mut self.rngs.work;
+        let mut writes = Vec::new();
+        for _ in 0..rng.gen_range(1..=2) {
+            let (path, meta) = &self.arrays[rng.gen_range(0..self.arrays.len())];
+            let aligned = rng.gen_bool(0.5);
+            let region = workload::region(rng, meta, aligned, self.shape.hot);
+            let bytes = workload::data(meta, &region, rng.gen());
+            let data = ArrayData {
+                dtype: meta.dtype,
+                shape: region.shape(),
+                bytes,
+            };
+            writes.push((path.clone(), region, data));
+        }
+        let (mode, seed_loop) = workload::mode(rng);
+        WriterScript {
+            repo: workload::repo(),
+            branch: main(),
+            tag: format!("w{n}"),
+            writes,
+            mode,
+            seed_loop,
+            manual_retry: rng.gen_bool(0.3),
+        }
+    }
+
+    fn spawn_job(&mut self, n: usize, at: u64) {
+        let rng = &mut self.rngs.work;
+        let (path, meta) = &self.arrays[rng.gen_range(0..self.arrays.len())];
+        let plan = workload::plan(rng, path, meta);
+        let (lo, hi) = self.shape.lease_ms;
+        let lease_ms = rng.gen_range(lo..=hi);
+        let mode = if rng.gen_bool(0.4) {
+            CommitMode::Strict
+        } else {
+            CommitMode::Rebase {
+                solver: Solver::Fail,
+            }
+        };
+        let spec = JobSpec {
+            repo: workload::repo(),
+            branch: main(),
+            plan,
+            lease_ms,
+            message: format!("job{n}"),
+            mode,
+        };
+        let index = self.clients.len() as u32;
+        let job = Job::new(client_id(index), self.cluster.ids(), spec);
+        let client = Client::Job {
+            job: Box::new(job),
+            number: n,
+            staffed: false,
+        };
+        self.spawn(client, at);
+        self.jobs.push(JobInfo {
+            index,
+            lease_ms,
+            open: None,
+            workers: Vec::new(),
+        });
+    }
+
+    /// Starts the workers of a job whose session just opened.
+    pub(crate) fn staff(&mut self, index: u32) {
+        let Client::Job {
+            job,
+            number,
+            staffed,
+        } = &mut self.clients[index as usize].client
+        else {
+            return;
+        };
+        let (Some(session), Some(arrays), false) = (job.session(), job.arrays(), *staffed) else {
+            return;
+        };
+        *staffed = true;
+        let number = *number;
+        self.jobs[number].open = Some((session, arrays.clone()));
+        let count = self.rngs.work.gen_range(2..=4);
+        for _ in 0..count {
+            self.spawn_worker(number, self.now);
+        }
+    }
+
+    fn spawn_worker(&mut self, number: usize, at: u64) {
+        let Some((session, arrays)) = self.jobs[number].open.clone() else {
+            return;
+        };
+        let index = self.clients.len() as u32;
+        let worker_id = WorkerId(u64::from(index) + 1);
+        let seed = self.rngs.work.gen();
+        let worker = Worker::new(
+            worker_id,
+            client_id(index),
+            self.cluster.ids(),
+            session,
+            workload::repo(),
+            source(),
+            seed,
+        )
+        .with_arrays(arrays)
+        .with_lease_ms(self.jobs[number].lease_ms);
+        let client = Client::Worker {
+            worker: Box::new(worker),
+            number,
+        };
+        self.spawn(client, at);
+        self.jobs[number].workers.push(index);
+    }
+
+    /// Replaces a crashed cooperative worker, as a job scheduler would.
+    pub(crate) fn respawn_worker(&mut self, index: u32) {
+        if let Client::Worker { number, .. } = self.clients[index as usize].client {
+            let at = self.now + self.rngs.work.gen_range(50..1_000);
+            self.spawn_worker(number, at);
+        }
+    }
+}
+
+fn main() -> BranchName {
+    BranchName::new("main").expect("valid")
+}
+
+/// Worker data: deterministic, and different per worker, so a zombie's
+/// late completion would show in the data if it ever landed.
+fn source() -> SourceFn {
+    Arc::new(
+        |path: &ArrayPath, meta: &ArrayMeta, region: &Region, worker: WorkerId| {
+            let salt = worker.0 * 1_000 + path.as_str().len() as u64;
+            ArrayData {
+                dtype: meta.dtype,
+                shape: region.shape(),
+                bytes: workload::data(meta, region, salt),
+            }
+        },
+    )
+}
