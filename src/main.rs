@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod embedded;
+mod sim;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,6 +22,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Side-by-side benchmarks on the embedded cluster (figures, not tests).
     Bench(bench::BenchArgs),
+    /// Run the deterministic simulation over seeds (see README).
+    Sim(sim::SimArgs),
 }
 
 fn main() -> Result<()> {
@@ -34,5 +37,6 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }
