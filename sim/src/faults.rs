@@ -23,6 +23,8 @@ pub struct FaultPlan {
     pub worker_crash_every_ms: u64,
     /// Probability an object-store put fails.
     pub put_failure: f64,
+    /// Probability an object-store get fails.
+    pub get_failure: f64,
     /// Object-store latency drawn in `1..=max_store_latency_ms`.
     pub max_store_latency_ms: u64,
     /// Fsync latency drawn in `0..=max_fsync_ms`.
@@ -40,6 +42,7 @@ impl FaultPlan {
             crash_every_ms: 0,
             worker_crash_every_ms: 0,
             put_failure: 0.0,
+            get_failure: 0.0,
             max_store_latency_ms: 2,
             max_fsync_ms: 1,
         }
@@ -65,6 +68,7 @@ impl FaultPlan {
             crash_every_ms: if c { rng.gen_range(300..3000) } else { 0 },
             worker_crash_every_ms: if w { rng.gen_range(300..3000) } else { 0 },
             put_failure: if pf { rng.gen_range(0.01..0.3) } else { 0.0 },
+            get_failure: if pf { rng.gen_range(0.0..0.1) } else { 0.0 },
             max_store_latency_ms: rng.gen_range(1..30),
             max_fsync_ms: rng.gen_range(0..10),
         }
@@ -92,6 +96,8 @@ pub enum FaultKind {
     WorkerCrash,
     /// An object-store put failed.
     PutFailure,
+    /// An object-store get failed.
+    GetFailure,
 }
 
 impl fmt::Display for FaultKind {
@@ -106,6 +112,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Crash => "crash",
             FaultKind::WorkerCrash => "worker-crash",
             FaultKind::PutFailure => "put-failure",
+            FaultKind::GetFailure => "get-failure",
         };
         f.write_str(s)
     }

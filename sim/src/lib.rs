@@ -149,14 +149,14 @@ pub fn run_seed_tweaked(seed: u64, opts: &SimOptions, tweaks: &Tweaks) -> SeedRe
         seed,
         oracle: f.oracle,
         detail: f.detail,
-        tail: world.trace.tail(),
+        tail: world.explain(),
         replay: replay_command(seed, opts),
     });
     SeedReport {
         seed,
         trace_hash: world.trace.hash(),
         events: world.trace.events(),
-        sim_ms: world.now,
+        sim_ms: world.elapsed(),
         faults: world.counts.clone(),
         commits: tally.commits,
         fast_forwards: tally.fast_forwards,

@@ -46,6 +46,22 @@ pub fn coord_sets(f: &Footprint) -> BTreeMap<ArrayPath, BTreeSet<Vec<u64>>> {
         .collect()
 }
 
+/// Chunk sets as `/a [0, 1] [0, 2]; /b [3]` (`nothing` when empty).
+pub fn show(sets: &BTreeMap<ArrayPath, BTreeSet<Vec<u64>>>) -> String {
+    let parts: Vec<String> = sets
+        .iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(p, s)| {
+            let coords: Vec<String> = s.iter().map(|c| format!("{c:?}")).collect();
+            format!("{p} {}", coords.join(" "))
+        })
+        .collect();
+    if parts.is_empty() {
+        return "nothing".into();
+    }
+    parts.join("; ")
+}
+
 /// Chunks both footprints touch, by brute force.
 pub fn shared(a: &Footprint, b: &Footprint) -> BTreeMap<ArrayPath, BTreeSet<Vec<u64>>> {
     let (a, b) = (coord_sets(a), coord_sets(b));
@@ -109,7 +125,9 @@ pub fn check_conflicts(
     }
     if truth != named {
         return Err(format!(
-            "reported chunk conflicts {named:?} but the shared chunks are {truth:?}"
+            "reported chunk conflicts at {} but the shared chunks are {}",
+            show(&named),
+            show(&truth)
         ));
     }
     Ok(())

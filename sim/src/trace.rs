@@ -25,7 +25,7 @@ pub enum Kind {
     Persisted,
     /// A put finished: `a` client, `b` token, `c` 1 on success.
     Put,
-    /// A get finished: `a` client, `b` token, `c` 1 when found.
+    /// A get finished: `a` client, `b` token, `c` 1 when found, `d` 0 when it failed.
     Get,
     /// A client timer fired: `a` client, `b` token.
     Timer,
@@ -105,7 +105,7 @@ impl Rec {
             Kind::Role => format!("role      n{a} {} term {c} leader {d}", name(&ROLES, b)),
             Kind::Persisted => format!("persisted n{a} token {b}"),
             Kind::Put => format!("put-done  c{a} token {b} ok {c}"),
-            Kind::Get => format!("get-done  c{a} token {b} found {c}"),
+            Kind::Get => format!("get-done  c{a} token {b} found {c} ok {d}"),
             Kind::Timer => format!("timer     c{a} token {b}"),
             Kind::Event(label) => format!("{label:<9} {a} {b} {c} {d}"),
             Kind::Note(label) => format!("{label:<9} {}", self.note.as_deref().unwrap_or("")),
@@ -114,10 +114,14 @@ impl Rec {
     }
 }
 
-/// A running FNV-1a hash of the events plus a tail buffer.
+/// A running FNV-1a hash of the events plus two tail buffers: every
+/// event, and client-level events only (requests, replies, store, timers,
+/// faults and notes — no raft traffic), which explain a violation found by
+/// the end-of-run checks better than the last heartbeats do.
 pub struct Trace {
     hash: u64,
     tail: VecDeque<Rec>,
+    client_tail: VecDeque<Rec>,
     print: bool,
     events: u64,
 }
@@ -131,6 +135,7 @@ impl Trace {
         Trace {
             hash: FNV_OFFSET,
             tail: VecDeque::with_capacity(TAIL + 1),
+            client_tail: VecDeque::with_capacity(TAIL + 1),
             print,
             events: 0,
         }
@@ -166,6 +171,18 @@ impl Trace {
         }
         if self.print {
             println!("{}", rec.line());
+        }
+        if !matches!(
+            rec.kind,
+            Kind::Raft | Kind::Applied | Kind::Persisted | Kind::Role
+        ) {
+            if self.client_tail.len() == TAIL {
+                self.client_tail.pop_front();
+            }
+            self.client_tail.push_back(Rec {
+                note: rec.note.clone(),
+                ..rec
+            });
         }
         if self.tail.len() == TAIL {
             self.tail.pop_front();
@@ -216,6 +233,11 @@ impl Trace {
     /// The last lines, oldest first.
     pub fn tail(&self) -> Vec<String> {
         self.tail.iter().map(Rec::line).collect()
+    }
+
+    /// The last client-level lines (no raft traffic), oldest first.
+    pub fn client_tail(&self) -> Vec<String> {
+        self.client_tail.iter().map(Rec::line).collect()
     }
 }
 

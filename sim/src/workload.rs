@@ -44,6 +44,10 @@ pub struct Shape {
     pub slow_store: bool,
     /// Writers start in waves (bursts of contention) rather than spread.
     pub waves: bool,
+    /// Commits a rebase may look back (small ones make `BaseTooOld`).
+    pub footprint_window: u64,
+    /// Share of network faults that isolate the leader from its peers.
+    pub isolate_leader: f64,
 }
 
 impl Shape {
@@ -71,12 +75,12 @@ impl Shape {
     pub fn draw(rng: &mut SmallRng, bug: Option<Bug>) -> Shape {
         let mut s = Shape {
             safety_ms: rng.gen_range(5_000..10_000),
-            writers: rng.gen_range(4..16),
+            writers: rng.gen_range(6..24),
             hot: rng.gen_bool(0.4),
             snapshot_every: *pick(rng, &[0, 5, 16, 64, 1000]),
             digest_every: 1,
             fault_scale: 1.0,
-            jobs: rng.gen_range(0..=2),
+            jobs: rng.gen_range(0..=3),
             lease_ms: (200, 1_500),
             worker_fault_ms: None,
             simple_share: 0.25,
@@ -85,6 +89,12 @@ impl Shape {
             stale_messages: false,
             slow_store: false,
             waves: true,
+            footprint_window: if rng.gen_bool(0.2) {
+                rng.gen_range(2..8)
+            } else {
+                1_000
+            },
+            isolate_leader: 0.25,
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {
@@ -109,6 +119,7 @@ impl Shape {
                 s.waves = false;
                 s.partition_ms = Some(rng.gen_range(150..400));
                 s.crash_ms = Some(rng.gen_range(300..1_000));
+                s.isolate_leader = 0.7;
             }
             Some(Bug::AcceptStaleEpoch) => {
                 s.jobs = rng.gen_range(2..=3);

@@ -132,5 +132,5 @@ fn a_violation_says_how_to_replay_it() {
         )),
         "{text}"
     );
-    assert!(!v.tail.is_empty() && v.tail.len() <= floe_sim::trace::TAIL);
+    assert!(!v.tail.is_empty() && v.tail.len() <= floe_sim::trace::TAIL + 1);
 }

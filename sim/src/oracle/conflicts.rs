@@ -8,7 +8,7 @@ use floe_protocol::{
 };
 
 use super::{by_message, chain, Check, Failure, COOPERATIVE, EXACT_CONFLICTS, ONE_HISTORY};
-use crate::model::{self, coord_sets, shared, since};
+use crate::model::{self, coord_sets, shared, show, since};
 use crate::obs::{CoopRun, Observations, Replica};
 
 type Coords = BTreeMap<floe_protocol::ArrayPath, BTreeSet<Vec<u64>>>;
@@ -45,9 +45,24 @@ fn truth(ours: &Footprint, commits: &[&CommitRecord]) -> Coords {
     out
 }
 
+/// The commits, each with its message and the chunks it wrote.
 fn list(commits: &[&CommitRecord]) -> String {
-    let names: Vec<String> = commits.iter().map(|c| c.id.to_string()).collect();
-    names.join(" ")
+    let one = |c: &&CommitRecord| {
+        format!(
+            "{} ({:?} wrote {})",
+            c.id,
+            c.message,
+            show(&coord_sets(&c.footprint))
+        )
+    };
+    let mut shown: Vec<String> = commits.iter().take(12).map(one).collect();
+    if commits.len() > 12 {
+        shown.push(format!("and {} more", commits.len() - 12));
+    }
+    if shown.is_empty() {
+        return "no commit".into();
+    }
+    shown.join(", ")
 }
 
 /// Oracle 1 on the final chain and on every answer the clients received.
@@ -132,13 +147,18 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
             if !shared_chunks.is_empty() =>
         {
             fail(format!(
-                "missed conflict: {what} (data computed on {}) landed on {parent} although it shares chunks {shared_chunks:?} with {}",
+                "missed conflict: {what} (data computed on {}) landed on {parent} although it shares chunks {} with {}",
                 a.base,
+                show(&shared_chunks),
                 list(&over)
             ))
         }
         CommitMode::Rebase { solver: Solver::Ours } if written != coord_sets(&a.footprint) => {
-            fail(format!("{what} landed with solver ours but its footprint {written:?} is not the one sent"))
+            fail(format!(
+                "{what} landed with solver ours writing {}, not the {} sent",
+                show(&written),
+                show(&coord_sets(&a.footprint))
+            ))
         }
         CommitMode::Rebase { solver: Solver::Theirs } => {
             let mut expect = coord_sets(&a.footprint);
@@ -151,7 +171,9 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
             let got: Coords = written.into_iter().filter(|(_, s)| !s.is_empty()).collect();
             if got != expect {
                 return fail(format!(
-                    "{what} landed with solver theirs keeping {got:?}, expected {expect:?}"
+                    "{what} landed with solver theirs keeping {}, expected {}",
+                    show(&got),
+                    show(&expect)
                 ));
             }
             Ok(())
@@ -186,6 +208,21 @@ fn answer(
                 ));
             }
             named_exactly(what, footprint, &commits, conflicts)
+        }
+        Some(Err(FloeError::BaseTooOld { base, window })) => {
+            // The chain only grows: if even the final tip is within the
+            // window of the base, the refusal was wrong.
+            let behind = r
+                .records
+                .values()
+                .filter(|c| c.height > r.records.get(base).map_or(u64::MAX, |b| b.height))
+                .count();
+            if behind as u64 <= *window {
+                return fail(format!(
+                    "{what} is BaseTooOld for {base} with a window of {window}, but only {behind} commits ever landed after it"
+                ));
+            }
+            Ok(())
         }
         Some(Err(FloeError::OutOfDate { tip })) => {
             let commits = between(r, what, base, *tip)?;

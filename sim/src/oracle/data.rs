@@ -2,6 +2,7 @@
 //! the real read path (`worker::resolve` over the simulated store and the
 //! replica's commit records), equals the reference model.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub fn data(obs: &Observations, r: &Replica, repo: &RepoName, store: &Objects) -
     let attempts = obs.model_attempts();
     let mut model = Model::new(&r.records, &attempts);
     let mut history = History::new();
+    // Chunk objects are immutable: decode each once for the whole chain.
+    let mut chunks = Chunks::new();
     for rec in r.records.values() {
         history.insert_record(rec.clone());
     }
@@ -35,7 +38,7 @@ pub fn data(obs: &Observations, r: &Replica, repo: &RepoName, store: &Objects) -
         let expected = model.contents(id).map_err(fail)?;
         let rec = &r.records[&id];
         for (path, meta) in &rec.arrays {
-            let got = read_array(repo, store, &manifest, path, meta, id)?;
+            let got = read_array(repo, store, &mut chunks, &manifest, path, meta, id)?;
             let want = expected
                 .get(path)
                 .ok_or_else(|| fail(format!("model has no {path} at {id}")))?;
@@ -77,10 +80,14 @@ fn materialize(
     }
 }
 
+/// Decoded chunk buffers by object id.
+type Chunks = BTreeMap<floe_protocol::ObjectId, Vec<u8>>;
+
 /// The whole array `path` at a commit, row-major, from its chunk map.
 fn read_array(
     repo: &RepoName,
     store: &Objects,
+    chunks: &mut Chunks,
     manifest: &Manifest,
     path: &ArrayPath,
     meta: &ArrayMeta,
@@ -90,19 +97,25 @@ fn read_array(
     let elements = meta.shape.iter().product::<u64>() as usize;
     let mut out = meta.fill_value.repeat(elements);
     for (coord, &obj) in manifest.arrays.get(path).into_iter().flatten() {
-        let key = chunk_key(repo, obj);
-        let bytes = store.get(key.as_ref()).ok_or_else(|| {
-            fail(format!(
-                "{path} chunk {coord:?} at {id}: {key} is not in the store"
-            ))
-        })?;
-        let chunk = decode_chunk(meta, bytes)
-            .map_err(|e| fail(format!("{path} chunk {coord:?} at {id}: {e}")))?;
+        let chunk = match chunks.entry(obj) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let key = chunk_key(repo, obj);
+                let bytes = store.get(key.as_ref()).ok_or_else(|| {
+                    fail(format!(
+                        "{path} chunk {coord:?} at {id}: {key} is not in the store"
+                    ))
+                })?;
+                let decoded = decode_chunk(meta, bytes)
+                    .map_err(|e| fail(format!("{path} chunk {coord:?} at {id}: {e}")))?;
+                e.insert(decoded)
+            }
+        };
         let region = chunk_region(coord, meta);
         let at: Vec<u64> = region.0.iter().map(|s| s.lo).collect();
         let zero = vec![0; at.len()];
         copy_box(
-            &chunk,
+            chunk,
             &meta.chunk_shape,
             &zero,
             &mut out,

@@ -63,17 +63,26 @@ impl World {
                 };
                 self.deliver(client, Input::PutDone { token, result });
             }
-            Ev::Get { client, token, key } => {
+            Ev::Get {
+                client,
+                token,
+                key,
+                ok,
+            } => {
                 let found = self.store.get(&key).cloned();
-                let n = [u64::from(client) + 1, token, found.is_some() as u64, 0];
+                let n = [
+                    u64::from(client) + 1,
+                    token,
+                    found.is_some() as u64,
+                    ok as u64,
+                ];
                 self.trace.rec(self.now, Kind::Get, n);
-                self.deliver(
-                    client,
-                    Input::GetDone {
-                        token,
-                        result: Ok(found),
-                    },
-                );
+                let result = if ok {
+                    Ok(found)
+                } else {
+                    Err("injected get failure".into())
+                };
+                self.deliver(client, Input::GetDone { token, result });
             }
             Ev::Input { client, input } => {
                 if let Input::Timer { token } = input {
@@ -289,17 +298,7 @@ impl World {
                 }
             }
             Effect::Put { token, key, bytes } => self.put(index, token, key, bytes),
-            Effect::Get { token, key } => {
-                let at = self.now + self.store_latency();
-                self.queue.push(
-                    at,
-                    Ev::Get {
-                        client: index,
-                        token,
-                        key,
-                    },
-                );
-            }
+            Effect::Get { token, key } => self.get(index, token, key),
             Effect::Timer { token, after_ms } => {
                 let input = Input::Timer { token };
                 self.queue.push(
@@ -330,6 +329,22 @@ impl World {
             bytes,
             ok: !failed,
             written,
+        };
+        self.queue.push(at, ev);
+    }
+
+    fn get(&mut self, client: u32, token: u64, key: String) {
+        let p = self.plan.get_failure;
+        let ok = p == 0.0 || !self.rngs.store.gen_bool(p);
+        if !ok {
+            self.counts.add(crate::faults::FaultKind::GetFailure);
+        }
+        let at = self.now + self.store_latency();
+        let ev = Ev::Get {
+            client,
+            token,
+            key,
+            ok,
         };
         self.queue.push(at, ev);
     }

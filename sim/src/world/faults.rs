@@ -3,6 +3,7 @@
 use rand::Rng;
 
 use super::{Ev, Life, World};
+use crate::client::Client;
 use crate::faults::{FaultKind, FaultPlan};
 use crate::net::Addr;
 
@@ -76,7 +77,12 @@ impl World {
             .find(|n| n.is_leader())
             .map(|n| n.id());
         let rng = &mut self.rngs.fault;
-        let what = match rng.gen_range(0..4) {
+        let kind = if rng.gen_bool(self.shape.isolate_leader) {
+            3
+        } else {
+            rng.gen_range(0..3)
+        };
+        let what = match kind {
             // Jepsen's "isolate the leader": cut from its peers, still
             // reachable by clients, so it takes commands it cannot commit.
             3 if leader.is_some() => {
@@ -136,21 +142,7 @@ impl World {
         if self.calm {
             return;
         }
-        // Prefer workers holding a task: a pause mid-task makes a zombie.
-        let live =
-            |s: &super::Slot| s.client.is_worker() && !s.done && matches!(s.life, Life::Live);
-        let mut busy: Vec<u32> = (0..self.clients.len() as u32)
-            .filter(|&i| {
-                live(&self.clients[i as usize]) && self.clients[i as usize].client.holds_task()
-            })
-            .collect();
-        if busy.is_empty() {
-            busy = (0..self.clients.len() as u32)
-                .filter(|&i| live(&self.clients[i as usize]))
-                .collect();
-        }
-        if !busy.is_empty() {
-            let i = busy[self.rngs.fault.gen_range(0..busy.len())];
+        if let Some(i) = self.fault_target() {
             self.counts.add(FaultKind::WorkerCrash);
             if self.rngs.fault.gen_bool(0.5) {
                 self.crash_worker(i);
@@ -162,6 +154,28 @@ impl World {
             }
         }
         self.after_mean(self.plan.worker_crash_every_ms, Ev::WorkerFault);
+    }
+
+    /// A running client to crash or pause: mostly a worker holding a task
+    /// (a pause mid-task makes a zombie), sometimes a writer mid-commit
+    /// (its late retry must be deduplicated).
+    fn fault_target(&mut self) -> Option<u32> {
+        let running = |s: &super::Slot| !s.done && matches!(s.life, Life::Live);
+        let pick = |want: &dyn Fn(&super::Slot) -> bool| -> Vec<u32> {
+            (0..self.clients.len() as u32)
+                .filter(|&i| running(&self.clients[i as usize]) && want(&self.clients[i as usize]))
+                .collect()
+        };
+        let writers = self.rngs.fault.gen_bool(0.3);
+        let mut busy = if writers {
+            pick(&|s| matches!(s.client, Client::Writer(_) | Client::Simple(_)))
+        } else {
+            pick(&|s| s.client.holds_task())
+        };
+        if busy.is_empty() {
+            busy = pick(&|s| s.client.is_worker());
+        }
+        (!busy.is_empty()).then(|| busy[self.rngs.fault.gen_range(0..busy.len())])
     }
 
     fn crash_worker(&mut self, i: u32) {

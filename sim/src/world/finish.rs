@@ -37,6 +37,7 @@ impl World {
                 .liveness()
                 .and_then(|()| final_oracles(&obs, &replicas, &self.store))
             {
+                self.found_at_end = true;
                 self.fail(f);
             }
         }

@@ -83,6 +83,7 @@ pub(crate) enum Ev {
         client: u32,
         token: u64,
         key: String,
+        ok: bool,
     },
     /// Any other client input (timers).
     Input { client: u32, input: Input },
@@ -140,6 +141,8 @@ pub(crate) struct World {
     pub(crate) tweaks: Tweaks,
     /// When the safety phase ends.
     pub(crate) safety_end: u64,
+    /// True when the violation was found by the end-of-run checks.
+    pub(crate) found_at_end: bool,
 }
 
 impl World {
@@ -182,6 +185,7 @@ impl World {
             jobs: Vec::new(),
             tweaks,
             safety_end,
+            found_at_end: false,
         };
         if let Some(id) = w.tweaks.keep_down {
             w.cluster.crash(id);
@@ -214,6 +218,24 @@ impl World {
             self.trace.note(self.now, "VIOLATION", format!("{failure}"));
             self.failure = Some(failure);
         }
+    }
+
+    /// The trace lines that best explain the violation: the last events
+    /// before it, or, for one found by the end-of-run checks, the last
+    /// client-level events.
+    pub(crate) fn explain(&self) -> Vec<String> {
+        if !self.found_at_end {
+            return self.trace.tail();
+        }
+        let mut lines =
+            vec!["(found by the end-of-run checks; last client-level events:)".to_string()];
+        lines.extend(self.trace.client_tail());
+        lines
+    }
+
+    /// Simulated milliseconds since the start.
+    pub(crate) fn elapsed(&self) -> u64 {
+        self.now - START_MS
     }
 
     /// The sim index of a client id.
@@ -254,6 +276,7 @@ fn boot(opts: &SimOptions, shape: &Shape, seed: u64) -> Cluster {
         })
         .collect();
     let config = Config {
+        footprint_window: shape.footprint_window,
         bugs: Bug::state_bugs(opts.bug),
         ..Config::default()
     };
