@@ -48,6 +48,8 @@ pub struct Shape {
     pub footprint_window: u64,
     /// Share of network faults that isolate the leader from its peers.
     pub isolate_leader: f64,
+    /// Checkpointers (each writes one checkpoint of the tip).
+    pub checkpointers: usize,
 }
 
 impl Shape {
@@ -95,6 +97,7 @@ impl Shape {
                 1_000
             },
             isolate_leader: 0.25,
+            checkpointers: rng.gen_range(0..=2),
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {

@@ -551,3 +551,20 @@ fn an_overlapping_plan_that_was_accepted_is_reported() {
         "share chunks",
     );
 }
+
+#[test]
+fn a_checkpoint_missing_a_chunk_is_reported() {
+    let (mut h, obs) = good();
+    // A checkpoint of C3 holding only what C2 wrote: C3's chunk 2 is lost.
+    let c2 = h.records[&CommitId(2)].deltas[0];
+    let key = manifest_key(&repo(), c2).to_string();
+    let checkpoint = ObjectId(999);
+    let bytes = h.store[&key].clone();
+    h.store.insert(
+        floe_worker::format::checkpoint_key(&repo(), checkpoint).to_string(),
+        bytes,
+    );
+    all(&obs, &h).unwrap();
+    h.records.get_mut(&CommitId(3)).unwrap().checkpoint = Some(checkpoint);
+    expect(all(&obs, &h), oracle::DATA, "at C3");
+}

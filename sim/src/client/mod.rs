@@ -2,6 +2,7 @@
 //! `worker::machine` (writers, cooperative jobs and their workers) and two
 //! built-in ones (setup, a cheap aligned writer), all driven alike.
 
+pub mod checkpoint;
 pub mod setup;
 pub mod simple;
 
@@ -30,6 +31,8 @@ pub enum Client {
         /// Whether its workers were started.
         staffed: bool,
     },
+    /// Writes a checkpoint of the tip.
+    Checkpoint(checkpoint::Checkpointer),
     /// A cooperative worker of job `number`.
     Worker {
         /// The machine.
@@ -46,6 +49,7 @@ impl Client {
             Client::Setup(m) => m,
             Client::Simple(m) => m,
             Client::Writer(m) => m.as_mut(),
+            Client::Checkpoint(m) => m,
             Client::Job { job, .. } => job.as_mut(),
             Client::Worker { worker, .. } => worker.as_mut(),
         }
@@ -57,6 +61,7 @@ impl Client {
             Client::Setup(m) => m.is_done(),
             Client::Simple(m) => m.is_done(),
             Client::Writer(m) => m.is_done(),
+            Client::Checkpoint(m) => m.is_done(),
             Client::Job { job, .. } => job.is_done(),
             Client::Worker { worker, .. } => worker.is_done(),
         }
@@ -82,7 +87,7 @@ impl Client {
                 obs.ff_answers.extend(m.ff_answers.iter().cloned());
             }
             Client::Writer(m) => observe_writer(m, index, obs),
-            Client::Job { .. } | Client::Worker { .. } => {}
+            Client::Job { .. } | Client::Worker { .. } | Client::Checkpoint(_) => {}
         }
     }
 
@@ -92,6 +97,7 @@ impl Client {
             Client::Setup(_) => "setup",
             Client::Simple(_) => "simple-writer",
             Client::Writer(_) => "writer",
+            Client::Checkpoint(_) => "checkpointer",
             Client::Job { .. } => "job",
             Client::Worker { .. } => "worker",
         }

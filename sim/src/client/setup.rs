@@ -64,7 +64,7 @@ impl Setup {
             mode,
         };
         self.attempt = Some(Attempt {
-            client: u32::MAX,
+            client: 0,
             message: SETUP_MESSAGE.into(),
             data_base: CommitId(0),
             base_sent: CommitId(0),

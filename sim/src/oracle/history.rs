@@ -91,13 +91,12 @@ pub fn one_history(obs: &Observations, r: &Replica) -> Check {
             ));
         }
     }
-    let acked = obs
-        .attempts
-        .iter()
-        .map(|a| (a.client, &a.message, &a.outcome))
-        .chain(obs.coops.iter().map(|c| (u32::MAX, &c.message, &c.outcome)));
-    for (client, message, outcome) in acked {
-        check_acked(r, client, message, outcome.as_ref())?;
+    for a in &obs.attempts {
+        let who = format!("client c{}", a.client.wrapping_add(1));
+        check_acked(r, &who, &a.message, a.outcome.as_ref())?;
+    }
+    for c in &obs.coops {
+        check_acked(r, "the cooperative job", &c.message, c.outcome.as_ref())?;
     }
     let attempted = obs.model_attempts();
     for id in &ids[1..] {
@@ -113,7 +112,7 @@ pub fn one_history(obs: &Observations, r: &Replica) -> Check {
 }
 
 /// An acknowledged commit is on the chain under its id, as acknowledged.
-fn check_acked(r: &Replica, client: u32, message: &str, outcome: Option<&Outcome>) -> Check {
+fn check_acked(r: &Replica, who: &str, message: &str, outcome: Option<&Outcome>) -> Check {
     let Some(Ok(Reply::Committed {
         commit,
         parent,
@@ -122,7 +121,7 @@ fn check_acked(r: &Replica, client: u32, message: &str, outcome: Option<&Outcome
     else {
         return Ok(());
     };
-    let who = format!("client c{client} was told {message:?} landed as {commit} on {parent}");
+    let who = format!("{who} was told {message:?} landed as {commit} on {parent}");
     let fail = |d: String| Err(Failure::new(ONE_HISTORY, format!("{who}, but {d}")));
     let Some(rec) = r.records.get(commit) else {
         return fail(format!(

@@ -22,16 +22,7 @@ impl World {
                 client,
                 seq,
                 outcome,
-            } => {
-                let code = codes::outcome(&outcome);
-                let n = [node, u64::from(client) + 1, seq, code];
-                self.trace.rec(self.now, Kind::Reply, n);
-                let input = Input::Response {
-                    seq,
-                    outcome: *outcome,
-                };
-                self.deliver(client, input);
-            }
+            } => self.on_reply(node, client, seq, *outcome),
             Ev::Persisted { node, life, token } => self.persisted(node, life, token),
             Ev::Crash => self.crash(),
             Ev::Restart(id) => self.restart(id),
@@ -51,48 +42,55 @@ impl World {
                 if written {
                     self.store.insert(key, bytes);
                 }
-                self.trace.rec(
-                    self.now,
-                    Kind::Put,
-                    [u64::from(client) + 1, token, ok as u64, 0],
-                );
-                let result = if ok {
-                    Ok(())
-                } else {
-                    Err("injected put failure".into())
-                };
-                self.deliver(client, Input::PutDone { token, result });
+                self.on_put(client, token, ok);
             }
             Ev::Get {
                 client,
                 token,
                 key,
                 ok,
-            } => {
-                let found = self.store.get(&key).cloned();
-                let n = [
-                    u64::from(client) + 1,
-                    token,
-                    found.is_some() as u64,
-                    ok as u64,
-                ];
-                self.trace.rec(self.now, Kind::Get, n);
-                let result = if ok {
-                    Ok(found)
-                } else {
-                    Err("injected get failure".into())
-                };
-                self.deliver(client, Input::GetDone { token, result });
-            }
+            } => self.on_get(client, token, &key, ok),
             Ev::Input { client, input } => {
                 if let Input::Timer { token } = input {
-                    self.trace
-                        .rec(self.now, Kind::Timer, [u64::from(client) + 1, token, 0, 0]);
+                    let n = [u64::from(client) + 1, token, 0, 0];
+                    self.trace.rec(self.now, Kind::Timer, n);
                 }
                 self.deliver(client, input);
             }
             Ev::EndSafety => self.end_safety(),
         }
+    }
+
+    fn on_reply(&mut self, node: u64, client: u32, seq: u64, outcome: Outcome) {
+        let n = [node, u64::from(client) + 1, seq, codes::outcome(&outcome)];
+        self.trace.rec(self.now, Kind::Reply, n);
+        self.deliver(client, Input::Response { seq, outcome });
+    }
+
+    fn on_put(&mut self, client: u32, token: u64, ok: bool) {
+        let n = [u64::from(client) + 1, token, ok as u64, 0];
+        self.trace.rec(self.now, Kind::Put, n);
+        let result = match ok {
+            true => Ok(()),
+            false => Err("injected put failure".into()),
+        };
+        self.deliver(client, Input::PutDone { token, result });
+    }
+
+    fn on_get(&mut self, client: u32, token: u64, key: &str, ok: bool) {
+        let found = self.store.get(key).cloned();
+        let n = [
+            u64::from(client) + 1,
+            token,
+            found.is_some() as u64,
+            ok as u64,
+        ];
+        self.trace.rec(self.now, Kind::Get, n);
+        let result = match ok {
+            true => Ok(found),
+            false => Err("injected get failure".into()),
+        };
+        self.deliver(client, Input::GetDone { token, result });
     }
 
     fn tick(&mut self) {

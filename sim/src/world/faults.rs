@@ -70,62 +70,74 @@ impl World {
         if self.calm {
             return;
         }
-        let ids = self.cluster.ids();
         let leader = self
             .cluster
             .running()
             .find(|n| n.is_leader())
             .map(|n| n.id());
-        let rng = &mut self.rngs.fault;
-        let kind = if rng.gen_bool(self.shape.isolate_leader) {
-            3
-        } else {
-            rng.gen_range(0..3)
-        };
-        let what = match kind {
+        let isolate = self.rngs.fault.gen_bool(self.shape.isolate_leader);
+        let what = match (leader.filter(|_| isolate), self.rngs.fault.gen_range(0..3)) {
             // Jepsen's "isolate the leader": cut from its peers, still
             // reachable by clients, so it takes commands it cannot commit.
-            3 if leader.is_some() => {
-                let l = leader.unwrap_or(0);
-                for &b in ids.iter().filter(|&&b| b != l) {
-                    self.net.cut(Addr::Node(l), Addr::Node(b));
-                    self.net.cut(Addr::Node(b), Addr::Node(l));
-                }
-                self.counts.add(FaultKind::Partition);
+            (Some(l), _) => {
+                self.partition(&[l]);
                 format!("isolate leader n{l} from its peers")
             }
-            0 => {
-                let side: Vec<u64> = ids.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
-                for &a in &side {
-                    for b in ids.iter().filter(|b| !side.contains(b)) {
-                        self.net.cut(Addr::Node(a), Addr::Node(*b));
-                        self.net.cut(Addr::Node(*b), Addr::Node(a));
-                    }
-                }
-                self.counts.add(FaultKind::Partition);
+            (None, 0) => {
+                let side = self.minority();
+                self.partition(&side);
                 format!("partition {side:?} from the rest")
             }
-            1 => {
-                let mut cuts = Vec::new();
-                for _ in 0..rng.gen_range(1..=3) {
-                    let a = ids[rng.gen_range(0..ids.len())];
-                    let b = ids[rng.gen_range(0..ids.len())];
-                    self.net.cut(Addr::Node(a), Addr::Node(b));
-                    cuts.push((a, b));
-                }
-                self.counts.add(FaultKind::OneWay);
-                format!("one-way cuts {cuts:?}")
-            }
-            _ => {
-                let id = ids[rng.gen_range(0..ids.len())];
+            (None, 1) => self.one_way(),
+            (None, _) => {
+                let ids = self.cluster.ids();
+                let id = ids[self.rngs.fault.gen_range(0..ids.len())];
                 self.net.isolate(Addr::Node(id));
                 self.counts.add(FaultKind::Clog);
-                format!("clog n{id}")
+                format!("clog n{id} (cut from everyone, clients too)")
             }
         };
         self.trace.note(self.now, "net-fault", what);
         let heal = self.rngs.fault.gen_range(100..2_000);
         self.queue.push(self.now + heal, Ev::NetHeal);
+    }
+
+    /// A random proper, non-empty subset of the nodes.
+    fn minority(&mut self) -> Vec<u64> {
+        let mut ids = self.cluster.ids();
+        let size = self.rngs.fault.gen_range(1..ids.len());
+        let mut side = Vec::new();
+        while side.len() < size {
+            side.push(ids.swap_remove(self.rngs.fault.gen_range(0..ids.len())));
+        }
+        side.sort_unstable();
+        side
+    }
+
+    /// Cuts `side` from the other nodes, both ways (clients unaffected).
+    fn partition(&mut self, side: &[u64]) {
+        for a in side.iter().copied() {
+            for b in self.cluster.ids().into_iter().filter(|b| !side.contains(b)) {
+                self.net.cut(Addr::Node(a), Addr::Node(b));
+                self.net.cut(Addr::Node(b), Addr::Node(a));
+            }
+        }
+        self.counts.add(FaultKind::Partition);
+    }
+
+    /// Cuts one to three links in one direction only.
+    fn one_way(&mut self) -> String {
+        let ids = self.cluster.ids();
+        let mut cuts = Vec::new();
+        for _ in 0..self.rngs.fault.gen_range(1..=3) {
+            let a = ids[self.rngs.fault.gen_range(0..ids.len())];
+            let others: Vec<u64> = ids.iter().copied().filter(|&b| b != a).collect();
+            let b = others[self.rngs.fault.gen_range(0..others.len())];
+            self.net.cut(Addr::Node(a), Addr::Node(b));
+            cuts.push((a, b));
+        }
+        self.counts.add(FaultKind::OneWay);
+        format!("one-way cuts (from, to) {cuts:?}")
     }
 
     /// Heals the network and schedules the next fault.

@@ -13,6 +13,7 @@ use floe_worker::machine::{Job, JobSpec, SourceFn, Worker, Writer, WriterScript}
 use rand::Rng;
 
 use super::{client_id, Ev, Life, Slot, World};
+use crate::client::checkpoint::Checkpointer;
 use crate::client::setup::Setup;
 use crate::client::simple::{SimpleScript, SimpleWriter};
 use crate::client::Client;
@@ -82,6 +83,13 @@ impl World {
         for n in 0..self.shape.jobs {
             let at = self.rngs.work.gen_range(self.now..end);
             self.spawn_job(n, at);
+        }
+        for _ in 0..self.shape.checkpointers {
+            let at = self.rngs.work.gen_range(self.now..end);
+            let index = self.clients.len() as u32;
+            let seed = self.rngs.work.gen();
+            let c = Checkpointer::new(client_id(index), self.cluster.ids(), workload::repo(), seed);
+            self.spawn(Client::Checkpoint(c), at);
         }
     }
 
