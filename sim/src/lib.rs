@@ -8,6 +8,25 @@
 //! that seed (swarm testing), then a liveness phase with every fault off,
 //! then the end-of-run oracles. The same seed always gives the same trace
 //! hash.
+//!
+//! Per seed ([`world`](crate) internals, [`workload`], [`faults`]):
+//!
+//! * **Cluster**: 3 or 5 `Node<State>`s (raft-rs + the real state machine)
+//!   on [`MemStorage`](floe_coordinator::storage::MemStorage), ticking
+//!   every 10 ms; `Effect::Persist` completes after a drawn fsync latency;
+//!   a crash keeps only what was synced and restarts with a fresh `State`.
+//! * **Clients**: a setup client (repo + 1–3 random 1-D/2-D arrays), real
+//!   `worker::machine` writers (aligned or not, overlapping or not; Strict
+//!   with the seed's loop, Rebase fail, sometimes ours/theirs; manual
+//!   retries), a built-in aligned writer, cooperative jobs with 2–4
+//!   workers (replaced when they crash), checkpointers.
+//! * **Faults**: drop, duplicate, delay/reorder; symmetric partitions,
+//!   one-way cuts, clogs, leader isolation; coordinator crashes; worker
+//!   crashes and pauses (zombies); object-store put/get failures and
+//!   latency. A planted [`Bug`] leans the draw towards what exposes it.
+//! * **Oracles** ([`oracle`]): exact conflicts (and their cooperative
+//!   half), one history, data, replicas agree (online, per applied index,
+//!   and on the final states), liveness.
 
 #![warn(missing_docs)]
 

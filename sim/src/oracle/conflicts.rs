@@ -76,7 +76,11 @@ pub fn exact_conflicts(obs: &Observations, r: &Replica) -> Check {
         landed(obs, r, &r.records[&id], attempt)?;
     }
     for a in &obs.attempts {
-        let what = format!("the reply to {:?} (client c{})", a.message, a.client);
+        let what = format!(
+            "the reply to {:?} (client c{})",
+            a.message,
+            a.client.wrapping_add(1)
+        );
         answer(
             r,
             &what,
@@ -101,7 +105,11 @@ pub fn exact_conflicts(obs: &Observations, r: &Replica) -> Check {
         )?;
     }
     for ff in &obs.ff_answers {
-        let what = format!("CanFastForward from {} (client c{})", ff.base, ff.client);
+        let what = format!(
+            "CanFastForward from {} (client c{})",
+            ff.base,
+            ff.client.wrapping_add(1)
+        );
         let commits = between(r, &what, ff.base, ff.tip)?;
         named_exactly(&what, &ff.footprint, &commits, &ff.conflicts)?;
     }
@@ -161,8 +169,9 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
             ))
         }
         CommitMode::Rebase { solver: Solver::Theirs } => {
+            // The server settles against what landed since the base sent.
             let mut expect = coord_sets(&a.footprint);
-            for (p, s) in &shared_chunks {
+            for (p, s) in &truth(&a.footprint, &rebased) {
                 if let Some(e) = expect.get_mut(p) {
                     e.retain(|c| !s.contains(c));
                 }

@@ -1,5 +1,5 @@
 //! The oracles of DESIGN.md section 4, as plain functions over plain data
-//! ([`Observations`] from the clients, [`Replica`] views of the final
+//! ([`Observations`](crate::obs::Observations) from the clients, [`Replica`] views of the final
 //! states, the simulated store), so tests can feed them hand-made broken
 //! histories and watch them fail.
 

@@ -255,6 +255,7 @@ impl World {
             return;
         };
         self.trace.event(now, "start", u64::from(index) + 1, 0);
+        slot.started = true;
         slot.client.machine().start(now);
         self.drain_client(index);
     }

@@ -172,7 +172,7 @@ impl World {
     /// (a pause mid-task makes a zombie), sometimes a writer mid-commit
     /// (its late retry must be deduplicated).
     fn fault_target(&mut self) -> Option<u32> {
-        let running = |s: &super::Slot| !s.done && matches!(s.life, Life::Live);
+        let running = |s: &super::Slot| s.started && !s.done && matches!(s.life, Life::Live);
         let pick = |want: &dyn Fn(&super::Slot) -> bool| -> Vec<u32> {
             (0..self.clients.len() as u32)
                 .filter(|&i| running(&self.clients[i as usize]) && want(&self.clients[i as usize]))

@@ -106,6 +106,8 @@ pub(crate) struct Slot {
     pub(crate) client: Client,
     pub(crate) life: Life,
     pub(crate) done: bool,
+    /// True once started (only started clients are crashed or paused).
+    pub(crate) started: bool,
 }
 
 /// Per-component RNGs, all derived from the seed.

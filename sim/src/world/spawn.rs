@@ -39,6 +39,7 @@ impl World {
             client,
             life: Life::Live,
             done: false,
+            started: false,
         });
         self.queue.push(at, Ev::Start(index));
         index
