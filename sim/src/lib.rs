@@ -155,6 +155,10 @@ pub fn run_seed_tweaked(seed: u64, opts: &SimOptions, tweaks: &Tweaks) -> SeedRe
     let mut world = world::World::new(seed, opts, tweaks.clone());
     let ran = catch_unwind(AssertUnwindSafe(|| world.run()));
     if let Err(panic) = ran {
+        if is_broken_pipe(&panic) {
+            // `floe sim --trace | head`: the reader left, not a core bug.
+            std::panic::resume_unwind(panic);
+        }
         world.panicked(panic_message(&panic));
     }
     let tally = match catch_unwind(AssertUnwindSafe(|| world.finish())) {
@@ -182,6 +186,10 @@ pub fn run_seed_tweaked(seed: u64, opts: &SimOptions, tweaks: &Tweaks) -> SeedRe
         conflicts: tally.conflicts,
         violation,
     }
+}
+
+fn is_broken_pipe(panic: &Box<dyn std::any::Any + Send>) -> bool {
+    panic_message(panic).contains("failed printing to stdout")
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

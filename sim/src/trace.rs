@@ -170,7 +170,7 @@ impl Trace {
             self.mix_str(n);
         }
         if self.print {
-            println!("{}", rec.line());
+            print_line(&rec.line());
         }
         if !matches!(
             rec.kind,
@@ -239,6 +239,11 @@ impl Trace {
     pub fn client_tail(&self) -> Vec<String> {
         self.client_tail.iter().map(Rec::line).collect()
     }
+}
+
+/// Prints a trace line (through `println!`, so test harnesses capture it).
+pub fn print_line(line: &str) {
+    println!("{line}");
 }
 
 fn kind_code(kind: Kind) -> u64 {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use floe_protocol::region::{chunk_region, copy_box};
 use floe_protocol::{ArrayMeta, ArrayPath, CommitId, RepoName};
 use floe_worker::format::{checkpoint_key, chunk_key, decode_chunk, manifest_key, Manifest};
-use floe_worker::resolve::{History, Need, Step};
+use floe_worker::resolve::{History, Location, Need, Step};
 
 use super::{chain, Check, Failure, DATA};
 use crate::model::Model;
@@ -43,6 +43,44 @@ pub fn data(obs: &Observations, r: &Replica, repo: &RepoName, store: &Objects) -
                 .get(path)
                 .ok_or_else(|| fail(format!("model has no {path} at {id}")))?;
             compare(id, &rec.message, path, meta, want, &got)?;
+        }
+    }
+    if let Some(&tip) = ids.last() {
+        resolve_agrees(&history, &r.records[&tip], repo, store)?;
+    }
+    Ok(())
+}
+
+/// Chunk by chunk, `History::resolve` (the path a session's reads take)
+/// finds what `History::materialize` found, at the tip.
+fn resolve_agrees(
+    history: &History,
+    tip: &floe_protocol::CommitRecord,
+    repo: &RepoName,
+    store: &Objects,
+) -> Check {
+    let mut history = history.clone();
+    let manifest = materialize(&mut history, repo, store, tip.id)?;
+    for (path, meta) in &tip.arrays {
+        for index in 0..meta.chunk_count() {
+            let coord = floe_protocol::region::coord_of(index, &meta.grid());
+            let located = match history.resolve(tip.id, path, &coord) {
+                Ok(Step::Done(Location::Chunk(id))) => Some(id),
+                Ok(Step::Done(Location::Fill)) => None,
+                other => {
+                    return Err(fail(format!(
+                        "resolving {path} {coord:?} at {}: {other:?}",
+                        tip.id
+                    )))
+                }
+            };
+            let listed = manifest.get(path, &coord);
+            if located != listed {
+                return Err(fail(format!(
+                    "at {} chunk {coord:?} of {path} resolves to {located:?} but the full chunk map lists {listed:?}",
+                    tip.id
+                )));
+            }
         }
     }
     Ok(())

@@ -63,7 +63,7 @@ impl World {
                 a.base_sent,
                 a.mode
             );
-            println!("attempt   {line}");
+            crate::trace::print_line(&format!("attempt   {line}"));
         }
         for run in &obs.coops {
             let line =
@@ -80,7 +80,7 @@ impl World {
                 run.done_by,
                 run.outcome.as_ref().map(|o| crate::codes::outcome_name(crate::codes::outcome(o)))
             );
-            println!("job       {line}");
+            crate::trace::print_line(&format!("job       {line}"));
         }
     }
 

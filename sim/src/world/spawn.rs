@@ -165,7 +165,12 @@ impl World {
     fn spawn_job(&mut self, n: usize, at: u64) {
         let rng = &mut self.rngs.work;
         let (path, meta) = &self.arrays[rng.gen_range(0..self.arrays.len())];
-        let plan = workload::plan(rng, path, meta);
+        let mut plan = workload::plan(rng, path, meta);
+        if rng.gen_bool(0.1) {
+            // An invalid plan (two tasks sharing chunks) must be refused.
+            let task = plan[rng.gen_range(0..plan.len())].clone();
+            plan.push(task);
+        }
         let (lo, hi) = self.shape.lease_ms;
         let lease_ms = rng.gen_range(lo..=hi);
         let mode = if rng.gen_bool(0.4) {
