@@ -15,6 +15,8 @@ pub struct FaultPlan {
     pub duplicate: f64,
     /// Extra delay drawn uniformly in `0..=max_extra_delay_ms` (reorders messages).
     pub max_extra_delay_ms: u64,
+    /// Share of messages that get the extra delay.
+    pub delay_share: f64,
     /// Mean milliseconds between network partitions/clogs (0 = none).
     pub partition_every_ms: u64,
     /// Mean milliseconds between coordinator crashes (0 = none).
@@ -38,6 +40,7 @@ impl FaultPlan {
             drop: 0.0,
             duplicate: 0.0,
             max_extra_delay_ms: 0,
+            delay_share: 0.0,
             partition_every_ms: 0,
             crash_every_ms: 0,
             worker_crash_every_ms: 0,
@@ -64,6 +67,7 @@ impl FaultPlan {
             drop: if d { rng.gen_range(0.005..0.15) } else { 0.0 },
             duplicate: if u { rng.gen_range(0.005..0.10) } else { 0.0 },
             max_extra_delay_ms: if x { rng.gen_range(5..200) } else { 0 },
+            delay_share: if x { rng.gen_range(0.05..0.5) } else { 0.0 },
             partition_every_ms: if pa { rng.gen_range(300..3000) } else { 0 },
             crash_every_ms: if c { rng.gen_range(300..3000) } else { 0 },
             worker_crash_every_ms: if w { rng.gen_range(300..3000) } else { 0 },

@@ -80,11 +80,11 @@ impl Network {
     }
 }
 
-/// Base latency of 1–5 ms, sometimes plus a large extra delay (which is what
+/// Base latency of 1–5 ms, for a share of messages plus a large extra delay (which is what
 /// reorders messages).
 fn delay(rng: &mut impl Rng, plan: &FaultPlan, counts: &mut FaultCounts) -> u64 {
     let base = rng.gen_range(1..=5);
-    if plan.max_extra_delay_ms > 0 && rng.gen_bool(0.2) {
+    if plan.max_extra_delay_ms > 0 && rng.gen_bool(plan.delay_share) {
         counts.add(FaultKind::Delay);
         base + rng.gen_range(0..=plan.max_extra_delay_ms)
     } else {

@@ -70,6 +70,7 @@ impl Shape {
         if self.stale_messages {
             plan.duplicate = plan.duplicate.max(rng.gen_range(0.05..0.2));
             plan.max_extra_delay_ms = plan.max_extra_delay_ms.max(rng.gen_range(100..400));
+            plan.delay_share = rng.gen_range(0.2..0.5);
         }
     }
 

@@ -3,9 +3,11 @@
 
 use floe_sim::{run_seed, Bug, SimOptions};
 
-/// Seeds each bug may take to be caught (measured worst cases are well
-/// below; see the crate's `budget` example).
-const BUDGET: u64 = 20;
+/// Seeds each bug may take to be caught. Measured over 20 windows of
+/// seeds with 3 and 5 nodes, the worst case is 5 (most bugs: 1 or 2); the
+/// margin keeps unrelated changes from making this test flaky. See the
+/// crate's `budget` example.
+const BUDGET: u64 = 15;
 
 fn caught(bug: Bug, nodes: usize, start: u64) -> (u64, &'static str) {
     let opts = SimOptions {
