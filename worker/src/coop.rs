@@ -23,7 +23,7 @@ use floe_protocol::{
 };
 
 use crate::chunk::{covers_whole_chunk, patch_chunk};
-use crate::data::ArrayData;
+use crate::data::{check_region, check_region_data, ArrayData};
 use crate::format::Manifest;
 use crate::npy::NpyFile;
 use crate::session::{unexpected, MAX_IN_FLIGHT};
@@ -98,9 +98,7 @@ impl Source for Synthetic {
         meta: &ArrayMeta,
         region: &Region,
     ) -> Result<ArrayData, FloeError> {
-        region
-            .validate(meta)
-            .map_err(|e| FloeError::geometry(path, e))?;
+        check_region(path, meta, region)?;
         let rank = region.rank();
         let mut bytes = Vec::with_capacity(region.elements() as usize * meta.dtype.size());
         let mut prefix: Vec<u64> = region.0[..rank - 1].iter().map(|s| s.lo).collect();
@@ -136,9 +134,7 @@ impl Source for NpyFile {
         region: &Region,
     ) -> Result<ArrayData, FloeError> {
         self.check_fits(path, meta)?;
-        region
-            .validate(meta)
-            .map_err(|e| FloeError::geometry(path, e))?;
+        check_region(path, meta, region)?;
         self.read_region(region)
     }
 }
@@ -344,9 +340,7 @@ pub fn task_parts(
     meta: &ArrayMeta,
     region: &Region,
 ) -> Result<Vec<ChunkPart>, FloeError> {
-    region
-        .validate(meta)
-        .map_err(|e| FloeError::geometry(path, e))?;
+    check_region(path, meta, region)?;
     let parts = region.chunk_parts(meta);
     if parts.iter().any(|p| !covers_whole_chunk(meta, p)) {
         return Err(FloeError::geometry(
@@ -360,31 +354,14 @@ pub fn task_parts(
     Ok(parts)
 }
 
-/// Checks what a source returned for a task.
+/// Checks what a source returned for a task (see [`check_region_data`]).
 pub fn check_task_data(
     path: &ArrayPath,
     meta: &ArrayMeta,
     region: &Region,
     data: &ArrayData,
 ) -> Result<(), FloeError> {
-    if data.dtype != meta.dtype {
-        return Err(FloeError::DTypeMismatch {
-            path: path.clone(),
-            expected: meta.dtype,
-            got: data.dtype,
-        });
-    }
-    data.check().map_err(|e| FloeError::geometry(path, e))?;
-    if data.shape != region.shape() {
-        return Err(FloeError::geometry(
-            path,
-            GeometryError::DataSize {
-                expected: region.elements() * meta.dtype.size() as u64,
-                got: data.bytes.len() as u64,
-            },
-        ));
-    }
-    Ok(())
+    check_region_data(path, meta, region, data)
 }
 
 /// The buffer of one whole chunk of a task.

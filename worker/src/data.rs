@@ -1,6 +1,6 @@
 //! In-memory array data: a typed, row-major, little-endian buffer.
 
-use floe_protocol::{ArrayMeta, DType, FloeError, GeometryError};
+use floe_protocol::{ArrayMeta, ArrayPath, DType, FloeError, GeometryError, Region};
 
 /// A Rust type that can be an array element. Implemented for `bool`,
 /// `u8`..`u64`, `i8`..`i64`, `f32` and `f64`.
@@ -185,6 +185,60 @@ impl ArrayData {
     }
 }
 
+/// Checks `region` against array `path` (described by `meta`): its rank
+/// and bounds, as an error naming the array.
+pub fn check_region(path: &ArrayPath, meta: &ArrayMeta, region: &Region) -> Result<(), FloeError> {
+    region
+        .validate(meta)
+        .map_err(|e| FloeError::geometry(path, e))
+}
+
+/// Checks `data` against array `path` (described by `meta`): of its dtype,
+/// with a buffer holding exactly the elements of its shape.
+pub fn check_block(path: &ArrayPath, meta: &ArrayMeta, data: &ArrayData) -> Result<(), FloeError> {
+    if data.dtype != meta.dtype {
+        return Err(FloeError::DTypeMismatch {
+            path: path.clone(),
+            expected: meta.dtype,
+            got: data.dtype,
+        });
+    }
+    data.check().map_err(|e| FloeError::geometry(path, e))
+}
+
+/// Checks `data` written to (or read for) `region` of array `path`
+/// (described by `meta`): [`check_block`], then that it has the region's
+/// shape. The region itself is not checked (see [`check_region`]).
+pub fn check_region_data(
+    path: &ArrayPath,
+    meta: &ArrayMeta,
+    region: &Region,
+    data: &ArrayData,
+) -> Result<(), FloeError> {
+    check_block(path, meta, data)?;
+    check_data_shape(path, meta, region, data)
+}
+
+/// Checks that `data` has the shape of `region`, else a size mismatch
+/// naming array `path`.
+pub(crate) fn check_data_shape(
+    path: &ArrayPath,
+    meta: &ArrayMeta,
+    region: &Region,
+    data: &ArrayData,
+) -> Result<(), FloeError> {
+    if data.shape != region.shape() {
+        return Err(FloeError::geometry(
+            path,
+            GeometryError::DataSize {
+                expected: region.elements() * meta.dtype.size() as u64,
+                got: data.bytes.len() as u64,
+            },
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +291,44 @@ mod tests {
                 .unwrap(),
             vec![0.0; 3]
         );
+    }
+
+    #[test]
+    fn region_data_is_checked_for_dtype_buffer_then_shape() {
+        let path = ArrayPath::new("/t").unwrap();
+        let meta = ArrayMeta::new(vec![10], vec![5], DType::I16, 0.0).unwrap();
+        let region = Region::new(&[(0, 3)]);
+        let good = ArrayData::from_slice(&[3], &[1i16, 2, 3]).unwrap();
+        assert!(check_region(&path, &meta, &region).is_ok());
+        assert!(check_region(&path, &meta, &Region::new(&[(0, 11)])).is_err());
+        assert!(check_region_data(&path, &meta, &region, &good).is_ok());
+        let wrong = ArrayData::from_slice(&[3], &[1i32, 2, 3]).unwrap();
+        assert!(matches!(
+            check_region_data(&path, &meta, &region, &wrong),
+            Err(FloeError::DTypeMismatch { .. })
+        ));
+        let mut short = good.clone();
+        short.bytes.pop();
+        assert!(matches!(
+            check_region_data(&path, &meta, &region, &short),
+            Err(FloeError::Geometry {
+                error: GeometryError::DataSize {
+                    expected: 6,
+                    got: 5
+                },
+                ..
+            })
+        ));
+        let other = ArrayData::from_slice(&[2], &[1i16, 2]).unwrap();
+        assert!(matches!(
+            check_region_data(&path, &meta, &region, &other),
+            Err(FloeError::Geometry {
+                error: GeometryError::DataSize {
+                    expected: 6,
+                    got: 4
+                },
+                ..
+            })
+        ));
     }
 }

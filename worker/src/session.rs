@@ -21,7 +21,7 @@ use floe_protocol::{
 };
 
 use crate::chunk::{covers_whole_chunk, extract_part, patch_chunk};
-use crate::data::ArrayData;
+use crate::data::{check_block, check_data_shape, check_region, ArrayData};
 use crate::format::Manifest;
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
@@ -203,9 +203,7 @@ impl<C: Coordinator> Reader<C> {
         region: &Region,
         overlay: &Manifest,
     ) -> Result<ArrayData, FloeError> {
-        region
-            .validate(meta)
-            .map_err(|e| FloeError::geometry(path, e))?;
+        check_region(path, meta, region)?;
         let mut out = ArrayData::filled(meta, &region.shape())?;
         let mut located = Vec::new();
         for part in region.chunk_parts(meta) {
@@ -524,17 +522,8 @@ impl<C: Coordinator> Session<C> {
         data: &ArrayData,
     ) -> Result<ArrayMeta, FloeError> {
         let meta = self.meta(path)?;
-        region
-            .validate(meta)
-            .map_err(|e| FloeError::geometry(path, e))?;
-        if data.dtype != meta.dtype {
-            return Err(FloeError::DTypeMismatch {
-                path: path.clone(),
-                expected: meta.dtype,
-                got: data.dtype,
-            });
-        }
-        data.check().map_err(|e| FloeError::geometry(path, e))?;
+        check_region(path, meta, region)?;
+        check_block(path, meta, data)?;
         if data.shape.len() != region.rank() {
             return Err(FloeError::geometry(
                 path,
@@ -544,15 +533,7 @@ impl<C: Coordinator> Session<C> {
                 },
             ));
         }
-        if data.shape != region.shape() {
-            return Err(FloeError::geometry(
-                path,
-                GeometryError::DataSize {
-                    expected: region.elements() * meta.dtype.size() as u64,
-                    got: data.bytes.len() as u64,
-                },
-            ));
-        }
+        check_data_shape(path, meta, region, data)?;
         Ok(meta.clone())
     }
 

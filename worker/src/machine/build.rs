@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, ChunkPart, CommitId, FloeError, Footprint, GeometryError, ObjectId,
-    Region,
+    ArrayMeta, ArrayPath, ChunkPart, CommitId, FloeError, Footprint, ObjectId, Region,
 };
 
 use crate::chunk::{covers_whole_chunk, patch_chunk};
-use crate::data::ArrayData;
+use crate::data::{check_region, check_region_data, ArrayData};
 use crate::format::{decode_chunk, Manifest, ObjectKind};
 use crate::resolve::{History, Location, Need, Step};
 
@@ -140,27 +139,8 @@ pub(crate) fn check_write(
     region: &Region,
     data: &ArrayData,
 ) -> Result<(), FloeError> {
-    region
-        .validate(meta)
-        .map_err(|e| FloeError::geometry(path, e))?;
-    if data.dtype != meta.dtype {
-        return Err(FloeError::DTypeMismatch {
-            path: path.clone(),
-            expected: meta.dtype,
-            got: data.dtype,
-        });
-    }
-    data.check().map_err(|e| FloeError::geometry(path, e))?;
-    if data.shape != region.shape() {
-        return Err(FloeError::geometry(
-            path,
-            GeometryError::DataSize {
-                expected: region.elements() * meta.dtype.size() as u64,
-                got: data.bytes.len() as u64,
-            },
-        ));
-    }
-    Ok(())
+    check_region(path, meta, region)?;
+    check_region_data(path, meta, region, data)
 }
 
 /// The footprint and the delta manifest of chunks stored under `ids`

@@ -10,15 +10,15 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, ClientId, Command, FloeError, Footprint, GeometryError, ObjectId,
-    Outcome, Query, Region, Reply, RepoName, Request, SessionId, TaskId, WorkerId,
+    ArrayMeta, ArrayPath, ClientId, Command, FloeError, Footprint, ObjectId, Outcome, Query,
+    Region, Reply, RepoName, Request, SessionId, TaskId, WorkerId,
 };
 
-use crate::chunk::{covers_whole_chunk, patch_chunk};
+use crate::coop::{check_task_data, task_chunk, task_parts};
 use crate::data::ArrayData;
 use crate::format::{encode_chunk, ObjectKind};
 
-use super::build::{check_write, delta_of, meta_of};
+use super::build::{delta_of, meta_of};
 use super::upload::{Progress, Upload};
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
 
@@ -343,23 +343,13 @@ impl Worker {
                 path: array.clone(),
             })?;
         let meta = meta_of(arrays, array)?;
-        region
-            .validate(meta)
-            .map_err(|e| FloeError::geometry(array, e))?;
-        let parts = region.chunk_parts(meta);
-        if parts.iter().any(|p| !covers_whole_chunk(meta, p)) {
-            let error = GeometryError::NotChunkAligned {
-                region: region.to_string(),
-                chunk_shape: meta.chunk_shape.clone(),
-            };
-            return Err(FloeError::geometry(array, error));
-        }
+        let parts = task_parts(array, meta, region)?;
         let data = (self.source)(array, meta, region, self.worker);
-        check_write(array, meta, region, &data)?;
+        check_task_data(array, meta, region, &data)?;
         let mut keys = Vec::with_capacity(parts.len());
         let mut objects = Vec::with_capacity(parts.len());
         for part in parts {
-            let buffer = patch_chunk(meta, None, &part, &data)?;
+            let buffer = task_chunk(meta, &part, &data)?;
             objects.push((ObjectKind::Chunk, encode_chunk(meta, &buffer)?));
             keys.push((array.clone(), part.coord));
         }
