@@ -57,6 +57,33 @@ fn ints(region: &Region, f: impl Fn(usize) -> i32) -> ArrayData {
     ArrayData::from_slice(&region.shape(), &vals).unwrap()
 }
 
+/// Writes `ints(r, f)` to `/t` in `s` and returns the data written.
+async fn write_ints(
+    s: &mut Session<LocalCoordinator>,
+    r: &Region,
+    f: impl Fn(usize) -> i32,
+) -> ArrayData {
+    let data = ints(r, f);
+    s.write_region(&t(), r, &data).await.unwrap();
+    data
+}
+
+/// `/t` at `commit` over `text`, as i32s.
+async fn ints_at(coord: &Coord, store: &Store, commit: CommitId, text: &str) -> Vec<i32> {
+    read_at(
+        coord.clone(),
+        store.clone(),
+        repo(),
+        commit,
+        &t(),
+        &region(text),
+    )
+    .await
+    .unwrap()
+    .to_vec::<i32>()
+    .unwrap()
+}
+
 /// A reference model: a dense row-major 2-D i32 array.
 struct Model {
     cols: usize,
@@ -106,12 +133,10 @@ async fn round_trip_on(store: Store, codec: Codec) {
     // A partial write (RMW from fill), then a write overlapping it in the
     // same session (RMW from the session's own pending chunks).
     let a = region("3:12,1:6");
-    let da = ints(&a, |i| 1000 + i as i32);
-    s.write_region(&t(), &a, &da).await.unwrap();
+    let da = write_ints(&mut s, &a, |i| 1000 + i as i32).await;
     model.write(&a, &da);
     let b = region("10:25,5:7");
-    let db = ints(&b, |i| 2000 + i as i32);
-    s.write_region(&t(), &b, &db).await.unwrap();
+    let db = write_ints(&mut s, &b, |i| 2000 + i as i32).await;
     model.write(&b, &db);
     assert_eq!(
         s.read_region(&t(), &full)
@@ -130,8 +155,7 @@ async fn round_trip_on(store: Store, codec: Codec) {
     // (RMW from the base's chunk).
     let mut s2 = session(&coord, &store).await;
     let c = region("11:13,2:4");
-    let dc = ints(&c, |i| -50 - i as i32);
-    s2.write_region(&t(), &c, &dc).await.unwrap();
+    let dc = write_ints(&mut s2, &c, |i| -50 - i as i32).await;
     let before_c3 = model.vals.clone();
     model.write(&c, &dc);
     let c3 = s2.commit("patch", CommitMode::Strict).await.unwrap();
@@ -185,6 +209,15 @@ fn seed_meta() -> ArrayMeta {
     ArrayMeta::new(vec![30], vec![10], DType::I32, 0.0).unwrap()
 }
 
+/// A coordinator and an in-memory store whose C1 creates `/t` with
+/// [`seed_meta`].
+async fn seeded() -> (Coord, Store) {
+    let coord = coordinator();
+    let store = Store::memory();
+    create(&coord, &store, seed_meta()).await;
+    (coord, store)
+}
+
 /// Seed example 1: sessions writing 0:20 and 20:30 both land; the second
 /// through "out of date" -> "can I fast forward?" -> "yes" -> C3.
 #[tokio::test]
@@ -196,10 +229,8 @@ async fn seed_example_one_fast_forwards_to_c3() {
     let mut s1 = session(&coord, &store).await.with_seed(1);
     let mut s2 = session(&coord, &store).await.with_seed(2);
     let (r1, r2) = (region("0:20"), region("20:30"));
-    let d1 = ints(&r1, |i| i as i32 + 1);
-    let d2 = ints(&r2, |i| 100 + i as i32);
-    s1.write_region(&t(), &r1, &d1).await.unwrap();
-    s2.write_region(&t(), &r2, &d2).await.unwrap();
+    let d1 = write_ints(&mut s1, &r1, |i| i as i32 + 1).await;
+    let d2 = write_ints(&mut s2, &r2, |i| 100 + i as i32).await;
     assert_eq!(
         s1.commit("session 1", CommitMode::Strict).await.unwrap(),
         CommitId(2)
@@ -231,18 +262,7 @@ async fn seed_example_one_fast_forwards_to_c3() {
         ]
     );
     assert_eq!(s2.base().parent, Some(CommitId(2)));
-    let all = read_at(
-        coord.clone(),
-        store.clone(),
-        repo(),
-        CommitId(3),
-        &t(),
-        &region("0:30"),
-    )
-    .await
-    .unwrap()
-    .to_vec::<i32>()
-    .unwrap();
+    let all = ints_at(&coord, &store, CommitId(3), "0:30").await;
     let mut expected = d1.to_vec::<i32>().unwrap();
     expected.extend(d2.to_vec::<i32>().unwrap());
     assert_eq!(all, expected);
@@ -252,16 +272,12 @@ async fn seed_example_one_fast_forwards_to_c3() {
 /// session gets a conflict naming it, then retries manually on C2.
 #[tokio::test]
 async fn seed_example_two_conflicts_on_chunk_1_then_retries() {
-    let coord = coordinator();
-    let store = Store::memory();
-    create(&coord, &store, seed_meta()).await;
+    let (coord, store) = seeded().await;
     let mut s1 = session(&coord, &store).await;
     let mut s2 = session(&coord, &store).await;
     let (r1, r2) = (region("0:20"), region("15:30"));
-    let d1 = ints(&r1, |i| i as i32 + 1);
-    let d2 = ints(&r2, |i| 100 + i as i32);
-    s1.write_region(&t(), &r1, &d1).await.unwrap();
-    s2.write_region(&t(), &r2, &d2).await.unwrap();
+    let d1 = write_ints(&mut s1, &r1, |i| i as i32 + 1).await;
+    let d2 = write_ints(&mut s2, &r2, |i| 100 + i as i32).await;
     let c2 = s1.commit("session 1", CommitMode::Strict).await.unwrap();
 
     match s2.can_fast_forward().await.unwrap() {
@@ -317,18 +333,7 @@ async fn seed_example_two_conflicts_on_chunk_1_then_retries() {
         .await
         .unwrap();
     assert_eq!(c3, CommitId(3));
-    let all = read_at(
-        coord.clone(),
-        store.clone(),
-        repo(),
-        c3,
-        &t(),
-        &region("0:30"),
-    )
-    .await
-    .unwrap()
-    .to_vec::<i32>()
-    .unwrap();
+    let all = ints_at(&coord, &store, c3, "0:30").await;
     let mut expected = d1.to_vec::<i32>().unwrap()[..15].to_vec();
     expected.extend(d2.to_vec::<i32>().unwrap());
     assert_eq!(all, expected);
@@ -338,20 +343,16 @@ async fn seed_example_two_conflicts_on_chunk_1_then_retries() {
 /// partial chunk read-modify-written from the old base is still right.
 #[tokio::test]
 async fn rebase_mode_lands_disjoint_partial_writes() {
-    let coord = coordinator();
-    let store = Store::memory();
-    create(&coord, &store, seed_meta()).await;
+    let (coord, store) = seeded().await;
     let mut s0 = session(&coord, &store).await;
     let all = region("0:30");
-    s0.write_region(&t(), &all, &ints(&all, |_| 1))
-        .await
-        .unwrap();
+    write_ints(&mut s0, &all, |_| 1).await;
     s0.commit("ones", CommitMode::Strict).await.unwrap();
     let mut s1 = session(&coord, &store).await;
     let mut s2 = session(&coord, &store).await;
     let (r1, r2) = (region("0:5"), region("25:28"));
-    s1.write_region(&t(), &r1, &ints(&r1, |_| 7)).await.unwrap();
-    s2.write_region(&t(), &r2, &ints(&r2, |_| 9)).await.unwrap();
+    write_ints(&mut s1, &r1, |_| 7).await;
+    write_ints(&mut s2, &r2, |_| 9).await;
     s1.commit("one", CommitMode::Strict).await.unwrap();
     let c3 = s2
         .commit(
@@ -363,18 +364,7 @@ async fn rebase_mode_lands_disjoint_partial_writes() {
         .await
         .unwrap();
     assert_eq!(s2.base().rebased_over, 1);
-    let all = read_at(
-        coord.clone(),
-        store.clone(),
-        repo(),
-        c3,
-        &t(),
-        &region("0:30"),
-    )
-    .await
-    .unwrap()
-    .to_vec::<i32>()
-    .unwrap();
+    let all = ints_at(&coord, &store, c3, "0:30").await;
     let expected: Vec<i32> = (0..30)
         .map(|i| match i {
             0..5 => 7,
@@ -387,9 +377,7 @@ async fn rebase_mode_lands_disjoint_partial_writes() {
 
 #[tokio::test]
 async fn bad_writes_are_typed_errors() {
-    let coord = coordinator();
-    let store = Store::memory();
-    create(&coord, &store, seed_meta()).await;
+    let (coord, store) = seeded().await;
     let mut s = session(&coord, &store).await;
     let r = region("0:10");
     let floats = ArrayData::from_slice(&[10], &[0.5f64; 10]).unwrap();
@@ -465,9 +453,7 @@ async fn arrays_can_be_created_resized_and_deleted() {
     // Create and write in the same commit: reads see only our chunks.
     s.create_array(&t(), seed_meta()).unwrap();
     let r = region("5:15");
-    s.write_region(&t(), &r, &ints(&r, |i| i as i32))
-        .await
-        .unwrap();
+    write_ints(&mut s, &r, |i| i as i32).await;
     let c1 = s
         .commit("create and write", CommitMode::Strict)
         .await
@@ -477,22 +463,9 @@ async fn arrays_can_be_created_resized_and_deleted() {
     s.resize_array(&t(), vec![45]).unwrap();
     assert_eq!(s.footprint().arrays[&t()].grid, vec![5]);
     let tail = region("40:45");
-    s.write_region(&t(), &tail, &ints(&tail, |_| 4))
-        .await
-        .unwrap();
+    write_ints(&mut s, &tail, |_| 4).await;
     let c2 = s.commit("grow", CommitMode::Strict).await.unwrap();
-    let got = read_at(
-        coord.clone(),
-        store.clone(),
-        repo(),
-        c2,
-        &t(),
-        &region("0:45"),
-    )
-    .await
-    .unwrap()
-    .to_vec::<i32>()
-    .unwrap();
+    let got = ints_at(&coord, &store, c2, "0:45").await;
     let expected: Vec<i32> = (0..45)
         .map(|i| match i {
             5..15 => i - 5,
@@ -520,15 +493,11 @@ async fn arrays_can_be_created_resized_and_deleted() {
 
 #[tokio::test]
 async fn checkpoints_give_the_same_reads() {
-    let coord = coordinator();
-    let store = Store::memory();
-    create(&coord, &store, seed_meta()).await;
+    let (coord, store) = seeded().await;
     let mut s = session(&coord, &store).await;
     for (k, text) in ["0:12", "8:20", "25:30", "0:3"].iter().enumerate() {
         let r = region(text);
-        s.write_region(&t(), &r, &ints(&r, |i| (k * 100 + i) as i32))
-            .await
-            .unwrap();
+        write_ints(&mut s, &r, |i| (k * 100 + i) as i32).await;
         s.commit(&format!("step {k}"), CommitMode::Strict)
             .await
             .unwrap();
@@ -547,7 +516,7 @@ async fn checkpoints_give_the_same_reads() {
     assert_eq!(reader.read(tip, &t(), &full).await.unwrap(), before);
     // Later commits read through the checkpoint.
     let r = region("10:11");
-    s.write_region(&t(), &r, &ints(&r, |_| -9)).await.unwrap();
+    write_ints(&mut s, &r, |_| -9).await;
     let next = s
         .commit("after checkpoint", CommitMode::Strict)
         .await
@@ -568,9 +537,7 @@ async fn checkpoints_give_the_same_reads() {
 /// Sessions and their futures are `Send`: a writer can run on any tokio task.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_run_on_spawned_tasks() {
-    let coord = coordinator();
-    let store = Store::memory();
-    create(&coord, &store, seed_meta()).await;
+    let (coord, store) = seeded().await;
     let handles: Vec<_> = ["0:10", "10:20", "20:30"]
         .into_iter()
         .map(|text| {
@@ -578,9 +545,7 @@ async fn sessions_run_on_spawned_tasks() {
             tokio::spawn(async move {
                 let mut s = session(&coord, &store).await;
                 let r = region(text);
-                s.write_region(&t(), &r, &ints(&r, |_| r.0[0].lo as i32))
-                    .await
-                    .unwrap();
+                write_ints(&mut s, &r, |_| r.0[0].lo as i32).await;
                 s.commit_with_fast_forward(text, 10).await.unwrap().commit
             })
         })
@@ -591,18 +556,7 @@ async fn sessions_run_on_spawned_tasks() {
     }
     commits.sort();
     assert_eq!(commits, vec![CommitId(2), CommitId(3), CommitId(4)]);
-    let got = read_at(
-        coord.clone(),
-        store.clone(),
-        repo(),
-        CommitId(4),
-        &t(),
-        &region("0:30"),
-    )
-    .await
-    .unwrap()
-    .to_vec::<i32>()
-    .unwrap();
+    let got = ints_at(&coord, &store, CommitId(4), "0:30").await;
     let expected: Vec<i32> = (0..30).map(|i| i / 10 * 10).collect();
     assert_eq!(got, expected);
 }

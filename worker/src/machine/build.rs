@@ -74,7 +74,8 @@ impl Builder {
         while let Some((path, region, data)) = writes.get(self.write) {
             let meta = meta_of(src.arrays, path)?;
             if self.part == 0 {
-                check_write(path, meta, region, data)?;
+                check_region(path, meta, region)?;
+                check_region_data(path, meta, region, data)?;
             }
             let parts = region.chunk_parts(meta);
             let Some(part) = parts.get(self.part) else {
@@ -130,17 +131,6 @@ pub(crate) fn meta_of<'a>(
     arrays
         .get(path)
         .ok_or_else(|| FloeError::UnknownArray { path: path.clone() })
-}
-
-/// Checks `data` against the region of `path` it is written to.
-pub(crate) fn check_write(
-    path: &ArrayPath,
-    meta: &ArrayMeta,
-    region: &Region,
-    data: &ArrayData,
-) -> Result<(), FloeError> {
-    check_region(path, meta, region)?;
-    check_region_data(path, meta, region, data)
 }
 
 /// The footprint and the delta manifest of chunks stored under `ids`
