@@ -303,6 +303,28 @@ mod tests {
             }
         }
 
+        /// C0, then C1 creating `/t` of length 30 and writing all of it.
+        fn created() -> Self {
+            let mut ch = Chain::new();
+            ch.commit(
+                1,
+                Some("0:30"),
+                Some(MetaChange::Create(meta(30))),
+                Some(30),
+            );
+            ch
+        }
+
+        /// Adds commit `id` writing `region` of `/t` (of length 30).
+        fn write(&mut self, id: u64, region: &str) -> CommitId {
+            self.commit(id, Some(region), None, Some(30))
+        }
+
+        /// Adds commit `id` resizing `/t` to `len`.
+        fn resize(&mut self, id: u64, len: u64) -> CommitId {
+            self.commit(id, None, Some(MetaChange::Update(meta(len))), Some(len))
+        }
+
         /// Adds commit `id` on `parent`, writing `region` of `/t` into
         /// chunks whose object id is `id * 1000 + chunk index`, with an
         /// optional metadata change; `/t` has length `len` after it.
@@ -377,15 +399,9 @@ mod tests {
 
     #[test]
     fn the_newest_writer_wins_and_unwritten_chunks_are_fill() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
-        ch.commit(2, Some("0:20"), None, Some(30));
-        ch.commit(3, Some("10:20"), None, Some(30));
+        let mut ch = Chain::created();
+        ch.write(2, "0:20");
+        ch.write(3, "10:20");
         assert_eq!(ch.at(3, 0), chunk(2, 0));
         assert_eq!(ch.at(3, 1), chunk(3, 1));
         assert_eq!(ch.at(3, 2), chunk(1, 2));
@@ -397,17 +413,11 @@ mod tests {
 
     #[test]
     fn create_stops_the_walk() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
+        let mut ch = Chain::created();
         ch.commit(2, None, Some(MetaChange::Delete), None);
         // Re-created without writing: older chunks must not show through.
         ch.commit(3, None, Some(MetaChange::Create(meta(30))), Some(30));
-        ch.commit(4, Some("10:20"), None, Some(30));
+        ch.write(4, "10:20");
         assert_eq!(ch.at(4, 0), Location::Fill);
         assert_eq!(ch.at(4, 1), chunk(4, 1));
         assert_eq!(ch.at(2, 0), Location::Fill);
@@ -419,14 +429,8 @@ mod tests {
 
     #[test]
     fn footprint_gates_the_deltas() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
-        ch.commit(2, Some("0:10"), None, Some(30));
+        let mut ch = Chain::created();
+        ch.write(2, "0:10");
         // C2's delta also lists chunk 1 (as when the `theirs` solver dropped
         // it from the footprint): readers must not see it.
         let d = ch.history.record(CommitId(2)).unwrap().deltas[0];
@@ -439,15 +443,9 @@ mod tests {
 
     #[test]
     fn a_checkpoint_answers_definitively() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
-        ch.commit(2, Some("0:10"), None, Some(30));
-        ch.commit(3, Some("20:30"), None, Some(30));
+        let mut ch = Chain::created();
+        ch.write(2, "0:10");
+        ch.write(3, "20:30");
         // A checkpoint on C2 that holds only chunk 0 (pretend chunk 1 was never written).
         let mut cp = Manifest::new();
         cp.insert(path(), vec![0], ObjectId(42));
@@ -463,29 +461,17 @@ mod tests {
 
     #[test]
     fn a_shrink_hides_the_chunks_cut_off() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
-        ch.commit(2, None, Some(MetaChange::Update(meta(20))), Some(20));
-        ch.commit(3, None, Some(MetaChange::Update(meta(30))), Some(30));
+        let mut ch = Chain::created();
+        ch.resize(2, 20);
+        ch.resize(3, 30);
         assert_eq!(ch.at(3, 1), chunk(1, 1));
         assert_eq!(ch.at(3, 2), Location::Fill);
     }
 
     #[test]
     fn missing_records_and_manifests_are_asked_for() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
-        ch.commit(2, Some("0:10"), None, Some(30));
+        let mut ch = Chain::created();
+        ch.write(2, "0:10");
         let d1 = ch.history.record(CommitId(1)).unwrap().deltas[0];
         let r1 = ch.history.records.remove(&CommitId(1)).unwrap();
         let m1 = ch.history.manifests.remove(&d1).unwrap();
@@ -500,13 +486,7 @@ mod tests {
 
     #[test]
     fn a_footprint_without_a_delta_entry_is_an_error() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
+        let mut ch = Chain::created();
         let d = ch.history.record(CommitId(1)).unwrap().deltas[0];
         ch.history.insert_manifest(d, Arc::new(Manifest::new()));
         assert!(ch.history.resolve(CommitId(1), &path(), &[0]).is_err());
@@ -514,16 +494,10 @@ mod tests {
 
     #[test]
     fn materialize_builds_the_full_chunk_map() {
-        let mut ch = Chain::new();
-        ch.commit(
-            1,
-            Some("0:30"),
-            Some(MetaChange::Create(meta(30))),
-            Some(30),
-        );
-        ch.commit(2, Some("10:20"), None, Some(30));
-        ch.commit(3, None, Some(MetaChange::Update(meta(20))), Some(20));
-        ch.commit(4, None, Some(MetaChange::Update(meta(40))), Some(40));
+        let mut ch = Chain::created();
+        ch.write(2, "10:20");
+        ch.resize(3, 20);
+        ch.resize(4, 40);
         ch.commit(5, Some("30:40"), None, Some(40));
         let Step::Done(m) = ch.history.materialize(CommitId(5)).unwrap() else {
             panic!("needs")

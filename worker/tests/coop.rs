@@ -9,12 +9,13 @@ use floe_coordinator::state::Config;
 use floe_coordinator::LocalCoordinator;
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, Codec, Command, CommitId, CommitMode, Coordinator, DType,
-    FloeError, Outcome, Query, Region, Reply, RepoName, Request, SessionId, TaskId, TaskState,
+    FloeError, Outcome, PlannedTask, Query, Region, Reply, RepoName, Request, SessionId,
+    SessionStatus, TaskId, TaskState,
 };
 use floe_worker::coop::{CoopEvent, EventHook};
 use floe_worker::{
-    plan_grid, read_at, run_plan, write_npy, ArrayData, CoopOptions, NpyFile, Reader, Session,
-    Source, Store, Synthetic, Tiling,
+    plan_grid, read_at, run_plan, write_npy, ArrayData, CoopOptions, CoopReport, NpyFile, Reader,
+    Session, Source, Store, Synthetic, Tiling,
 };
 
 fn repo() -> RepoName {
@@ -55,6 +56,19 @@ struct Slow<S> {
     fired: AtomicBool,
 }
 
+impl<S> Slow<S> {
+    /// `inner`, sleeping `delay_ms` before every read (or only before the
+    /// first read of `only`).
+    fn new(inner: S, delay_ms: u64, only: Option<Region>) -> Arc<Self> {
+        Arc::new(Slow {
+            inner,
+            delay: Duration::from_millis(delay_ms),
+            only,
+            fired: AtomicBool::new(false),
+        })
+    }
+}
+
 impl<S: Source> Source for Slow<S> {
     fn read(
         &self,
@@ -71,6 +85,37 @@ impl<S: Source> Source for Slow<S> {
         }
         self.inner.read(path, meta, region)
     }
+}
+
+/// Runs `plan` on branch `main` of repo `coop`.
+async fn run<C: Coordinator + 'static>(
+    coord: Arc<C>,
+    store: &Store,
+    plan: Vec<PlannedTask>,
+    source: Arc<dyn Source>,
+    opts: CoopOptions,
+) -> Result<CoopReport, FloeError> {
+    run_plan(
+        coord,
+        store.clone(),
+        repo(),
+        main_branch(),
+        plan,
+        source,
+        opts,
+    )
+    .await
+}
+
+/// The status of cooperative `session`.
+fn session_status(coord: &LocalCoordinator, session: SessionId) -> SessionStatus {
+    let status = coord
+        .call_now(Request::Query(Query::Session { session }))
+        .unwrap();
+    let Reply::Session(status) = status else {
+        panic!("{status:?}")
+    };
+    *status
 }
 
 fn events() -> (EventHook, Arc<Mutex<Vec<CoopEvent>>>) {
@@ -90,12 +135,7 @@ async fn a_hundred_tasks_with_four_workers_land_as_one_commit() {
     let plan = plan_grid(&t(), &meta, &Tiling::ChunksPerTask(vec![1, 1])).unwrap();
     assert_eq!(plan.len(), 100);
     let source = Synthetic::new(7);
-    let slow = Arc::new(Slow {
-        inner: source,
-        delay: Duration::from_millis(2),
-        only: None,
-        fired: AtomicBool::new(false),
-    });
+    let slow = Slow::new(source, 2, None);
     let (hook, log) = events();
     let opts = CoopOptions {
         workers: 4,
@@ -105,17 +145,7 @@ async fn a_hundred_tasks_with_four_workers_land_as_one_commit() {
         on_event: Some(hook),
         ..CoopOptions::default()
     };
-    let report = run_plan(
-        coord.clone(),
-        store.clone(),
-        repo(),
-        main_branch(),
-        plan,
-        slow,
-        opts,
-    )
-    .await
-    .unwrap();
+    let report = run(coord.clone(), &store, plan, slow, opts).await.unwrap();
     assert_eq!(report.tasks, 100);
     assert_eq!(report.chunks, 100);
     assert_eq!(report.stale, 0);
@@ -204,12 +234,7 @@ async fn an_expired_lease_is_redone_by_another_worker_and_the_zombie_is_refused(
     });
     let plan = plan_grid(&t(), &meta, &Tiling::ChunksPerTask(vec![1, 1])).unwrap();
     let source = Synthetic::new(99);
-    let slow = Arc::new(Slow {
-        inner: source,
-        delay: Duration::from_millis(1500),
-        only: Some(slow_region.clone()),
-        fired: AtomicBool::new(false),
-    });
+    let slow = Slow::new(source, 1500, Some(slow_region.clone()));
     let (hook, log) = events();
     let opts = CoopOptions {
         workers: 3,
@@ -218,17 +243,7 @@ async fn an_expired_lease_is_redone_by_another_worker_and_the_zombie_is_refused(
         on_event: Some(hook),
         ..CoopOptions::default()
     };
-    let report = run_plan(
-        coord.clone(),
-        store.clone(),
-        repo(),
-        main_branch(),
-        plan,
-        slow,
-        opts,
-    )
-    .await
-    .unwrap();
+    let report = run(coord.clone(), &store, plan, slow, opts).await.unwrap();
     let (zombie_task, zombie_epoch) = coord.first_grant.lock().unwrap().unwrap();
     assert_eq!(report.stale, 1, "the zombie's completion was refused");
     assert_eq!(report.per_worker.values().sum::<u32>(), 16);
@@ -254,14 +269,7 @@ async fn an_expired_lease_is_redone_by_another_worker_and_the_zombie_is_refused(
     assert_ne!(zombie, redo, "another worker redid the task");
 
     // The session shows the task done under a later epoch.
-    let status = local
-        .call_now(Request::Query(Query::Session {
-            session: report.session,
-        }))
-        .unwrap();
-    let Reply::Session(status) = status else {
-        panic!("{status:?}")
-    };
+    let status = session_status(&local, report.session);
     let task = &status.tasks[zombie_task.0 as usize];
     assert!(task.epoch > zombie_epoch);
     assert_eq!(task.state, TaskState::Done { worker: redo });
@@ -295,11 +303,9 @@ async fn an_npy_file_is_loaded_cooperatively() {
     let npy = Arc::new(NpyFile::open(&file).unwrap());
     let plan = plan_grid(&t(), &meta, &Tiling::TasksPerDim(vec![2, 2])).unwrap();
     assert_eq!(plan.len(), 4);
-    let report = run_plan(
+    let report = run(
         coord.clone(),
-        store.clone(),
-        repo(),
-        main_branch(),
+        &store,
         plan,
         npy,
         CoopOptions {
@@ -332,11 +338,9 @@ async fn a_source_that_does_not_fit_fails_the_job_and_aborts_the_session() {
     let file = dir.path().join("wrong.npy");
     write_npy(&file, &ArrayData::from_slice(&[20], &[1i8; 20]).unwrap()).unwrap();
     let plan = plan_grid(&t(), &meta, &Tiling::ChunksPerTask(vec![1])).unwrap();
-    let err = run_plan(
+    let err = run(
         coord.clone(),
-        store,
-        repo(),
-        main_branch(),
+        &store,
         plan,
         Arc::new(NpyFile::open(&file).unwrap()),
         CoopOptions::default(),
@@ -344,14 +348,7 @@ async fn a_source_that_does_not_fit_fails_the_job_and_aborts_the_session() {
     .await
     .unwrap_err();
     assert!(matches!(err, FloeError::DTypeMismatch { .. }), "{err:?}");
-    let status = coord
-        .call_now(Request::Query(Query::Session {
-            session: SessionId(1),
-        }))
-        .unwrap();
-    let Reply::Session(status) = status else {
-        panic!("{status:?}")
-    };
+    let status = session_status(&coord, SessionId(1));
     assert!(status.closed);
     assert_eq!(status.committed, None);
 }
