@@ -29,6 +29,8 @@ use std::collections::VecDeque;
 
 use floe_protocol::{Envelope, Outcome};
 
+use crate::session::unexpected;
+
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
 pub use requester::{Requester, RetryPolicy};
 pub use upload::MAX_PUT_ATTEMPTS;
@@ -177,9 +179,4 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.effects.is_empty()
     }
-}
-
-/// An error for a reply that does not answer the request sent.
-fn unexpected(what: &str, reply: &floe_protocol::Reply) -> floe_protocol::FloeError {
-    floe_protocol::FloeError::Codec(format!("unexpected reply to {what}: {reply:?}"))
 }

@@ -14,7 +14,10 @@ use floe_protocol::{
     Region, Reply, RepoName, Request, SessionId, TaskId, WorkerId,
 };
 
-use crate::coop::{check_task_data, task_chunk, task_parts};
+use crate::coop::{
+    check_task_data, on_claim, on_complete, on_renew, renew_interval_ms, task_chunk, task_parts,
+    ClaimDecision, CompleteDecision, RenewDecision,
+};
 use crate::data::ArrayData;
 use crate::format::{encode_chunk, ObjectKind};
 
@@ -272,25 +275,19 @@ impl Worker {
     }
 
     fn on_claim(&mut self, now_ms: u64, outcome: Outcome) {
-        match outcome {
-            Ok(Reply::TaskGranted {
-                task,
-                array,
-                region,
-                epoch,
-                lease_until,
-            }) => {
-                self.report.grants.push((task, epoch));
+        match on_claim(outcome) {
+            Ok(ClaimDecision::Work(grant)) => {
+                self.report.grants.push((grant.task, grant.epoch));
                 let lease = self
                     .lease_ms
-                    .unwrap_or_else(|| lease_until.saturating_sub(now_ms));
-                self.start_task(task, epoch, array, region, renew_interval(lease));
+                    .unwrap_or_else(|| grant.lease_until.saturating_sub(now_ms));
+                let every = renew_interval_ms(lease);
+                self.start_task(grant.task, grant.epoch, grant.array, grant.region, every);
             }
-            Ok(Reply::NoTask { unfinished: 0, .. }) | Err(FloeError::SessionClosed { .. }) => {
-                self.finish(WorkerStatus::Finished)
+            Ok(ClaimDecision::Exit) => self.finish(WorkerStatus::Finished),
+            Ok(ClaimDecision::Wait { .. }) => {
+                self.idle_timer = Some(self.out.timer(WORKER_IDLE_MS))
             }
-            Ok(Reply::NoTask { .. }) => self.idle_timer = Some(self.out.timer(WORKER_IDLE_MS)),
-            Ok(other) => self.finish(WorkerStatus::Failed(unexpected("ClaimTask", &other))),
             Err(e) => self.finish(WorkerStatus::Failed(e)),
         }
     }
@@ -431,12 +428,10 @@ impl Worker {
             last.outcome = Some(outcome.clone());
         }
         self.held = None;
-        match outcome {
-            Ok(Reply::Accepted { unfinished: 0 }) | Err(FloeError::SessionClosed { .. }) => {
-                self.finish(WorkerStatus::Finished)
-            }
-            Ok(Reply::Accepted { .. }) | Err(FloeError::StaleEpoch { .. }) => self.claim(),
-            Ok(other) => self.finish(WorkerStatus::Failed(unexpected("CompleteTask", &other))),
+        match on_complete(outcome) {
+            Ok(CompleteDecision::Accepted { unfinished: 0 })
+            | Err(FloeError::SessionClosed { .. }) => self.finish(WorkerStatus::Finished),
+            Ok(CompleteDecision::Accepted { .. } | CompleteDecision::Stale { .. }) => self.claim(),
             Err(e) => self.finish(WorkerStatus::Failed(e)),
         }
     }
@@ -470,14 +465,13 @@ impl Worker {
 
     fn on_renew(&mut self, outcome: Outcome) {
         self.asked = Asked::Nothing;
-        match outcome {
-            Err(FloeError::SessionClosed { .. }) => self.finish(WorkerStatus::Finished),
-            Err(
-                FloeError::StaleEpoch { .. }
-                | FloeError::UnknownSession { .. }
-                | FloeError::UnknownTask { .. },
-            ) => self.abandon(),
-            _ => {}
+        match on_renew(&outcome) {
+            // A closed session ends the worker, not just the task.
+            RenewDecision::Lost if matches!(outcome, Err(FloeError::SessionClosed { .. })) => {
+                self.finish(WorkerStatus::Finished)
+            }
+            RenewDecision::Lost => self.abandon(),
+            RenewDecision::Renewed { .. } | RenewDecision::Retry => {}
         }
     }
 
@@ -500,11 +494,6 @@ impl Worker {
             self.claim();
         }
     }
-}
-
-/// Renewals go every third of the lease, so two may be lost before it expires.
-fn renew_interval(lease_ms: u64) -> u64 {
-    (lease_ms / 3).max(1)
 }
 
 impl Machine for Worker {
