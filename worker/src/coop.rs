@@ -23,7 +23,7 @@ use floe_protocol::{
 };
 
 use crate::chunk::{covers_whole_chunk, patch_chunk};
-use crate::data::{check_region, check_region_data, ArrayData};
+use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::Manifest;
 use crate::npy::NpyFile;
 use crate::session::{unexpected, MAX_IN_FLIGHT};
@@ -749,11 +749,7 @@ async fn write_and_complete<C: Coordinator + 'static>(
     lost: &AtomicBool,
 ) -> Result<(), FloeError> {
     let path = &grant.array;
-    let meta = job
-        .arrays
-        .get(path)
-        .ok_or_else(|| FloeError::UnknownArray { path: path.clone() })?
-        .clone();
+    let meta = meta_of(&job.arrays, path)?.clone();
     let parts = task_parts(path, &meta, &grant.region)?;
     let data = {
         let (source, path, meta, region) = (

@@ -1,4 +1,7 @@
-//! In-memory array data: a typed, row-major, little-endian buffer.
+//! In-memory array data: a typed, row-major, little-endian buffer, and
+//! the checks of data against the array and region it is written to.
+
+use std::collections::BTreeMap;
 
 use floe_protocol::{ArrayMeta, ArrayPath, DType, FloeError, GeometryError, Region};
 
@@ -183,6 +186,17 @@ impl ArrayData {
             })
             .collect()
     }
+}
+
+/// The metadata of array `path` among `arrays`, else
+/// [`FloeError::UnknownArray`].
+pub fn meta_of<'a>(
+    arrays: &'a BTreeMap<ArrayPath, ArrayMeta>,
+    path: &ArrayPath,
+) -> Result<&'a ArrayMeta, FloeError> {
+    arrays
+        .get(path)
+        .ok_or_else(|| FloeError::UnknownArray { path: path.clone() })
 }
 
 /// Checks `region` against array `path` (described by `meta`): its rank

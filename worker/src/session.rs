@@ -21,7 +21,7 @@ use floe_protocol::{
 };
 
 use crate::chunk::{covers_whole_chunk, extract_part, patch_chunk};
-use crate::data::{check_block, check_data_shape, check_region, ArrayData};
+use crate::data::{check_block, check_data_shape, check_region, meta_of, ArrayData};
 use crate::format::Manifest;
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
@@ -184,11 +184,7 @@ impl<C: Coordinator> Reader<C> {
         region: &Region,
     ) -> Result<ArrayData, FloeError> {
         let rec = self.record(commit).await?;
-        let meta = rec
-            .arrays
-            .get(path)
-            .ok_or_else(|| FloeError::UnknownArray { path: path.clone() })?
-            .clone();
+        let meta = meta_of(&rec.arrays, path)?.clone();
         self.read_with(commit, path, &meta, region, &Manifest::new())
             .await
     }
@@ -430,9 +426,7 @@ impl<C: Coordinator> Session<C> {
     }
 
     fn meta(&self, path: &ArrayPath) -> Result<&ArrayMeta, FloeError> {
-        self.arrays
-            .get(path)
-            .ok_or_else(|| FloeError::UnknownArray { path: path.clone() })
+        meta_of(&self.arrays, path)
     }
 
     fn drop_pending(&mut self, path: &ArrayPath, keep: impl Fn(&[u64]) -> bool) {

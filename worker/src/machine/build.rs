@@ -9,7 +9,8 @@ use floe_protocol::{
 };
 
 use crate::chunk::{covers_whole_chunk, patch_chunk};
-use crate::data::{check_region, check_region_data, ArrayData};
+
+use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::{decode_chunk, Manifest, ObjectKind};
 use crate::resolve::{History, Location, Need, Step};
 
@@ -121,16 +122,6 @@ impl Builder {
             None => Ok(Err(Want::Object(ObjectKind::Chunk, id))),
         }
     }
-}
-
-/// The metadata of `path` at the base.
-pub(crate) fn meta_of<'a>(
-    arrays: &'a BTreeMap<ArrayPath, ArrayMeta>,
-    path: &ArrayPath,
-) -> Result<&'a ArrayMeta, FloeError> {
-    arrays
-        .get(path)
-        .ok_or_else(|| FloeError::UnknownArray { path: path.clone() })
 }
 
 /// The footprint and the delta manifest of chunks stored under `ids`

@@ -18,10 +18,10 @@ use crate::coop::{
     check_task_data, on_claim, on_complete, on_renew, renew_interval_ms, task_chunk, task_parts,
     ClaimDecision, CompleteDecision, RenewDecision,
 };
-use crate::data::ArrayData;
+use crate::data::{meta_of, ArrayData};
 use crate::format::{encode_chunk, ObjectKind};
 
-use super::build::{delta_of, meta_of};
+use super::build::delta_of;
 use super::upload::{Progress, Upload};
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
 

@@ -19,9 +19,10 @@ use crate::data::ArrayData;
 use crate::format::{encode_chunk, object_key, Manifest, ObjectKind};
 use crate::resolve::History;
 
-use super::build::{delta_of, meta_of, Builder, Sources, Want};
+use super::build::{delta_of, Builder, Sources, Want};
 use super::upload::{Progress, Upload};
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use crate::data::meta_of;
 
 /// Most commits sent on one checkout by the fast-forward loop.
 pub const MAX_FAST_FORWARDS: usize = 64;
