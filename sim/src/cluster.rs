@@ -1,5 +1,9 @@
 //! The coordinators: real raft nodes over the real state machine, which
-//! crash (keeping only what they synced) and restart from it.
+//! crash (keeping only what they synced) and restart from it; nodes join
+//! (fresh storage, no peers: they catch up by snapshot) and, once removed
+//! from the configuration, are decommissioned.
+
+use std::collections::BTreeMap;
 
 use floe_coordinator::node::{Node, NodeConfig, NodeError};
 use floe_coordinator::storage::MemStorage;
@@ -29,30 +33,58 @@ pub enum Slot {
     },
 }
 
-/// The coordinators, ids `1..=n`.
+/// The coordinators that exist, by id (booted with `1..=n`; joiners get
+/// fresh ids; decommissioned nodes are gone for good).
 pub struct Cluster {
-    configs: Vec<NodeConfig>,
+    configs: BTreeMap<u64, NodeConfig>,
     state_config: Config,
-    slots: Vec<Slot>,
+    slots: BTreeMap<u64, Slot>,
 }
 
 impl Cluster {
     /// Boots `configs.len()` nodes, each with a fresh state machine.
     pub fn boot(configs: Vec<NodeConfig>, state_config: Config) -> Result<Self, NodeError> {
-        let mut slots = Vec::new();
-        for cfg in &configs {
-            let node = Node::bootstrap(cfg.clone(), State::new(state_config.clone()))?;
-            slots.push(Slot::Up {
+        let mut c = Cluster {
+            configs: BTreeMap::new(),
+            state_config,
+            slots: BTreeMap::new(),
+        };
+        for cfg in configs {
+            c.start(cfg)?;
+        }
+        Ok(c)
+    }
+
+    /// Starts a node on fresh storage: a founding member (`cfg.peers` set)
+    /// or a joiner (`cfg.peers` empty), which waits for the leader's
+    /// snapshot once a conf change adds it.
+    pub fn start(&mut self, cfg: NodeConfig) -> Result<(), NodeError> {
+        let node = Node::bootstrap(cfg.clone(), State::new(self.state_config.clone()))?;
+        self.slots.insert(
+            cfg.id,
+            Slot::Up {
                 node: Box::new(node),
                 life: 0,
                 synced_at: 0,
-            });
-        }
-        Ok(Cluster {
-            configs,
-            state_config,
-            slots,
-        })
+            },
+        );
+        self.configs.insert(cfg.id, cfg);
+        Ok(())
+    }
+
+    /// A template for a joiner's configuration: a founding member's, with
+    /// `id` and no peers.
+    pub fn joiner_config(&self, id: u64) -> Option<NodeConfig> {
+        let mut cfg = self.configs.values().next()?.clone();
+        cfg.id = id;
+        cfg.peers = Vec::new();
+        Some(cfg)
+    }
+
+    /// Removes node `id` from the simulation for good (it was removed from
+    /// the configuration): its messages and requests are dropped from now on.
+    pub fn decommission(&mut self, id: u64) {
+        self.slots.remove(&id);
     }
 
     /// Number of nodes.
@@ -65,14 +97,19 @@ impl Cluster {
         self.slots.is_empty()
     }
 
-    /// Node ids.
+    /// Ids of the nodes that exist (running or down), sorted.
     pub fn ids(&self) -> Vec<u64> {
-        (1..=self.slots.len() as u64).collect()
+        self.slots.keys().copied().collect()
+    }
+
+    /// True when node `id` exists (running or down).
+    pub fn exists(&self, id: u64) -> bool {
+        self.slots.contains_key(&id)
     }
 
     /// The slot of node `id`.
     pub fn slot_mut(&mut self, id: u64) -> Option<&mut Slot> {
-        self.slots.get_mut((id as usize).checked_sub(1)?)
+        self.slots.get_mut(&id)
     }
 
     /// The running node `id`.
@@ -93,7 +130,7 @@ impl Cluster {
 
     /// Every running node, read-only.
     pub fn running(&self) -> impl Iterator<Item = &SimNode> + '_ {
-        self.slots.iter().filter_map(|s| match s {
+        self.slots.values().filter_map(|s| match s {
             Slot::Up { node, .. } => Some(node.as_ref()),
             Slot::Down { .. } => None,
         })
@@ -101,8 +138,8 @@ impl Cluster {
 
     /// Ids of the nodes that are down.
     pub fn down_ids(&self) -> Vec<u64> {
-        let down = |(i, s): (usize, &Slot)| matches!(s, Slot::Down { .. }).then_some(i as u64 + 1);
-        self.slots.iter().enumerate().filter_map(down).collect()
+        let down = |(&id, s): (&u64, &Slot)| matches!(s, Slot::Down { .. }).then_some(id);
+        self.slots.iter().filter_map(down).collect()
     }
 
     /// Crashes node `id`: everything it did not sync is lost.
@@ -122,7 +159,9 @@ impl Cluster {
     /// Restarts node `id` from its durable storage with a fresh state
     /// machine (restored from the stored snapshot, then the log replayed).
     pub fn restart(&mut self, id: u64) -> Result<(), NodeError> {
-        let cfg = self.configs[(id - 1) as usize].clone();
+        let Some(cfg) = self.configs.get(&id).cloned() else {
+            return Ok(());
+        };
         let fresh = State::new(self.state_config.clone());
         let Some(slot) = self.slot_mut(id) else {
             return Ok(());
@@ -150,5 +189,18 @@ impl Cluster {
             }
             Slot::Down { .. } => None,
         }
+    }
+
+    /// The configuration as the most advanced running node applied it
+    /// (highest applied index; ties to the lowest id): the voters whose
+    /// majority must stay up.
+    pub fn voters(&self) -> Vec<u64> {
+        let mut best: Option<&SimNode> = None;
+        for n in self.running() {
+            if best.is_none_or(|b| n.applied_index() > b.applied_index()) {
+                best = Some(n);
+            }
+        }
+        best.map(|n| n.voters()).unwrap_or_else(|| self.ids())
     }
 }

@@ -102,6 +102,10 @@ pub enum FaultKind {
     PutFailure,
     /// An object-store get failed.
     GetFailure,
+    /// A fresh node joined the configuration (conf change applied).
+    AddNode,
+    /// A voter left the configuration (conf change applied).
+    RemoveNode,
 }
 
 impl fmt::Display for FaultKind {
@@ -117,6 +121,8 @@ impl fmt::Display for FaultKind {
             FaultKind::WorkerCrash => "worker-crash",
             FaultKind::PutFailure => "put-failure",
             FaultKind::GetFailure => "get-failure",
+            FaultKind::AddNode => "add-node",
+            FaultKind::RemoveNode => "remove-node",
         };
         f.write_str(s)
     }

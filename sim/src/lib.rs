@@ -15,6 +15,12 @@
 //!   on [`MemStorage`](floe_coordinator::storage::MemStorage), ticking
 //!   every 10 ms; `Effect::Persist` completes after a drawn fsync latency;
 //!   a crash keeps only what was synced and restarts with a fresh `State`.
+//!   On about a third of the seeds, one to three membership changes by
+//!   conf change during the safety phase: remove a voter (leadership is
+//!   transferred first when it leads), add a fresh node (empty storage,
+//!   no peers; it catches up by snapshot), or replace one by a new id.
+//!   Clients know every id that may exist; crashes keep a majority of the
+//!   current configuration up; removed nodes leave the final checks.
 //! * **Clients**: a setup client (repo + 1–3 random 1-D/2-D arrays), real
 //!   `worker::machine` writers (aligned or not, overlapping or not; Strict
 //!   with the seed's loop, Rebase fail, sometimes ours/theirs; manual

@@ -134,3 +134,18 @@ fn a_violation_says_how_to_replay_it() {
     );
     assert!(!v.tail.is_empty() && v.tail.len() <= floe_sim::trace::TAIL + 1);
 }
+
+#[test]
+fn membership_changes_happen_and_stay_clean() {
+    use floe_sim::faults::FaultKind;
+    let (mut added, mut removed) = (0, 0);
+    for (seed, nodes) in (0..40).map(|s| (s, 3)).chain((100..120).map(|s| (s, 5))) {
+        let r = run_seed(seed, &opts(nodes));
+        if let Some(v) = r.violation {
+            panic!("{v}");
+        }
+        added += r.faults.0.get(&FaultKind::AddNode).copied().unwrap_or(0);
+        removed += r.faults.0.get(&FaultKind::RemoveNode).copied().unwrap_or(0);
+    }
+    assert!(added > 3 && removed > 3, "added {added}, removed {removed}");
+}

@@ -58,6 +58,8 @@ impl World {
                 self.deliver(client, input);
             }
             Ev::EndSafety => self.end_safety(),
+            Ev::Member => self.member_step(),
+            Ev::Decommission(id) => self.decommission(id),
         }
     }
 
@@ -364,7 +366,7 @@ impl World {
     /// True when every node runs, one leader is known, and every node
     /// applied everything the leader committed.
     pub(crate) fn caught_up(&self) -> bool {
-        if !self.cluster.down_ids().is_empty() {
+        if !self.cluster.down_ids().is_empty() || !self.members.idle() {
             return false;
         }
         let nodes: Vec<_> = self.cluster.running().collect();

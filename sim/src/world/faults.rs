@@ -32,15 +32,23 @@ impl World {
         self.queue.push(self.now + delay, ev);
     }
 
-    /// Crashes a random running coordinator, keeping a majority up.
+    /// Crashes a random running coordinator, keeping a majority of the
+    /// current configuration up (nodes outside it may always crash).
     pub(crate) fn crash(&mut self) {
         if self.calm {
             return;
         }
-        let n = self.cluster.len();
+        let voters = self.cluster.voters();
         let up: Vec<u64> = self.cluster.running().map(|n| n.id()).collect();
-        if n - up.len() < (n - 1) / 2 {
-            let id = up[self.rngs.fault.gen_range(0..up.len())];
+        let down = voters.iter().filter(|v| !up.contains(v)).count();
+        let spare = (voters.len().saturating_sub(1) / 2).saturating_sub(down);
+        let may: Vec<u64> = up
+            .iter()
+            .copied()
+            .filter(|id| spare > 0 || !voters.contains(id))
+            .collect();
+        if !may.is_empty() {
+            let id = may[self.rngs.fault.gen_range(0..may.len())];
             self.cluster.crash(id);
             self.counts.add(FaultKind::Crash);
             self.trace.event(self.now, "crash", id, 0);

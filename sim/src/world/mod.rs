@@ -6,6 +6,7 @@
 mod events;
 mod faults;
 mod finish;
+mod members;
 mod spawn;
 
 use std::collections::BTreeMap;
@@ -89,6 +90,10 @@ pub(crate) enum Ev {
     Input { client: u32, input: Input },
     /// The safety phase ends: faults stop, the network heals.
     EndSafety,
+    /// Start or drive the pending membership change.
+    Member,
+    /// A removed node leaves the simulation.
+    Decommission(u64),
 }
 
 /// How a client is doing.
@@ -116,6 +121,7 @@ pub(crate) struct Rngs {
     pub(crate) fault: SmallRng,
     pub(crate) store: SmallRng,
     pub(crate) work: SmallRng,
+    pub(crate) member: SmallRng,
 }
 
 /// One seed's world.
@@ -145,6 +151,8 @@ pub(crate) struct World {
     pub(crate) safety_end: u64,
     /// True when the violation was found by the end-of-run checks.
     pub(crate) found_at_end: bool,
+    /// Membership changes: the plan and its progress.
+    pub(crate) members: members::Members,
 }
 
 impl World {
@@ -157,6 +165,7 @@ impl World {
             fault: SmallRng::seed_from_u64(master.gen()),
             store: SmallRng::seed_from_u64(master.gen()),
             work: SmallRng::seed_from_u64(master.gen()),
+            member: SmallRng::seed_from_u64(0),
         };
         let mut plan = FaultPlan::draw(&mut rngs.fault);
         let shape = Shape::draw(&mut rngs.work, opts.bug);
@@ -164,6 +173,10 @@ impl World {
         let arrays = crate::workload::arrays(&mut rngs.work);
         let cluster = boot(opts, &shape, master.gen());
         let safety_end = START_MS + shape.safety_ms;
+        // Drawn last, from its own stream: the draws above stay as they were.
+        rngs.member = SmallRng::seed_from_u64(master.gen());
+        let members =
+            members::Members::draw(&mut rngs.member, cluster.len() as u64, START_MS, safety_end);
         let mut w = World {
             seed,
             opts: opts.clone(),
@@ -188,6 +201,7 @@ impl World {
             tweaks,
             safety_end,
             found_at_end: false,
+            members,
         };
         if let Some(id) = w.tweaks.keep_down {
             w.cluster.crash(id);
@@ -196,6 +210,7 @@ impl World {
         w.queue.push(START_MS, Ev::Tick);
         w.queue.push(safety_end, Ev::EndSafety);
         w.schedule_faults();
+        w.schedule_members();
         w.spawn_setup();
         w
     }
@@ -240,6 +255,13 @@ impl World {
         self.now - START_MS
     }
 
+    /// The coordinator ids clients send to: every id that may ever exist
+    /// in this seed (joiners included; a request to a node that is not
+    /// there times out and moves on, as with a crashed one).
+    pub(crate) fn client_nodes(&self) -> Vec<u64> {
+        self.members.all_ids.clone()
+    }
+
     /// The sim index of a client id.
     pub(crate) fn index_of(&self, id: ClientId) -> Option<u32> {
         let i = id.0.checked_sub(1)?;
@@ -248,13 +270,14 @@ impl World {
 
     fn describe(&mut self) {
         let text = format!(
-            "seed {} nodes {} bug {:?} plan {:?} shape {:?} arrays {:?}",
+            "seed {} nodes {} bug {:?} plan {:?} shape {:?} arrays {:?} members {:?}",
             self.seed,
             self.opts.nodes,
             self.opts.bug.map(Bug::name),
             self.plan,
             self.shape,
-            self.arrays
+            self.arrays,
+            self.members
         );
         self.trace.note(self.now, "start", text);
     }

@@ -49,7 +49,7 @@ impl World {
         let id = client_id(self.clients.len() as u32);
         let setup = Setup::new(
             id,
-            self.cluster.ids(),
+            self.client_nodes(),
             workload::repo(),
             self.arrays.clone(),
         );
@@ -89,7 +89,12 @@ impl World {
             let at = self.rngs.work.gen_range(self.now..end);
             let index = self.clients.len() as u32;
             let seed = self.rngs.work.gen();
-            let c = Checkpointer::new(client_id(index), self.cluster.ids(), workload::repo(), seed);
+            let c = Checkpointer::new(
+                client_id(index),
+                self.client_nodes(),
+                workload::repo(),
+                seed,
+            );
             self.spawn(Client::Checkpoint(c), at);
         }
     }
@@ -97,7 +102,7 @@ impl World {
     fn writer(&mut self, n: usize) -> Client {
         let index = self.clients.len() as u32;
         let seed = self.rngs.work.gen();
-        let nodes = self.cluster.ids();
+        let nodes = self.client_nodes();
         if self.rngs.work.gen_bool(self.shape.simple_share) {
             let script = self.simple_script(n);
             return Client::Simple(SimpleWriter::new(
@@ -189,7 +194,7 @@ impl World {
             mode,
         };
         let index = self.clients.len() as u32;
-        let job = Job::new(client_id(index), self.cluster.ids(), spec);
+        let job = Job::new(client_id(index), self.client_nodes(), spec);
         let client = Client::Job {
             job: Box::new(job),
             number: n,
@@ -236,7 +241,7 @@ impl World {
         let worker = Worker::new(
             worker_id,
             client_id(index),
-            self.cluster.ids(),
+            self.client_nodes(),
             session,
             workload::repo(),
             source(),
