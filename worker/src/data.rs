@@ -233,14 +233,23 @@ pub fn check_region_data(
     check_data_shape(path, meta, region, data)
 }
 
-/// Checks that `data` has the shape of `region`, else a size mismatch
-/// naming array `path`.
+/// Checks that `data` has the shape of `region`: a rank mismatch, else a
+/// size mismatch, naming array `path`.
 pub(crate) fn check_data_shape(
     path: &ArrayPath,
     meta: &ArrayMeta,
     region: &Region,
     data: &ArrayData,
 ) -> Result<(), FloeError> {
+    if data.shape.len() != region.rank() {
+        return Err(FloeError::geometry(
+            path,
+            GeometryError::RankMismatch {
+                expected: region.rank(),
+                got: data.shape.len(),
+            },
+        ));
+    }
     if data.shape != region.shape() {
         return Err(FloeError::geometry(
             path,
@@ -334,5 +343,16 @@ mod tests {
         assert_eq!(size_error(&short), Some((6, 5)));
         let other = ArrayData::from_slice(&[2], &[1i16, 2]).unwrap();
         assert_eq!(size_error(&other), Some((6, 4)));
+        let flat_2d = ArrayData::from_slice(&[1, 3], &[1i16, 2, 3]).unwrap();
+        assert!(matches!(
+            check_region_data(&path, &meta, &region, &flat_2d),
+            Err(FloeError::Geometry {
+                error: GeometryError::RankMismatch {
+                    expected: 1,
+                    got: 2
+                },
+                ..
+            })
+        ));
     }
 }

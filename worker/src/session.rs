@@ -21,7 +21,7 @@ use floe_protocol::{
 };
 
 use crate::chunk::{covers_whole_chunk, extract_part, patch_chunk};
-use crate::data::{check_block, check_data_shape, check_region, meta_of, ArrayData};
+use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::Manifest;
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
@@ -517,17 +517,7 @@ impl<C: Coordinator> Session<C> {
     ) -> Result<ArrayMeta, FloeError> {
         let meta = self.meta(path)?;
         check_region(path, meta, region)?;
-        check_block(path, meta, data)?;
-        if data.shape.len() != region.rank() {
-            return Err(FloeError::geometry(
-                path,
-                GeometryError::RankMismatch {
-                    expected: region.rank(),
-                    got: data.shape.len(),
-                },
-            ));
-        }
-        check_data_shape(path, meta, region, data)?;
+        check_region_data(path, meta, region, data)?;
         Ok(meta.clone())
     }
 
