@@ -25,14 +25,19 @@
 //!   `worker::machine` writers (aligned or not, overlapping or not; Strict
 //!   with the seed's loop, Rebase fail, sometimes ours/theirs; manual
 //!   retries), a built-in aligned writer, cooperative jobs with 2–4
-//!   workers (replaced when they crash), checkpointers.
+//!   workers (replaced when they crash), checkpointers, and on about a
+//!   third of the seeds planless cooperative sessions: a lead opens
+//!   `OpenSession { plan: None }`, 2–4 contributors `Contribute` whole
+//!   chunks (often overlapping; they are paused, never killed), the lead
+//!   commits once all are done.
 //! * **Faults**: drop, duplicate, delay/reorder; symmetric partitions,
 //!   one-way cuts, clogs, leader isolation; coordinator crashes; worker
 //!   crashes and pauses (zombies); object-store put/get failures and
 //!   latency. A planted [`Bug`] leans the draw towards what exposes it.
 //! * **Oracles** ([`oracle`]): exact conflicts (and their cooperative
-//!   half), one history, data, replicas agree (online, per applied index,
-//!   and on the final states), liveness.
+//!   half, planless overlaps named exactly by brute force), one history,
+//!   data, replicas agree (online, per applied index, and on the final
+//!   states), liveness.
 
 #![warn(missing_docs)]
 

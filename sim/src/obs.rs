@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use floe_protocol::{
-    CommitId, CommitMode, CommitRecord, Conflict, Footprint, Outcome, PlannedTask, SessionId,
-    TaskId, WorkerId,
+    CommitId, CommitMode, CommitRecord, Conflict, Footprint, ObjectId, Outcome, PlannedTask,
+    SessionId, TaskId, WorkerId,
 };
 
 use crate::model::{self, Write};
@@ -86,6 +86,31 @@ impl Completion {
     }
 }
 
+/// A planless writer's contribution, with the answer it got.
+#[derive(Clone, Debug)]
+pub struct Contribution {
+    /// The writer.
+    pub worker: WorkerId,
+    /// Its delta manifest.
+    pub delta: ObjectId,
+    /// The chunks it wrote.
+    pub footprint: Footprint,
+    /// The regions written with their bytes.
+    pub writes: Vec<Write>,
+    /// The answer, if one came.
+    pub outcome: Option<Outcome>,
+}
+
+impl Contribution {
+    /// True when the coordinator accepted it.
+    pub fn accepted(&self) -> bool {
+        matches!(
+            self.outcome,
+            Some(Ok(floe_protocol::Reply::Accepted { .. }))
+        )
+    }
+}
+
 /// One cooperative job: its plan, what its workers saw, its commit.
 #[derive(Clone, Debug, Default)]
 pub struct CoopRun {
@@ -109,6 +134,10 @@ pub struct CoopRun {
     /// and the task's epoch there (filled from a replica at the end of the
     /// run; may be empty in hand-made histories).
     pub done_by: BTreeMap<TaskId, (WorkerId, u64)>,
+    /// True for a planless session (no plan; writers contribute).
+    pub planless: bool,
+    /// The contributions of a planless session's writers.
+    pub contributions: Vec<Contribution>,
 }
 
 /// Everything the clients observed in one run.
@@ -169,6 +198,10 @@ impl CoopRun {
         let mut footprint = Footprint::new();
         let mut writes = Vec::new();
         for c in self.landed_by_task().values() {
+            footprint.merge(&c.footprint);
+            writes.extend(c.writes.iter().cloned());
+        }
+        for c in self.contributions.iter().filter(|c| c.accepted()) {
             footprint.merge(&c.footprint);
             writes.extend(c.writes.iter().cloned());
         }

@@ -50,6 +50,8 @@ pub struct Shape {
     pub isolate_leader: f64,
     /// Checkpointers (each writes one checkpoint of the tip).
     pub checkpointers: usize,
+    /// Planless cooperative sessions (each with 2-4 contributors).
+    pub planless: usize,
 }
 
 impl Shape {
@@ -99,6 +101,11 @@ impl Shape {
             },
             isolate_leader: 0.25,
             checkpointers: rng.gen_range(0..=2),
+            planless: if rng.gen_bool(0.3) {
+                rng.gen_range(1..=2)
+            } else {
+                0
+            },
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {

@@ -13,7 +13,7 @@ use floe_protocol::{
     Solver, TaskId, WorkerId,
 };
 use floe_sim::model::Write;
-use floe_sim::obs::{Attempt, Completion, CoopRun, Grant, Observations, Replica};
+use floe_sim::obs::{Attempt, Completion, Contribution, CoopRun, Grant, Observations, Replica};
 use floe_sim::oracle::{self, DigestBook, Failure};
 use floe_worker::chunk::patch_chunk;
 use floe_worker::data::ArrayData;
@@ -567,4 +567,75 @@ fn a_checkpoint_missing_a_chunk_is_reported() {
     all(&obs, &h).unwrap();
     h.records.get_mut(&CommitId(3)).unwrap().checkpoint = Some(checkpoint);
     expect(all(&obs, &h), oracle::DATA, "at C3");
+}
+
+fn contribution(worker: u64, lo: u64, hi: u64, outcome: Outcome) -> Contribution {
+    Contribution {
+        worker: WorkerId(worker),
+        delta: ObjectId(u128::from(worker)),
+        footprint: footprint(lo, hi),
+        writes: vec![Write {
+            path: t(),
+            region: region(lo, hi),
+            data: bytes(lo, hi, worker as i32),
+        }],
+        outcome: Some(outcome),
+    }
+}
+
+fn overlapping(chunks: Vec<Vec<u64>>) -> Outcome {
+    let total = chunks.len() as u64;
+    Err(FloeError::OverlappingContribution {
+        conflicts: vec![Conflict {
+            path: t(),
+            kind: ConflictKind::ChunkDoubleUpdate { chunks, total },
+        }],
+    })
+}
+
+fn planless(contributions: Vec<Contribution>) -> CoopRun {
+    CoopRun {
+        session: Some(SessionId(1)),
+        base: Some(CommitId(3)),
+        message: "planless0".into(),
+        planless: true,
+        contributions,
+        ..CoopRun::default()
+    }
+}
+
+#[test]
+fn planless_overlaps_are_checked_by_brute_force() {
+    let (h, mut obs) = good();
+    let ok = Ok(Reply::Accepted { unfinished: 0 });
+    // W1 writes chunk 0; W2 (chunks 0 and 1) is refused naming chunk 0.
+    obs.coops.push(planless(vec![
+        contribution(1, 0, 10, ok.clone()),
+        contribution(2, 0, 20, overlapping(vec![vec![0]])),
+    ]));
+    oracle::cooperative(&obs, &h.replica()).unwrap();
+    // Naming chunk 1 too is wrong: W2 shares only chunk 0.
+    obs.coops[0].contributions[1] = contribution(2, 0, 20, overlapping(vec![vec![0], vec![1]]));
+    expect(
+        oracle::cooperative(&obs, &h.replica()),
+        oracle::EXACT_CONFLICTS,
+        "refused naming",
+    );
+    // A refusal with nothing accepted to overlap is a false one.
+    obs.coops[0] = planless(vec![contribution(2, 0, 20, overlapping(vec![vec![0]]))]);
+    expect(
+        oracle::cooperative(&obs, &h.replica()),
+        oracle::EXACT_CONFLICTS,
+        "refused naming",
+    );
+    // Accepting both is a missed overlap.
+    obs.coops[0] = planless(vec![
+        contribution(1, 0, 10, ok.clone()),
+        contribution(2, 5, 20, ok),
+    ]);
+    expect(
+        oracle::cooperative(&obs, &h.replica()),
+        oracle::EXACT_CONFLICTS,
+        "both were accepted",
+    );
 }

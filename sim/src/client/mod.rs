@@ -3,6 +3,7 @@
 //! built-in ones (setup, a cheap aligned writer), all driven alike.
 
 pub mod checkpoint;
+pub mod planless;
 pub mod setup;
 pub mod simple;
 
@@ -33,6 +34,21 @@ pub enum Client {
     },
     /// Writes a checkpoint of the tip.
     Checkpoint(checkpoint::Checkpointer),
+    /// Opens a planless session and commits it; `number` numbers the
+    /// planless runs.
+    Lead {
+        /// The machine.
+        lead: planless::PlanlessLead,
+        /// Its number.
+        number: usize,
+    },
+    /// A planless writer of run `number`.
+    Contributor {
+        /// The machine.
+        contributor: Box<planless::Contributor>,
+        /// Its run's number.
+        number: usize,
+    },
     /// A cooperative worker of job `number`.
     Worker {
         /// The machine.
@@ -52,6 +68,8 @@ impl Client {
             Client::Checkpoint(m) => m,
             Client::Job { job, .. } => job.as_mut(),
             Client::Worker { worker, .. } => worker.as_mut(),
+            Client::Lead { lead, .. } => lead,
+            Client::Contributor { contributor, .. } => contributor.as_mut(),
         }
     }
 
@@ -64,6 +82,8 @@ impl Client {
             Client::Checkpoint(m) => m.is_done(),
             Client::Job { job, .. } => job.is_done(),
             Client::Worker { worker, .. } => worker.is_done(),
+            Client::Lead { lead, .. } => lead.is_done(),
+            Client::Contributor { contributor, .. } => contributor.is_done(),
         }
     }
 
@@ -87,7 +107,11 @@ impl Client {
                 obs.ff_answers.extend(m.ff_answers.iter().cloned());
             }
             Client::Writer(m) => observe_writer(m, index, obs),
-            Client::Job { .. } | Client::Worker { .. } | Client::Checkpoint(_) => {}
+            Client::Job { .. }
+            | Client::Worker { .. }
+            | Client::Checkpoint(_)
+            | Client::Lead { .. }
+            | Client::Contributor { .. } => {}
         }
     }
 
@@ -100,6 +124,8 @@ impl Client {
             Client::Checkpoint(_) => "checkpointer",
             Client::Job { .. } => "job",
             Client::Worker { .. } => "worker",
+            Client::Lead { .. } => "planless-lead",
+            Client::Contributor { .. } => "contributor",
         }
     }
 }

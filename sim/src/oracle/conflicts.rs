@@ -3,13 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use floe_protocol::footprint::MAX_LISTED_CHUNKS;
 use floe_protocol::{
-    CommitId, CommitMode, CommitRecord, Conflict, FloeError, Footprint, Outcome, Solver, TaskId,
+    ArrayMeta, ArrayPath, CommitId, CommitMode, CommitRecord, Conflict, ConflictKind, FloeError,
+    Footprint, Outcome, Solver, TaskId,
 };
 
 use super::{by_message, chain, Check, Failure, COOPERATIVE, EXACT_CONFLICTS, ONE_HISTORY};
 use crate::model::{self, coord_sets, shared, show, since};
-use crate::obs::{CoopRun, Observations, Replica};
+use crate::obs::{Contribution, CoopRun, Observations, Replica};
 
 type Coords = BTreeMap<floe_protocol::ArrayPath, BTreeSet<Vec<u64>>>;
 
@@ -259,9 +261,151 @@ fn named_exactly(
 /// Oracle 1, cooperative half: an accepted plan has pairwise disjoint
 /// tasks; a completion is accepted only for the latest grant of its task
 /// that any worker saw, and at the epoch the final state holds.
+///
+/// Planless sessions: accepted contributions are pairwise disjoint; each
+/// `OverlappingContribution` names exactly the chunks it shares with the
+/// contributions accepted before it (in the order the commit lists their
+/// deltas, or, uncommitted, some set of them), by brute force over the
+/// regions written.
 pub fn cooperative(obs: &Observations, r: &Replica) -> Check {
     for run in &obs.coops {
-        check_run(run, r)?;
+        if run.planless {
+            check_planless(run, r)?;
+        } else {
+            check_run(run, r)?;
+        }
+    }
+    Ok(())
+}
+
+/// The chunks a contribution wrote, by brute force over its regions.
+fn written(c: &Contribution, arrays: &BTreeMap<ArrayPath, ArrayMeta>) -> Coords {
+    let mut out = Coords::new();
+    for w in &c.writes {
+        if let Some(meta) = arrays.get(&w.path) {
+            out.entry(w.path.clone())
+                .or_default()
+                .extend(w.region.chunks(meta));
+        }
+    }
+    out
+}
+
+fn intersect(a: &Coords, b: &Coords) -> Coords {
+    a.iter()
+        .filter_map(|(p, xs)| {
+            let both: BTreeSet<_> = xs.intersection(b.get(p)?).cloned().collect();
+            (!both.is_empty()).then(|| (p.clone(), both))
+        })
+        .collect()
+}
+
+/// True when `named` lists exactly `want`: every array with shared chunks,
+/// its total, and its first chunks in grid order.
+fn names_exactly(named: &[Conflict], want: &Coords) -> bool {
+    let mut seen = 0;
+    for c in named {
+        let ConflictKind::ChunkDoubleUpdate { chunks, total } = &c.kind else {
+            return false;
+        };
+        let Some(set) = want.get(&c.path) else {
+            return false;
+        };
+        let first: Vec<Vec<u64>> = set.iter().take(MAX_LISTED_CHUNKS).cloned().collect();
+        if *total != set.len() as u64 || *chunks != first {
+            return false;
+        }
+        seen += 1;
+    }
+    seen == want.len()
+}
+
+fn check_planless(run: &CoopRun, r: &Replica) -> Check {
+    let (Some(session), Some(base)) = (run.session, run.base) else {
+        return Ok(());
+    };
+    let Some(arrays) = r.records.get(&base).map(|b| &b.arrays) else {
+        return Ok(());
+    };
+    let who = |c: &Contribution| format!("{} ({:?})", c.worker, show(&written(c, arrays)));
+    let accepted: Vec<&Contribution> = run.contributions.iter().filter(|c| c.accepted()).collect();
+    for (i, a) in accepted.iter().enumerate() {
+        let wa = written(a, arrays);
+        if coord_sets(&a.footprint) != wa {
+            return Err(Failure::new(
+                COOPERATIVE,
+                format!("session {session}: contribution of {} sent footprint {} for regions writing {}",
+                    a.worker, show(&coord_sets(&a.footprint)), show(&wa)),
+            ));
+        }
+        for b in &accepted[..i] {
+            let both = intersect(&wa, &written(b, arrays));
+            if !both.is_empty() {
+                return fail(format!(
+                    "session {session}: contributions of {} and {} share {} but both were accepted",
+                    who(b),
+                    who(a),
+                    show(&both)
+                ));
+            }
+        }
+    }
+    // The acceptance order: the session's commit lists the deltas in it.
+    let rec = by_message(r, &chain(r)?)
+        .get(&run.message)
+        .and_then(|ids| ids.first())
+        .map(|id| &r.records[id]);
+    let mut ordered: Vec<&Contribution> = accepted.clone();
+    let candidates: Vec<Vec<&Contribution>> = match rec {
+        Some(rec) => {
+            for c in &accepted {
+                if !rec.deltas.contains(&c.delta) {
+                    return Err(Failure::new(
+                        COOPERATIVE,
+                        format!("session {session}: the accepted contribution of {} is not in its commit {}", c.worker, rec.id),
+                    ));
+                }
+            }
+            ordered.sort_by_key(|c| rec.deltas.iter().position(|d| *d == c.delta));
+            (0..=ordered.len()).map(|k| ordered[..k].to_vec()).collect()
+        }
+        None if accepted.len() <= 8 => (0..1u32 << accepted.len())
+            .map(|m| {
+                accepted
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| m & (1 << i) != 0)
+                    .map(|(_, c)| *c)
+                    .collect()
+            })
+            .collect(),
+        None => return Ok(()),
+    };
+    for c in &run.contributions {
+        let Some(Err(FloeError::OverlappingContribution { conflicts })) = &c.outcome else {
+            continue;
+        };
+        let mine = written(c, arrays);
+        let fits = candidates.iter().any(|before| {
+            let mut union = Coords::new();
+            for b in before {
+                for (p, xs) in written(b, arrays) {
+                    union.entry(p).or_default().extend(xs);
+                }
+            }
+            let want = intersect(&mine, &union);
+            !want.is_empty() && names_exactly(conflicts, &want)
+        });
+        if !fits {
+            let others: Vec<String> = ordered.iter().map(|b| who(b)).collect();
+            return fail(format!(
+                "session {session}: contribution of {} was refused naming {conflicts:?}, \
+                 which is not what it shares with the contributions accepted before it \
+                 (accepted, in order: {})",
+                who(c),
+                others.join(", ")
+            ));
+        }
     }
     Ok(())
 }

@@ -164,7 +164,10 @@ impl World {
         }
         if let Some(i) = self.fault_target() {
             self.counts.add(FaultKind::WorkerCrash);
-            if self.rngs.fault.gen_bool(0.5) {
+            // Contributors only pause: a lost contribution's fate is not
+            // observable without a reply (the lead waits for every one).
+            let pause_only = matches!(self.clients[i as usize].client, Client::Contributor { .. });
+            if self.rngs.fault.gen_bool(0.5) && !pause_only {
                 self.crash_worker(i);
             } else {
                 let pause = self.rngs.fault.gen_range(100..3_000);
@@ -188,7 +191,12 @@ impl World {
         };
         let writers = self.rngs.fault.gen_bool(0.3);
         let mut busy = if writers {
-            pick(&|s| matches!(s.client, Client::Writer(_) | Client::Simple(_)))
+            pick(&|s| {
+                matches!(
+                    s.client,
+                    Client::Writer(_) | Client::Simple(_) | Client::Contributor { .. }
+                )
+            })
         } else {
             pick(&|s| s.client.holds_task())
         };

@@ -81,6 +81,18 @@ impl World {
                 run.outcome.as_ref().map(|o| crate::codes::outcome_name(crate::codes::outcome(o)))
             );
             crate::trace::print_line(&format!("job       {line}"));
+            for c in &run.contributions {
+                let outcome = c
+                    .outcome
+                    .as_ref()
+                    .map(|o| crate::codes::outcome_name(crate::codes::outcome(o)));
+                let line = format!(
+                    "{} writes {:?} -> {outcome:?}",
+                    c.worker,
+                    crate::model::show(&crate::model::coord_sets(&c.footprint))
+                );
+                crate::trace::print_line(&format!("contrib   {line}"));
+            }
         }
     }
 
@@ -95,7 +107,34 @@ impl World {
                 obs.coops.push(run);
             }
         }
+        for info in &self.planless {
+            if let Some(run) = self.planless_run(info) {
+                obs.coops.push(run);
+            }
+        }
         obs
+    }
+
+    /// A planless run as its lead and its contributors saw it.
+    fn planless_run(&self, info: &super::spawn::PlanlessInfo) -> Option<CoopRun> {
+        let Client::Lead { lead, .. } = &self.clients[info.index as usize].client else {
+            return None;
+        };
+        let mut run = CoopRun {
+            session: lead.session,
+            base: lead.base,
+            message: lead.message.clone(),
+            mode: lead.mode,
+            outcome: lead.outcome.clone(),
+            planless: true,
+            ..CoopRun::default()
+        };
+        for &c in &info.contributors {
+            if let Client::Contributor { contributor, .. } = &self.clients[c as usize].client {
+                run.contributions.extend(contributor.contribution.clone());
+            }
+        }
+        Some(run)
     }
 
     /// A cooperative job as its driver and its workers saw it.

@@ -146,6 +146,8 @@ pub(crate) struct World {
     pub(crate) deadline: u64,
     pub(crate) arrays: Vec<(floe_protocol::ArrayPath, floe_protocol::ArrayMeta)>,
     pub(crate) jobs: Vec<spawn::JobInfo>,
+    /// Planless runs: the lead's index and its contributors' indexes.
+    pub(crate) planless: Vec<spawn::PlanlessInfo>,
     pub(crate) tweaks: Tweaks,
     /// When the safety phase ends.
     pub(crate) safety_end: u64,
@@ -198,6 +200,7 @@ impl World {
             deadline: safety_end + tweaks.liveness_ms.unwrap_or(LIVENESS_MS),
             arrays,
             jobs: Vec::new(),
+            planless: Vec::new(),
             tweaks,
             safety_end,
             found_at_end: false,

@@ -14,6 +14,7 @@ use rand::Rng;
 
 use super::{client_id, Ev, Life, Slot, World};
 use crate::client::checkpoint::Checkpointer;
+use crate::client::planless::{Contributor, PlanlessLead};
 use crate::client::setup::Setup;
 use crate::client::simple::{SimpleScript, SimpleWriter};
 use crate::client::Client;
@@ -29,6 +30,16 @@ pub(crate) struct JobInfo {
     pub(crate) open: Option<(SessionId, BTreeMap<ArrayPath, ArrayMeta>)>,
     /// Client indexes of its workers (crashed ones included).
     pub(crate) workers: Vec<u32>,
+}
+
+/// What the world remembers of a planless run.
+pub(crate) struct PlanlessInfo {
+    /// The lead's client index.
+    pub(crate) index: u32,
+    /// Whether its contributors were started.
+    pub(crate) staffed: bool,
+    /// Client indexes of its contributors.
+    pub(crate) contributors: Vec<u32>,
 }
 
 impl World {
@@ -59,8 +70,10 @@ impl World {
     /// A client finished; the setup's end starts the workload.
     pub(crate) fn on_done(&mut self, index: u32) {
         self.trace.event(self.now, "done", u64::from(index) + 1, 0);
-        if matches!(self.clients[index as usize].client, Client::Setup(_)) {
-            self.spawn_workload();
+        match self.clients[index as usize].client {
+            Client::Setup(_) => self.spawn_workload(),
+            Client::Contributor { number, .. } => self.maybe_commit_planless(number),
+            _ => {}
         }
     }
 
@@ -84,6 +97,30 @@ impl World {
         for n in 0..self.shape.jobs {
             let at = self.rngs.work.gen_range(self.now..end);
             self.spawn_job(n, at);
+        }
+        for n in 0..self.shape.planless {
+            let at = self.rngs.work.gen_range(self.now..end);
+            let index = self.clients.len() as u32;
+            let mode = if self.rngs.work.gen_bool(0.3) {
+                CommitMode::Strict
+            } else {
+                CommitMode::Rebase {
+                    solver: Solver::Fail,
+                }
+            };
+            let lead = PlanlessLead::new(
+                client_id(index),
+                self.client_nodes(),
+                workload::repo(),
+                format!("planless{n}"),
+                mode,
+            );
+            self.spawn(Client::Lead { lead, number: n }, at);
+            self.planless.push(PlanlessInfo {
+                index,
+                staffed: false,
+                contributors: Vec::new(),
+            });
         }
         for _ in 0..self.shape.checkpointers {
             let at = self.rngs.work.gen_range(self.now..end);
@@ -209,8 +246,81 @@ impl World {
         });
     }
 
+    /// Starts the contributors of a planless session that just opened.
+    fn staff_planless(&mut self, number: usize) {
+        let info = &mut self.planless[number];
+        let Client::Lead { lead, .. } = &self.clients[info.index as usize].client else {
+            return;
+        };
+        let (Some(session), Some(arrays), false) =
+            (lead.session, lead.arrays.clone(), info.staffed)
+        else {
+            return;
+        };
+        info.staffed = true;
+        // Hot regions on half the runs: overlaps (refusals) are common.
+        let hot = self.rngs.work.gen_bool(0.5);
+        let paths: Vec<ArrayPath> = arrays.keys().cloned().collect();
+        for _ in 0..self.rngs.work.gen_range(2..=4) {
+            let rng = &mut self.rngs.work;
+            let mut writes = Vec::new();
+            for _ in 0..rng.gen_range(1..=2) {
+                let path = &paths[rng.gen_range(0..paths.len())];
+                if writes.iter().any(|(p, _, _)| p == path) {
+                    continue;
+                }
+                let meta = &arrays[path];
+                let region = workload::region(rng, meta, true, hot);
+                let data = workload::data(meta, &region, rng.gen());
+                writes.push((path.clone(), region, data));
+            }
+            let index = self.clients.len() as u32;
+            let at = self.now + rng.gen_range(0..300);
+            let seed = rng.gen();
+            let c = Contributor::new(
+                client_id(index),
+                self.client_nodes(),
+                WorkerId(u64::from(index) + 1),
+                session,
+                arrays.clone(),
+                writes,
+                seed,
+            );
+            let client = Client::Contributor {
+                contributor: Box::new(c),
+                number,
+            };
+            self.spawn(client, at);
+            self.planless[number].contributors.push(index);
+        }
+    }
+
+    /// Commits a planless session once every contributor is done.
+    fn maybe_commit_planless(&mut self, number: usize) {
+        let info = &self.planless[number];
+        let all_done = info
+            .contributors
+            .iter()
+            .all(|&c| self.clients[c as usize].done);
+        let lead = info.index;
+        if !all_done {
+            return;
+        }
+        if let Client::Lead { lead, .. } = &mut self.clients[lead as usize].client {
+            lead.commit();
+        }
+        self.drain_client(lead);
+    }
+
     /// Starts the workers of a job whose session just opened.
     pub(crate) fn staff(&mut self, index: u32) {
+        if let Client::Lead { lead, number } = &self.clients[index as usize].client {
+            if lead.waiting() && !self.planless[*number].staffed {
+                let number = *number;
+                self.staff_planless(number);
+            }
+            return;
+        }
         let Client::Job {
             job,
             number,
