@@ -7,13 +7,16 @@
 use std::sync::Arc;
 
 use floe_protocol::{
-    BranchName, ClientId, Command, CommitId, ObjectId, Outcome, Query, Reply, RepoName, Request,
+    ClientId, Command, CommitId, ObjectId, Outcome, Query, Reply, RepoName, Request,
 };
 use floe_worker::format::{checkpoint_key, manifest_key, Manifest};
 use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
 use floe_worker::resolve::{History, Need, Step};
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+
+use super::upload::put_fresh;
+use super::{main_branch, route, Routed};
 
 /// Most tries of one get or put.
 const MAX_TRIES: u32 = 8;
@@ -134,9 +137,10 @@ impl Checkpointer {
 
     fn put_again(&mut self, tries: u32) {
         self.phase = Phase::Put;
-        let id = ObjectId(self.rng.gen());
-        let key = checkpoint_key(&self.repo, id).to_string();
-        let token = self.out.put(key, self.manifest.clone());
+        let repo = &self.repo;
+        let (id, token) = put_fresh(&mut self.rng, &mut self.out, &self.manifest, |id| {
+            checkpoint_key(repo, id).to_string()
+        });
         self.io = Some(Io {
             token,
             id,
@@ -189,7 +193,7 @@ impl Machine for Checkpointer {
     fn start(&mut self, _now_ms: u64) {
         let q = Query::Checkout {
             repo: self.repo.clone(),
-            branch: BranchName::new("main").expect("valid"),
+            branch: main_branch(),
         };
         self.req.request(&mut self.out, Request::Query(q));
     }
@@ -198,17 +202,11 @@ impl Machine for Checkpointer {
         if self.phase == Phase::Done {
             return;
         }
-        match input {
-            Input::Response { seq, outcome } => {
-                if let Some(o) = self.req.on_response(&mut self.out, seq, outcome) {
-                    self.on_outcome(o);
-                }
-            }
-            Input::Timer { token } => {
-                self.req.on_timer(&mut self.out, token);
-            }
-            Input::GetDone { token, result } => self.on_get(token, result),
-            Input::PutDone { token, result } => self.on_put(token, result.is_ok()),
+        match route(&mut self.req, &mut self.out, input) {
+            Some(Routed::Outcome(o)) => self.on_outcome(o),
+            Some(Routed::Get(token, result)) => self.on_get(token, result),
+            Some(Routed::Put(token, ok)) => self.on_put(token, ok),
+            None => {}
         }
     }
 

@@ -6,11 +6,12 @@ pub mod checkpoint;
 pub mod planless;
 pub mod setup;
 pub mod simple;
+mod upload;
 
 pub use floe_worker::machine::{Effect, Input, Machine};
 
-use floe_protocol::Reply;
-use floe_worker::machine::{Job, Worker, Writer};
+use floe_protocol::{BranchName, Outcome, Reply};
+use floe_worker::machine::{Job, Outbox, Requester, Worker, Writer};
 
 use crate::model::Write;
 use crate::obs::{Attempt, FfAnswer, Observations};
@@ -176,4 +177,32 @@ fn to_write(
         region: region.clone(),
         data: data.clone(),
     }
+}
+
+/// An input left for a built-in client once its requester had its part.
+enum Routed {
+    /// A request's final outcome.
+    Outcome(Outcome),
+    /// A put finished: its token and whether it succeeded.
+    Put(u64, bool),
+    /// A get finished: its token and result.
+    Get(u64, Result<Option<Vec<u8>>, String>),
+}
+
+/// Hands responses and timers to `req`; returns what is left to handle.
+fn route(req: &mut Requester, out: &mut Outbox, input: Input) -> Option<Routed> {
+    match input {
+        Input::Response { seq, outcome } => req.on_response(out, seq, outcome).map(Routed::Outcome),
+        Input::Timer { token } => {
+            req.on_timer(out, token);
+            None
+        }
+        Input::PutDone { token, result } => Some(Routed::Put(token, result.is_ok())),
+        Input::GetDone { token, result } => Some(Routed::Get(token, result)),
+    }
+}
+
+/// The branch the built-in clients work on.
+fn main_branch() -> BranchName {
+    BranchName::new("main").expect("valid")
 }

@@ -9,21 +9,15 @@
 use std::collections::BTreeMap;
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, ClientId, Command, CommitId, CommitMode, Footprint, ObjectId,
-    Outcome, Region, Reply, RepoName, Request, SessionId, WorkerId,
+    ArrayMeta, ArrayPath, ClientId, Command, CommitId, CommitMode, Outcome, Region, Reply,
+    RepoName, Request, SessionId, WorkerId,
 };
-use floe_worker::chunk::patch_chunk;
-use floe_worker::data::ArrayData;
-use floe_worker::format::{chunk_key, encode_chunk, manifest_key, Manifest};
 use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
+use super::upload::{Progress, Upload};
+use super::{main_branch, route, Routed};
 use crate::model::Write;
 use crate::obs::Contribution;
-
-/// Most tries of one put before a contributor gives up.
-const MAX_PUTS: u32 = 8;
 
 #[derive(Debug, PartialEq, Eq)]
 enum LeadStep {
@@ -126,7 +120,7 @@ impl Machine for PlanlessLead {
     fn start(&mut self, _now_ms: u64) {
         let cmd = Command::OpenSession {
             repo: self.repo.clone(),
-            branch: main(),
+            branch: main_branch(),
             plan: None,
             lease_ms: self.lease_ms,
         };
@@ -134,16 +128,8 @@ impl Machine for PlanlessLead {
     }
 
     fn handle(&mut self, _now_ms: u64, input: Input) {
-        match input {
-            Input::Response { seq, outcome } => {
-                if let Some(o) = self.req.on_response(&mut self.out, seq, outcome) {
-                    self.on_outcome(o);
-                }
-            }
-            Input::Timer { token } => {
-                self.req.on_timer(&mut self.out, token);
-            }
-            Input::PutDone { .. } | Input::GetDone { .. } => {}
+        if let Some(Routed::Outcome(o)) = route(&mut self.req, &mut self.out, input) {
+            self.on_outcome(o);
         }
     }
 
@@ -156,24 +142,16 @@ impl Machine for PlanlessLead {
     }
 }
 
-/// A chunk (array and coordinate) or, for `None`, the delta manifest.
-type Object = Option<(ArrayPath, Vec<u64>)>;
-
 /// A planless writer: puts whole chunks and a delta manifest, then
 /// contributes them to the session.
 pub struct Contributor {
     req: Requester,
     out: Outbox,
-    rng: SmallRng,
-    repo: RepoName,
     worker: WorkerId,
     session: SessionId,
     arrays: BTreeMap<ArrayPath, ArrayMeta>,
     writes: Vec<(ArrayPath, Region, Vec<u8>)>,
-    footprint: Footprint,
-    manifest: Manifest,
-    manifest_id: ObjectId,
-    puts: BTreeMap<u64, (Object, Vec<u8>, u32)>,
+    upload: Upload,
     done: bool,
     /// The contribution sent, with its outcome once final.
     pub contribution: Option<Contribution>,
@@ -194,96 +172,34 @@ impl Contributor {
         Contributor {
             req: Requester::new(id, nodes, RetryPolicy::default()),
             out: Outbox::new(),
-            rng: SmallRng::seed_from_u64(seed),
-            repo: crate::workload::repo(),
             worker,
             session,
             arrays,
             writes,
-            footprint: Footprint::new(),
-            manifest: Manifest::new(),
-            manifest_id: ObjectId(0),
-            puts: BTreeMap::new(),
+            upload: Upload::new(crate::workload::repo(), seed),
             done: false,
             contribution: None,
         }
     }
 
     fn upload(&mut self) {
-        for (path, region, bytes) in self.writes.clone() {
-            let Some(meta) = self.arrays.get(&path).cloned() else {
-                self.done = true;
-                return;
-            };
-            self.footprint.add_region(&path, &meta, &region);
-            let data = ArrayData {
-                dtype: meta.dtype,
-                shape: region.shape(),
-                bytes,
-            };
-            for part in region.chunk_parts(&meta) {
-                let built =
-                    patch_chunk(&meta, None, &part, &data).and_then(|b| encode_chunk(&meta, &b));
-                let Ok(object) = built else {
-                    self.done = true;
-                    return;
-                };
-                self.put(Some((path.clone(), part.coord)), object, 1);
-            }
-        }
-        if self.puts.is_empty() {
-            self.put_manifest();
-        }
+        let progress = self.upload.start(&mut self.out, &self.arrays, &self.writes);
+        self.on_progress(progress);
     }
 
-    fn put(&mut self, what: Object, bytes: Vec<u8>, tries: u32) {
-        let id = ObjectId(self.rng.gen());
-        let key = match &what {
-            Some((path, coord)) => {
-                self.manifest.insert(path.clone(), coord.clone(), id);
-                chunk_key(&self.repo, id)
-            }
-            None => {
-                self.manifest_id = id;
-                manifest_key(&self.repo, id)
-            }
-        };
-        let token = self.out.put(key.to_string(), bytes.clone());
-        self.puts.insert(token, (what, bytes, tries));
-    }
-
-    fn put_manifest(&mut self) {
-        match self.manifest.encode() {
-            Ok(bytes) => self.put(None, bytes, 1),
-            Err(_) => self.done = true,
-        }
-    }
-
-    fn on_put(&mut self, token: u64, ok: bool) {
-        let Some((what, bytes, tries)) = self.puts.remove(&token) else {
-            return;
-        };
-        if !ok {
-            if tries >= MAX_PUTS {
-                self.done = true;
-                return;
-            }
-            return self.put(what, bytes, tries + 1);
-        }
-        if !self.puts.is_empty() {
-            return;
-        }
-        match what {
-            Some(_) => self.put_manifest(),
-            None => self.contribute(),
+    fn on_progress(&mut self, progress: Progress) {
+        match progress {
+            Progress::Waiting => {}
+            Progress::Failed => self.done = true,
+            Progress::Done => self.contribute(),
         }
     }
 
     fn contribute(&mut self) {
         self.contribution = Some(Contribution {
             worker: self.worker,
-            delta: self.manifest_id,
-            footprint: self.footprint.clone(),
+            delta: self.upload.manifest_id,
+            footprint: self.upload.footprint.clone(),
             writes: self
                 .writes
                 .iter()
@@ -298,8 +214,8 @@ impl Contributor {
         let cmd = Command::Contribute {
             session: self.session,
             worker: self.worker,
-            delta: self.manifest_id,
-            footprint: self.footprint.clone(),
+            delta: self.upload.manifest_id,
+            footprint: self.upload.footprint.clone(),
         };
         self.req.request(&mut self.out, Request::Command(cmd));
     }
@@ -314,20 +230,18 @@ impl Machine for Contributor {
         if self.done {
             return;
         }
-        match input {
-            Input::Response { seq, outcome } => {
-                if let Some(o) = self.req.on_response(&mut self.out, seq, outcome) {
-                    if let Some(c) = self.contribution.as_mut() {
-                        c.outcome = Some(o);
-                    }
-                    self.done = true;
+        match route(&mut self.req, &mut self.out, input) {
+            Some(Routed::Outcome(o)) => {
+                if let Some(c) = self.contribution.as_mut() {
+                    c.outcome = Some(o);
                 }
+                self.done = true;
             }
-            Input::Timer { token } => {
-                self.req.on_timer(&mut self.out, token);
+            Some(Routed::Put(token, ok)) => {
+                let progress = self.upload.on_put(&mut self.out, token, ok);
+                self.on_progress(progress);
             }
-            Input::PutDone { token, result } => self.on_put(token, result.is_ok()),
-            Input::GetDone { .. } => {}
+            Some(Routed::Get(..)) | None => {}
         }
     }
 
@@ -338,8 +252,4 @@ impl Machine for Contributor {
     fn is_done(&self) -> bool {
         self.done
     }
-}
-
-fn main() -> BranchName {
-    BranchName::new("main").expect("valid")
 }

@@ -2,10 +2,11 @@
 //! workload's arrays on `C0`. Runs under faults like everyone else.
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, ClientId, Command, CommitId, CommitMode, CommitRequest,
-    Footprint, MetaChange, Outcome, Reply, RepoName, Request,
+    ArrayMeta, ArrayPath, ClientId, Command, CommitId, CommitMode, CommitRequest, Footprint,
+    MetaChange, Outcome, Reply, RepoName, Request,
 };
 
+use super::{main_branch, route, Routed};
 use crate::obs::Attempt;
 use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
 
@@ -55,7 +56,7 @@ impl Setup {
         let mode = CommitMode::Strict;
         let request = CommitRequest {
             repo: self.repo.clone(),
-            branch: BranchName::new("main").expect("valid"),
+            branch: main_branch(),
             base: CommitId(0),
             footprint: footprint.clone(),
             deltas: Vec::new(),
@@ -103,15 +104,7 @@ impl Machine for Setup {
     }
 
     fn handle(&mut self, _now_ms: u64, input: Input) {
-        let done = match input {
-            Input::Response { seq, outcome } => self.req.on_response(&mut self.out, seq, outcome),
-            Input::Timer { token } => {
-                self.req.on_timer(&mut self.out, token);
-                None
-            }
-            Input::PutDone { .. } | Input::GetDone { .. } => None,
-        };
-        if let Some(outcome) = done {
+        if let Some(Routed::Outcome(outcome)) = route(&mut self.req, &mut self.out, input) {
             self.finished(outcome);
         }
     }

@@ -8,27 +8,15 @@
 use std::collections::BTreeMap;
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, ClientId, Command, CommitId, CommitMode, CommitRequest,
-    FloeError, Footprint, ObjectId, Outcome, Query, Region, Reply, RepoName, Request,
+    ArrayMeta, ArrayPath, ClientId, Command, CommitId, CommitMode, CommitRequest, FloeError,
+    Outcome, Query, Region, Reply, RepoName, Request,
 };
-use floe_worker::chunk::patch_chunk;
-use floe_worker::data::ArrayData;
-use floe_worker::format::{chunk_key, encode_chunk, manifest_key, Manifest};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
+use super::upload::{Progress, Upload};
+use super::{main_branch, route, Routed};
 use crate::model::Write;
 use crate::obs::{Attempt, FfAnswer};
 use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
-
-/// Most tries of one put before the writer gives up.
-const MAX_PUTS: u32 = 8;
-
-/// A chunk (array and coordinate) or, for `None`, the delta manifest.
-type Object = Option<(ArrayPath, Vec<u64>)>;
-
-/// A put in flight: what, its bytes, tries so far.
-type Pending = (Object, Vec<u8>, u32);
 
 /// What one simple writer does.
 #[derive(Clone, Debug)]
@@ -60,19 +48,14 @@ enum Step {
 pub struct SimpleWriter {
     req: Requester,
     out: Outbox,
-    rng: SmallRng,
     client: u32,
     script: SimpleScript,
     step: Step,
     checkouts: u32,
     data_base: CommitId,
     arrays: BTreeMap<ArrayPath, ArrayMeta>,
-    footprint: Footprint,
-    manifest: Manifest,
-    manifest_id: ObjectId,
-    /// Puts in flight: token -> (array, chunk coord, bytes, tries); the
-    /// manifest's put has no array.
-    puts: BTreeMap<u64, Pending>,
+    /// The chunks and delta manifest of the current checkout.
+    upload: Upload,
     /// Every commit sent.
     pub attempts: Vec<Attempt>,
     /// Every fast-forward answer.
@@ -91,17 +74,13 @@ impl SimpleWriter {
         SimpleWriter {
             req: Requester::new(id, nodes, RetryPolicy::default()),
             out: Outbox::new(),
-            rng: SmallRng::seed_from_u64(seed),
             client,
+            upload: Upload::new(script.repo.clone(), seed),
             script,
             step: Step::Checkout,
             checkouts: 0,
             data_base: CommitId(0),
             arrays: BTreeMap::new(),
-            footprint: Footprint::new(),
-            manifest: Manifest::new(),
-            manifest_id: ObjectId(0),
-            puts: BTreeMap::new(),
             attempts: Vec::new(),
             ff_answers: Vec::new(),
         }
@@ -111,7 +90,7 @@ impl SimpleWriter {
         self.step = Step::Checkout;
         let q = Query::Checkout {
             repo: self.script.repo.clone(),
-            branch: main(),
+            branch: main_branch(),
         };
         self.req.request(&mut self.out, Request::Query(q));
     }
@@ -123,72 +102,17 @@ impl SimpleWriter {
     /// Builds every chunk of the writes and puts them.
     fn upload(&mut self) {
         self.step = Step::Upload;
-        self.footprint = Footprint::new();
-        self.manifest = Manifest::new();
-        let writes = self.script.writes.clone();
-        for (path, region, bytes) in &writes {
-            let Some(meta) = self.arrays.get(path).cloned() else {
-                return self.finish();
-            };
-            self.footprint.add_region(path, &meta, region);
-            let data = ArrayData {
-                dtype: meta.dtype,
-                shape: region.shape(),
-                bytes: bytes.clone(),
-            };
-            for part in region.chunk_parts(&meta) {
-                let built =
-                    patch_chunk(&meta, None, &part, &data).and_then(|b| encode_chunk(&meta, &b));
-                let Ok(object) = built else {
-                    return self.finish();
-                };
-                self.put(Some((path.clone(), part.coord)), object, 1);
-            }
-        }
-        if self.puts.is_empty() {
-            self.put_manifest();
-        }
+        let progress = self
+            .upload
+            .start(&mut self.out, &self.arrays, &self.script.writes);
+        self.on_progress(progress);
     }
 
-    fn put(&mut self, what: Object, bytes: Vec<u8>, tries: u32) {
-        let id = ObjectId(self.rng.gen());
-        let key = match &what {
-            Some((path, coord)) => {
-                self.manifest.insert(path.clone(), coord.clone(), id);
-                chunk_key(&self.script.repo, id)
-            }
-            None => {
-                self.manifest_id = id;
-                manifest_key(&self.script.repo, id)
-            }
-        };
-        let token = self.out.put(key.to_string(), bytes.clone());
-        self.puts.insert(token, (what, bytes, tries));
-    }
-
-    fn put_manifest(&mut self) {
-        match self.manifest.encode() {
-            Ok(bytes) => self.put(None, bytes, 1),
-            Err(_) => self.finish(),
-        }
-    }
-
-    fn on_put(&mut self, token: u64, ok: bool) {
-        let Some((what, bytes, tries)) = self.puts.remove(&token) else {
-            return;
-        };
-        if !ok {
-            if tries >= MAX_PUTS {
-                return self.finish();
-            }
-            return self.put(what, bytes, tries + 1);
-        }
-        if !self.puts.is_empty() {
-            return;
-        }
-        match what {
-            Some(_) => self.put_manifest(),
-            None => self.commit(self.data_base),
+    fn on_progress(&mut self, progress: Progress) {
+        match progress {
+            Progress::Waiting => {}
+            Progress::Failed => self.finish(),
+            Progress::Done => self.commit(self.data_base),
         }
     }
 
@@ -196,10 +120,10 @@ impl SimpleWriter {
         self.step = Step::Commit;
         let request = CommitRequest {
             repo: self.script.repo.clone(),
-            branch: main(),
+            branch: main_branch(),
             base,
-            footprint: self.footprint.clone(),
-            deltas: vec![self.manifest_id],
+            footprint: self.upload.footprint.clone(),
+            deltas: vec![self.upload.manifest_id],
             message: self.message(),
             author: self.script.tag.clone(),
             mode: self.script.mode,
@@ -209,7 +133,7 @@ impl SimpleWriter {
             message: self.message(),
             data_base: self.data_base,
             base_sent: base,
-            footprint: self.footprint.clone(),
+            footprint: self.upload.footprint.clone(),
             writes: self.writes(),
             mode: self.script.mode,
             outcome: None,
@@ -230,7 +154,7 @@ impl SimpleWriter {
     fn finish(&mut self) {
         self.step = Step::Done;
         self.req.cancel();
-        self.puts.clear();
+        self.upload.abandon();
     }
 
     fn on_outcome(&mut self, outcome: Outcome) {
@@ -259,9 +183,9 @@ impl SimpleWriter {
                 self.step = Step::AskFf;
                 let q = Query::CanFastForward {
                     repo: self.script.repo.clone(),
-                    branch: main(),
+                    branch: main_branch(),
                     base: self.data_base,
-                    footprint: self.footprint.clone(),
+                    footprint: self.upload.footprint.clone(),
                 };
                 self.req.request(&mut self.out, Request::Query(q));
             }
@@ -277,7 +201,7 @@ impl SimpleWriter {
         self.ff_answers.push(FfAnswer {
             client: self.client,
             base: self.data_base,
-            footprint: self.footprint.clone(),
+            footprint: self.upload.footprint.clone(),
             tip,
             conflicts: conflicts.clone(),
         });
@@ -297,10 +221,6 @@ impl SimpleWriter {
     }
 }
 
-fn main() -> BranchName {
-    BranchName::new("main").expect("valid")
-}
-
 impl Machine for SimpleWriter {
     fn start(&mut self, _now_ms: u64) {
         self.checkout();
@@ -310,17 +230,13 @@ impl Machine for SimpleWriter {
         if self.step == Step::Done {
             return;
         }
-        match input {
-            Input::Response { seq, outcome } => {
-                if let Some(o) = self.req.on_response(&mut self.out, seq, outcome) {
-                    self.on_outcome(o);
-                }
+        match route(&mut self.req, &mut self.out, input) {
+            Some(Routed::Outcome(o)) => self.on_outcome(o),
+            Some(Routed::Put(token, ok)) => {
+                let progress = self.upload.on_put(&mut self.out, token, ok);
+                self.on_progress(progress);
             }
-            Input::Timer { token } => {
-                self.req.on_timer(&mut self.out, token);
-            }
-            Input::PutDone { token, result } => self.on_put(token, result.is_ok()),
-            Input::GetDone { .. } => {}
+            Some(Routed::Get(..)) | None => {}
         }
     }
 

@@ -7,6 +7,7 @@ use rand::Rng;
 use super::{Ev, Life, World, TICK_MS};
 use crate::client::{Effect, Input};
 use crate::codes;
+use crate::faults::FaultKind;
 use crate::net::Addr;
 use crate::oracle::{Failure, PANIC};
 use crate::trace::Kind;
@@ -158,19 +159,14 @@ impl World {
         match effect {
             NodeEffect::Send { to, bytes } => {
                 let delays = self.route(Addr::Node(id), Addr::Node(to));
-                if let [d] = delays[..] {
-                    self.queue.push(
-                        self.now + d,
-                        Ev::Raft {
-                            from: id,
-                            to,
-                            bytes,
-                        },
-                    );
-                    return;
-                }
-                for d in delays {
-                    let bytes = bytes.clone();
+                // The last copy takes the bytes, the others clone them.
+                let last = delays.len().saturating_sub(1);
+                let mut bytes = bytes;
+                for (i, d) in delays.into_iter().enumerate() {
+                    let bytes = match i == last {
+                        true => std::mem::take(&mut bytes),
+                        false => bytes.clone(),
+                    };
                     self.queue.push(
                         self.now + d,
                         Ev::Raft {
@@ -314,14 +310,10 @@ impl World {
     }
 
     fn put(&mut self, client: u32, token: u64, key: String, bytes: Vec<u8>) {
-        let p = self.plan.put_failure;
-        let failed = p > 0.0 && self.rngs.store.gen_bool(p);
+        let failed = self.store_fails(self.plan.put_failure, FaultKind::PutFailure);
         // A failed put may still have written the object (a timeout after
         // the write): harmless garbage under a fresh id.
         let written = !failed || self.rngs.store.gen_bool(0.5);
-        if failed {
-            self.counts.add(crate::faults::FaultKind::PutFailure);
-        }
         let at = self.now + self.store_latency();
         let ev = Ev::Put {
             client,
@@ -335,19 +327,25 @@ impl World {
     }
 
     fn get(&mut self, client: u32, token: u64, key: String) {
-        let p = self.plan.get_failure;
-        let ok = p == 0.0 || !self.rngs.store.gen_bool(p);
-        if !ok {
-            self.counts.add(crate::faults::FaultKind::GetFailure);
-        }
+        let failed = self.store_fails(self.plan.get_failure, FaultKind::GetFailure);
         let at = self.now + self.store_latency();
         let ev = Ev::Get {
             client,
             token,
             key,
-            ok,
+            ok: !failed,
         };
         self.queue.push(at, ev);
+    }
+
+    /// Draws whether a store operation fails with probability `p` (no draw
+    /// when `p` is zero), counting the fault.
+    fn store_fails(&mut self, p: f64, kind: FaultKind) -> bool {
+        let failed = p > 0.0 && self.rngs.store.gen_bool(p);
+        if failed {
+            self.counts.add(kind);
+        }
+        failed
     }
 
     fn store_latency(&mut self) -> u64 {
