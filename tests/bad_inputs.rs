@@ -44,6 +44,17 @@ async fn fixture() -> Fixture {
     Fixture { coord, store, repo }
 }
 
+async fn session(f: &Fixture) -> Session<EmbeddedCluster> {
+    Session::checkout(
+        f.coord.clone(),
+        f.store.clone(),
+        f.repo.clone(),
+        main_branch(),
+    )
+    .await
+    .unwrap()
+}
+
 async fn cmd(coord: &Arc<EmbeddedCluster>, c: Command) -> Result<Reply, FloeError> {
     coord.call(Request::Command(c)).await
 }
@@ -151,14 +162,7 @@ async fn overlapping_plan_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_bounds_region_is_refused_before_anything_is_written() {
     let f = fixture().await;
-    let mut s = Session::checkout(
-        f.coord.clone(),
-        f.store.clone(),
-        f.repo.clone(),
-        main_branch(),
-    )
-    .await
-    .unwrap();
+    let mut s = session(&f).await;
     let region: Region = "25:35".parse().unwrap();
     let data = ArrayData::from_slice(&[10], &[0i32; 10]).unwrap();
     let err = s.write_region(&path(), &region, &data).await.unwrap_err();
@@ -187,14 +191,7 @@ async fn out_of_bounds_region_is_refused_before_anything_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dtype_mismatch_is_refused() {
     let f = fixture().await;
-    let mut s = Session::checkout(
-        f.coord.clone(),
-        f.store.clone(),
-        f.repo.clone(),
-        main_branch(),
-    )
-    .await
-    .unwrap();
+    let mut s = session(&f).await;
     let data = ArrayData::from_slice(&[10], &[0.5f64; 10]).unwrap();
     let err = s
         .write_region(&path(), &"0:10".parse().unwrap(), &data)
