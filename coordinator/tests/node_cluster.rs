@@ -885,3 +885,66 @@ fn leadership_is_transferred_before_the_old_leader_is_removed() {
     assert!(matches!(c.reply_for(1, 1), Some(Ok(_))));
     c.assert_replicas_agree();
 }
+
+/// One run of the removed-leader scenario: `b` takes over from the first
+/// leader `l` and proposes removing it; `l` and the third node append the
+/// entry, then `b` is cut off before anyone learns it committed. The next
+/// leader (often `l` itself) commits it in its own term. Returns whether
+/// `l` applied its own removal while leading.
+fn removed_leader_run(seed: u64) -> bool {
+    let mut c = Cluster::new(3, seed, |_| {});
+    let l = c.elect();
+    let b = (1..=3).find(|&id| id != l).unwrap();
+    c.node(l).transfer_leader(b);
+    c.tick(20);
+    assert_eq!(c.leaders(), vec![b], "seed {seed}: transfer to {b}");
+    c.node(b).remove_node(l).unwrap();
+    c.drain(b);
+    let appends: Vec<_> = c.net.drain(..).collect();
+    c.cut.insert(b);
+    for (from, to, bytes) in appends {
+        if to != b {
+            c.node(to).step(from, &bytes).unwrap();
+        }
+    }
+    c.settle();
+    let mut led_when_removed = false;
+    for _ in 0..500 {
+        c.tick(1);
+        if c.node(l).is_removed() {
+            led_when_removed = c.node(l).role() == Role::Leader;
+            break;
+        }
+    }
+    assert!(
+        c.node(l).is_removed(),
+        "seed {seed}: {l} never applied its removal"
+    );
+    // Retired: it answers NotLeader without a hint and ignores its inputs
+    // (raft-rs would abort in on_persist_entries if it went on leading).
+    c.propose(l, command(7, seed));
+    c.tick(3);
+    assert_eq!(
+        c.reply_for(7, seed),
+        Some(&Err(FloeError::NotLeader { leader_hint: None }))
+    );
+    // The others carry on without it.
+    c.cut.remove(&b);
+    c.cut.insert(l);
+    let leader = c.elect();
+    assert_ne!(leader, l);
+    assert!(!c.node(leader).voters().contains(&l));
+    c.propose(leader, command(8, seed));
+    c.tick(5);
+    assert!(matches!(c.reply_for(8, seed), Some(Ok(_))), "seed {seed}");
+    led_when_removed
+}
+
+#[test]
+fn a_node_that_applies_its_own_removal_retires_even_as_leader() {
+    let led = (0..12).filter(|&seed| removed_leader_run(seed)).count();
+    assert!(
+        led > 0,
+        "no seed had the removed node applying its removal as leader"
+    );
+}

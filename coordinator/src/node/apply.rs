@@ -93,6 +93,10 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             Ok(cs) => {
                 self.raw.mut_store().set_conf_state(&cs);
                 self.conf_changed(&cs);
+                let id = self.cfg.id;
+                if !cs.voters.contains(&id) && !cs.learners.contains(&id) {
+                    self.retire();
+                }
                 // The stored snapshot must carry the new configuration: a
                 // node just added catches up from it and refuses a snapshot
                 // that does not list it.
@@ -100,6 +104,47 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             }
             // Deterministic: every replica refuses the same change.
             Err(err) => tracing::warn!(index = e.index, %err, "conf change refused"),
+        }
+    }
+
+    /// Leaves the group after applying a configuration without this node.
+    /// raft-rs keeps a removed leader leading (and later aborts in
+    /// `on_persist_entries`, its own progress being gone), so the node
+    /// stops driving raft and answers everyone waiting `NotLeader`: they
+    /// retry elsewhere and the idempotency table keeps that exactly-once.
+    fn retire(&mut self) {
+        self.removed = true;
+        let callers: Vec<super::Caller> = std::mem::take(&mut self.proposals)
+            .into_values()
+            .flat_map(|p| p.callers)
+            .chain(
+                std::mem::take(&mut self.batch)
+                    .into_iter()
+                    .map(|e| super::Caller {
+                        client: e.client,
+                        seq: e.seq,
+                    }),
+            )
+            .chain(
+                std::mem::take(&mut self.reads_waiting)
+                    .into_iter()
+                    .map(|r| r.caller),
+            )
+            .chain(
+                std::mem::take(&mut self.reads_issued)
+                    .into_values()
+                    .flatten()
+                    .map(|r| r.caller),
+            )
+            .chain(
+                std::mem::take(&mut self.reads_ready)
+                    .into_iter()
+                    .flat_map(|(_, reads)| reads)
+                    .map(|r| r.caller),
+            )
+            .collect();
+        for caller in callers {
+            self.reply_not_leader(caller);
         }
     }
 

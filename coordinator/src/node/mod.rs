@@ -274,6 +274,9 @@ pub struct Node<S: StateMachine, L: LogStore = MemStorage> {
     snapshots_sent: Vec<u64>,
     /// (role, term, leader) as last observed.
     seen: (Role, u64, Option<u64>),
+    /// This node applied a configuration without itself: it is out of the
+    /// group for good and drives raft no more.
+    removed: bool,
 }
 
 impl<S: StateMachine> Node<S, MemStorage> {
@@ -328,6 +331,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             in_flight: VecDeque::new(),
             snapshots_sent: Vec::new(),
             seen: (Role::Follower, 0, None),
+            removed: false,
         };
         node.seen = node.observed();
         node.draw_election_timeout();
@@ -343,6 +347,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
 
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
+        if self.removed {
+            return;
+        }
         self.ticks += 1;
         let was_leader = self.is_leader();
         // A non-leader's tick returning true started an election, which
@@ -358,6 +365,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// error and change nothing.
     pub fn step(&mut self, from: u64, bytes: &[u8]) -> Result<(), NodeError> {
         let msg = wire::decode_message(bytes)?;
+        if self.removed {
+            return Ok(());
+        }
         wire::check_message(&self.raw.raft, from, &msg)?;
         #[cfg(feature = "planted-bugs")]
         self.bug_restore_stale_snapshot(&msg);
@@ -378,7 +388,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         };
         match envelope.request {
             Request::Query(query) => self.read(query, caller.client, caller.seq),
-            Request::Command(_) if !self.is_leader() => self.reply_not_leader(caller),
+            Request::Command(_) if !self.is_leader() || self.removed => {
+                self.reply_not_leader(caller)
+            }
             Request::Command(_) => self.batch.push(envelope),
         }
     }
@@ -388,7 +400,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// up to the read index. A non-leader answers `NotLeader`.
     pub fn read(&mut self, query: Query, client: ClientId, seq: u64) {
         let caller = Caller { client, seq };
-        if !self.is_leader() {
+        if !self.is_leader() || self.removed {
             return self.reply_not_leader(caller);
         }
         let deadline = self.ticks + self.cfg.read_timeout_ticks;
@@ -402,13 +414,16 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// Reports that the fsync asked by `Effect::Persist{token}` (and so every
     /// earlier one) finished. Stale or repeated tokens are ignored.
     pub fn persisted(&mut self, token: u64) {
+        if self.removed {
+            return;
+        }
         self.release_persisted(token);
         self.observe(false);
     }
 
     /// Drains one effect, running the ready loop when none is queued.
     pub fn poll(&mut self) -> Option<Effect> {
-        if self.effects.is_empty() {
+        if self.effects.is_empty() && !self.removed {
             self.drive();
         }
         self.effects.pop_front()
@@ -416,6 +431,11 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
 
     /// Starts an election now instead of waiting for the timeout.
     pub fn campaign(&mut self) -> Result<(), NodeError> {
+        if self.removed {
+            return Err(NodeError::Refused(
+                "this node was removed from the group".into(),
+            ));
+        }
         let result = self.raw.campaign().map_err(NodeError::from);
         self.observe(false);
         result
@@ -424,6 +444,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// Asks the leader to hand leadership to `to` (e.g. before removing
     /// itself). Best effort; watch [`Effect::RoleChanged`].
     pub fn transfer_leader(&mut self, to: u64) {
+        if self.removed {
+            return;
+        }
         self.raw.transfer_leader(to);
         self.observe(false);
     }
@@ -433,18 +456,31 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// starts with empty storage and `peers` empty, and catches up by
     /// snapshot.
     pub fn add_node(&mut self, id: u64) -> Result<(), FloeError> {
+        if self.removed {
+            return Err(FloeError::NotLeader { leader_hint: None });
+        }
         self.change_membership(id, ConfChangeType::AddNode)
     }
 
     /// Proposes removing `id`. The leader cannot remove itself: transfer
     /// leadership first.
     pub fn remove_node(&mut self, id: u64) -> Result<(), FloeError> {
+        if self.removed {
+            return Err(FloeError::NotLeader { leader_hint: None });
+        }
         if id == self.id() {
             return Err(FloeError::Unavailable(
                 "the leader cannot remove itself; transfer leadership first".into(),
             ));
         }
         self.change_membership(id, ConfChangeType::RemoveNode)
+    }
+
+    /// True once this node applied a configuration that does not include
+    /// it: it answers every request `NotLeader`, ignores peers, and the
+    /// shell should shut it down.
+    pub fn is_removed(&self) -> bool {
+        self.removed
     }
 
     /// This node's id.
@@ -525,9 +561,8 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     }
 
     fn reply_not_leader(&mut self, caller: Caller) {
-        let outcome = Err(FloeError::NotLeader {
-            leader_hint: self.leader(),
-        });
+        let leader_hint = self.leader().filter(|_| !self.removed);
+        let outcome = Err(FloeError::NotLeader { leader_hint });
         self.reply(caller, outcome);
     }
 

@@ -28,8 +28,11 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         self.flush_batch();
         self.issue_reads();
         loop {
-            while self.raw.has_ready() {
+            while self.raw.has_ready() && !self.removed {
                 self.handle_ready();
+            }
+            if self.removed {
+                return;
             }
             if self.snapshots_sent.is_empty() {
                 break;
@@ -52,6 +55,10 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             self.install_snapshot(&snap);
         }
         self.apply_entries(rd.take_committed_entries());
+        if self.removed {
+            // Out of the group: raft is not advanced any further.
+            return;
+        }
         if !rd.entries().is_empty() {
             self.raw.mut_store().append(rd.entries());
             #[cfg(feature = "planted-bugs")]
@@ -85,6 +92,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             }
             self.send(light.take_messages());
             self.apply_entries(light.take_committed_entries());
+            if self.removed {
+                return;
+            }
         }
         self.advance_apply();
         self.after_apply();
