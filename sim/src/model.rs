@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use floe_protocol::footprint::MAX_LISTED_CHUNKS;
 use floe_protocol::region::{chunk_region, copy_box};
 use floe_protocol::{
     ArrayMeta, ArrayPath, CommitId, CommitMode, CommitRecord, Conflict, ConflictKind, Footprint,
-    Region, Solver,
+    MetaChange, Region,
 };
 
 /// One region written by an attempt, with its bytes (row-major, LE).
@@ -130,21 +131,98 @@ pub fn check_conflicts(
             show(&truth)
         ));
     }
+    let truth = meta_conflicts(ours, between);
+    let mut named = MetaConflicts::new();
+    for c in reported {
+        let Some(label) = label(&c.kind) else {
+            continue;
+        };
+        if let ConflictKind::ChunksWrittenToChangedArray { chunks, total, .. } = &c.kind {
+            let wrote: Vec<Vec<u64>> = ours
+                .arrays
+                .get(&c.path)
+                .map(|a| a.coords().take(MAX_LISTED_CHUNKS).collect())
+                .unwrap_or_default();
+            let count = ours.arrays.get(&c.path).map_or(0, |a| a.chunks.len());
+            if *chunks != wrote || *total != count {
+                return Err(format!(
+                    "{}: {label} names chunks {chunks:?} ({total} in all) but the change wrote {wrote:?} ({count})",
+                    c.path
+                ));
+            }
+        }
+        named.insert((c.path.clone(), label));
+    }
+    if truth != named {
+        return Err(format!(
+            "reported metadata conflicts {} but the true ones are {}",
+            show_meta(&named),
+            show_meta(&truth)
+        ));
+    }
     Ok(())
 }
 
-/// Whether the attempt may land over `between` with its solver.
-pub fn may_land(attempt: &Attempt, between: &[&CommitRecord]) -> bool {
-    let overlap = between
-        .iter()
-        .any(|r| !shared(&attempt.footprint, &r.footprint).is_empty());
-    match attempt.mode {
-        CommitMode::Strict => between.is_empty(),
-        CommitMode::Rebase {
-            solver: Solver::Fail,
-        } => !overlap,
-        CommitMode::Rebase { .. } => true,
+/// Metadata conflicts: per array, what collided.
+pub type MetaConflicts = BTreeSet<(ArrayPath, &'static str)>;
+
+/// The label of a metadata conflict kind (`None` for a chunk double update).
+fn label(kind: &ConflictKind) -> Option<&'static str> {
+    Some(match kind {
+        ConflictKind::ChunkDoubleUpdate { .. } => return None,
+        ConflictKind::ArrayCreatedTwice => "created twice",
+        ConflictKind::MetadataDoubleUpdate => "metadata double update",
+        ConflictKind::ChunksWrittenToChangedArray { deleted: false, .. } => "written to resized",
+        ConflictKind::ChunksWrittenToChangedArray { deleted: true, .. } => "written to deleted",
+        ConflictKind::DeleteOfUpdatedArray => "delete of updated",
+        ConflictKind::MetadataUpdateOfDeletedArray => "update of deleted",
+    })
+}
+
+/// `/a metadata double update; /b written to resized` (`nothing` when empty).
+pub fn show_meta(m: &MetaConflicts) -> String {
+    if m.is_empty() {
+        return "nothing".into();
     }
+    let parts: Vec<String> = m.iter().map(|(p, l)| format!("{p} {l}")).collect();
+    parts.join("; ")
+}
+
+/// The metadata conflicts (DESIGN 2.2, commit rule point 4) of `ours`
+/// with the commits `between`, by brute force over their footprints:
+/// created twice; changed twice; changed after a delete; deleted after a
+/// write or change; chunks written (to an array we did not create) after
+/// it was resized or deleted.
+pub fn meta_conflicts(ours: &Footprint, between: &[&CommitRecord]) -> MetaConflicts {
+    use MetaChange::{Create, Delete, Update};
+    let mut out = MetaConflicts::new();
+    for rec in between {
+        for (path, a) in &ours.arrays {
+            let Some(b) = rec.footprint.arrays.get(path) else {
+                continue;
+            };
+            let mut add = |l: &'static str| {
+                out.insert((path.clone(), l));
+            };
+            let (we_wrote, they_wrote) = (!a.chunks.is_empty(), !b.chunks.is_empty());
+            match (&a.meta, &b.meta) {
+                (Some(Create(_)), Some(Create(_))) => add("created twice"),
+                (Some(Update(_)), Some(Update(_))) => add("metadata double update"),
+                (Some(Update(_)), Some(Delete)) => add("update of deleted"),
+                (Some(Delete), Some(Update(_) | Create(_))) => add("delete of updated"),
+                (Some(Delete), None) if they_wrote => add("delete of updated"),
+                _ => {}
+            }
+            if we_wrote && !matches!(a.meta, Some(Create(_))) {
+                match b.meta {
+                    Some(Update(_)) => add("written to resized"),
+                    Some(Delete) => add("written to deleted"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Computes the contents of every commit of a chain from the attempts
@@ -181,19 +259,63 @@ impl<'a> Model<'a> {
             Some(p) => self.contents(p)?,
             None => Contents::new(),
         };
-        // Arrays that appear or change shape take their fill value.
+        // Arrays that appear take their fill value; an array whose shape
+        // changed keeps the elements inside both shapes, and the new ones
+        // read as the fill value (a shrink forgets what it cut off, so
+        // growing again does not bring it back).
+        let parent_arrays = rec
+            .parent
+            .and_then(|p| self.records.get(&p))
+            .map(|r| &r.arrays);
         for (path, meta) in &rec.arrays {
-            let size = meta.shape.iter().product::<u64>() as usize * meta.dtype.size();
-            let fresh = contents.get(path).map(|b| b.len() != size).unwrap_or(true);
-            if fresh {
-                contents.insert(
-                    path.clone(),
-                    meta.fill_value.repeat(size / meta.dtype.size()),
+            let size = meta.dtype.size();
+            let elements = meta.shape.iter().product::<u64>() as usize;
+            let old = parent_arrays.and_then(|a| a.get(path));
+            let kept = match (old, contents.get(path)) {
+                (Some(old), Some(_)) if old.shape == meta.shape => continue,
+                (Some(old), Some(buf)) if old.dtype == meta.dtype => Some((old, buf)),
+                _ => None,
+            };
+            let mut fresh = meta.fill_value.repeat(elements);
+            if let Some((old, buf)) = kept {
+                let both: Vec<u64> = old
+                    .shape
+                    .iter()
+                    .zip(&meta.shape)
+                    .map(|(a, b)| *a.min(b))
+                    .collect();
+                let zero = vec![0; both.len()];
+                copy_box(
+                    buf,
+                    &old.shape,
+                    &zero,
+                    &mut fresh,
+                    &meta.shape,
+                    &zero,
+                    &both,
+                    size,
                 );
             }
+            contents.insert(path.clone(), fresh);
         }
         contents.retain(|p, _| rec.arrays.contains_key(p));
         if let Some(attempt) = self.attempts.get(&rec.message) {
+            // Chunks are written on the base's grid: a write that landed on
+            // another shape (over a resize) has no meaning to model.
+            let base_arrays = self.records.get(&attempt.base).map(|b| &b.arrays);
+            for (path, change) in &rec.footprint.arrays {
+                let (Some(now), Some(then)) =
+                    (rec.arrays.get(path), base_arrays.and_then(|a| a.get(path)))
+                else {
+                    continue;
+                };
+                if !change.chunks.is_empty() && change.meta.is_none() && now.shape != then.shape {
+                    return Err(format!(
+                        "{commit} ({:?}) wrote {path} on the shape {:?} of its base {} but landed on the shape {:?}",
+                        rec.message, then.shape, attempt.base, now.shape
+                    ));
+                }
+            }
             let base = self.contents(attempt.base)?;
             apply_chunks(rec, attempt, &base, &mut contents);
         } else if !rec.footprint.arrays.values().all(|c| c.chunks.is_empty()) {
@@ -255,4 +377,127 @@ fn copy_region(src: &[u8], dst: &mut [u8], meta: &ArrayMeta, region: &Region) {
         &region.shape(),
         meta.dtype.size(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floe_protocol::{BranchName, DType};
+
+    fn path() -> ArrayPath {
+        ArrayPath::new("/t").unwrap()
+    }
+
+    fn meta(len: u64) -> ArrayMeta {
+        ArrayMeta::new(vec![len], vec![10], DType::I32, 0.0).unwrap()
+    }
+
+    fn resize(len: u64) -> Footprint {
+        let mut f = Footprint::new();
+        f.set_meta(&path(), &meta(len), MetaChange::Update(meta(len)));
+        f
+    }
+
+    fn writes(region: &str) -> Footprint {
+        let mut f = Footprint::new();
+        f.add_region(&path(), &meta(30), &region.parse().unwrap());
+        f
+    }
+
+    fn record(footprint: Footprint) -> CommitRecord {
+        CommitRecord {
+            id: CommitId(2),
+            parent: Some(CommitId(1)),
+            base: Some(CommitId(1)),
+            branch: BranchName::new("main").unwrap(),
+            height: 2,
+            deltas: vec![],
+            footprint,
+            arrays: BTreeMap::new(),
+            message: String::new(),
+            author: String::new(),
+            time: 0,
+            rebased_over: 0,
+            checkpoint: None,
+        }
+    }
+
+    fn conflict(kind: ConflictKind) -> Conflict {
+        Conflict { path: path(), kind }
+    }
+
+    #[test]
+    fn metadata_conflicts_are_found_by_brute_force() {
+        let theirs = record(resize(40));
+        let both = meta_conflicts(&resize(20), &[&theirs]);
+        assert_eq!(show_meta(&both), "/t metadata double update");
+        let wrote = meta_conflicts(&writes("0:20"), &[&theirs]);
+        assert_eq!(show_meta(&wrote), "/t written to resized");
+        // A resize over chunk writes collides with nothing.
+        assert!(meta_conflicts(&resize(20), &[&record(writes("0:20"))]).is_empty());
+    }
+
+    #[test]
+    fn metadata_conflicts_must_be_named_exactly() {
+        let theirs = record(resize(40));
+        let ours = writes("0:20");
+        let right = conflict(ConflictKind::ChunksWrittenToChangedArray {
+            chunks: vec![vec![0], vec![1]],
+            total: 2,
+            deleted: false,
+        });
+        assert!(check_conflicts(&ours, &[&theirs], &[right]).is_ok());
+        // Missing, wrongly listed, or invented kinds are refused.
+        assert!(check_conflicts(&ours, &[&theirs], &[]).is_err());
+        let short = conflict(ConflictKind::ChunksWrittenToChangedArray {
+            chunks: vec![vec![0]],
+            total: 1,
+            deleted: false,
+        });
+        assert!(check_conflicts(&ours, &[&theirs], &[short]).is_err());
+        let invented = conflict(ConflictKind::MetadataDoubleUpdate);
+        assert!(check_conflicts(&ours, &[&theirs], &[invented]).is_err());
+    }
+
+    #[test]
+    fn a_resize_keeps_the_overlap_and_forgets_the_rest() {
+        let mut records = BTreeMap::new();
+        let mut at = |id: u64, len: Option<u64>| {
+            let mut r = record(Footprint::new());
+            r.id = CommitId(id);
+            r.parent = id.checked_sub(1).map(CommitId);
+            r.arrays = len.map(|l| (path(), meta(l))).into_iter().collect();
+            r.message = format!("c{id}");
+            records.insert(CommitId(id), r);
+        };
+        at(0, None);
+        at(1, Some(30));
+        at(2, Some(25));
+        at(3, Some(30));
+        let mut data = vec![0u8; 30 * 4];
+        data.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8 + 1);
+        let attempts = BTreeMap::from([(
+            "c1".to_string(),
+            Attempt {
+                base: CommitId(0),
+                writes: vec![Write {
+                    path: path(),
+                    region: "0:30".parse().unwrap(),
+                    data: data.clone(),
+                }],
+                footprint: writes("0:30"),
+                mode: CommitMode::Strict,
+            },
+        )]);
+        // C1 writes every element (its footprint is the attempt's).
+        records.get_mut(&CommitId(1)).unwrap().footprint = writes("0:30");
+        let mut model = Model::new(&records, &attempts);
+        assert_eq!(model.contents(CommitId(1)).unwrap()[&path()], data);
+        assert_eq!(model.contents(CommitId(2)).unwrap()[&path()], data[..100]);
+        let regrown = &model.contents(CommitId(3)).unwrap()[&path()];
+        assert_eq!(regrown[..100], data[..100]);
+        assert!(regrown[100..].iter().all(|&b| b == 0));
+    }
 }

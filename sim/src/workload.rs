@@ -219,6 +219,15 @@ pub fn region(rng: &mut SmallRng, meta: &ArrayMeta, aligned: bool, hot: bool) ->
     Region(spans)
 }
 
+/// A new shape for `meta`: each dimension from 1 to twice its length,
+/// often not a multiple of the chunk size (a partial edge chunk).
+pub fn resized_shape(rng: &mut SmallRng, meta: &ArrayMeta) -> Vec<u64> {
+    meta.shape
+        .iter()
+        .map(|&len| rng.gen_range(1..=len * 2))
+        .collect()
+}
+
 /// Deterministic, writer-specific bytes for `region` of `meta`.
 pub fn data(meta: &ArrayMeta, region: &Region, salt: u64) -> Vec<u8> {
     let n = region.elements();

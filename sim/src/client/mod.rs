@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod planless;
+pub mod resize;
 pub mod setup;
 pub mod simple;
 mod upload;

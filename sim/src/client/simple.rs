@@ -12,6 +12,7 @@ use floe_protocol::{
     Outcome, Query, Region, Reply, RepoName, Request,
 };
 
+use super::resize::Resize;
 use super::upload::{Progress, Upload};
 use super::{main_branch, route, Routed};
 use crate::model::Write;
@@ -33,6 +34,8 @@ pub struct SimpleScript {
     pub seed_loop: bool,
     /// Check out again and retry once after a conflict.
     pub manual_retry: bool,
+    /// A resize to commit along with the writes.
+    pub resize: Option<Resize>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -102,9 +105,14 @@ impl SimpleWriter {
     /// Builds every chunk of the writes and puts them.
     fn upload(&mut self) {
         self.step = Step::Upload;
-        let progress = self
+        let mut progress = self
             .upload
             .start(&mut self.out, &self.arrays, &self.script.writes);
+        if let Some(resize) = &self.script.resize {
+            if !resize.record(&self.arrays, &mut self.upload.footprint) {
+                progress = Progress::Failed;
+            }
+        }
         self.on_progress(progress);
     }
 

@@ -73,6 +73,10 @@ impl Upload {
             let Some(meta) = arrays.get(path) else {
                 return Progress::Failed;
             };
+            // A resize since the script was drawn may have cut the region off.
+            if region.validate(meta).is_err() {
+                return Progress::Failed;
+            }
             self.footprint.add_region(path, meta, region);
             let data = ArrayData {
                 dtype: meta.dtype,

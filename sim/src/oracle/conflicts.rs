@@ -50,11 +50,23 @@ fn truth(ours: &Footprint, commits: &[&CommitRecord]) -> Coords {
 /// The commits, each with its message and the chunks it wrote.
 fn list(commits: &[&CommitRecord]) -> String {
     let one = |c: &&CommitRecord| {
+        let resized: Vec<String> = c
+            .footprint
+            .arrays
+            .iter()
+            .filter_map(|(p, a)| match &a.meta {
+                Some(floe_protocol::MetaChange::Update(m)) => {
+                    Some(format!(", resized {p} to {:?}", m.shape))
+                }
+                _ => None,
+            })
+            .collect();
         format!(
-            "{} ({:?} wrote {})",
+            "{} ({:?} wrote {}{})",
             c.id,
             c.message,
-            show(&coord_sets(&c.footprint))
+            show(&coord_sets(&c.footprint)),
+            resized.concat()
         )
     };
     let mut shown: Vec<String> = commits.iter().take(12).map(one).collect();
@@ -149,6 +161,18 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
     }
     let shared_chunks = truth(&a.footprint, &over);
     let written = coord_sets(&rec.footprint);
+    // No solver settles a metadata conflict: a rebase never passes over a
+    // resize of an array it wrote (its chunks are on the old grid), nor two
+    // resizes of one array over each other.
+    let meta = model::meta_conflicts(&a.footprint, &over);
+    if !meta.is_empty() {
+        return fail(format!(
+            "missed conflict: {what} (data computed on {}) landed on {parent} although it collides on metadata ({}) with {}",
+            a.base,
+            model::show_meta(&meta),
+            list(&over)
+        ));
+    }
     match a.mode {
         CommitMode::Strict if base != parent => fail(format!(
             "{what} was sent Strict on {base} but landed on {parent}"
@@ -206,13 +230,16 @@ fn answer(
     match outcome {
         Some(Err(FloeError::Conflict { tip, conflicts })) => {
             let commits = between(r, what, base, *tip)?;
+            let meta = model::meta_conflicts(footprint, &commits);
             if let CommitMode::Rebase {
                 solver: Solver::Ours | Solver::Theirs,
             } = mode
             {
-                return fail(format!("{what} is a conflict although the solver settles chunk conflicts: {conflicts:?}"));
+                if meta.is_empty() {
+                    return fail(format!("{what} is a conflict although the solver settles chunk conflicts: {conflicts:?}"));
+                }
             }
-            if truth(footprint, &commits).is_empty() {
+            if truth(footprint, &commits).is_empty() && meta.is_empty() {
                 return fail(format!(
                     "false conflict: {what} names {conflicts:?} but nothing in {} shares a chunk with it",
                     list(&commits)

@@ -15,6 +15,7 @@ use rand::Rng;
 use super::{client_id, Ev, Life, Slot, World};
 use crate::client::checkpoint::Checkpointer;
 use crate::client::planless::{Contributor, PlanlessLead};
+use crate::client::resize::Resize;
 use crate::client::setup::Setup;
 use crate::client::simple::{SimpleScript, SimpleWriter};
 use crate::client::Client;
@@ -94,6 +95,7 @@ impl World {
             let client = self.writer(n);
             self.spawn(client, at);
         }
+        self.spawn_resizers(end, &waves);
         for n in 0..self.shape.jobs {
             let at = self.rngs.work.gen_range(self.now..end);
             self.spawn_job(n, at);
@@ -174,6 +176,45 @@ impl World {
             mode,
             seed_loop,
             manual_retry: rng.gen_bool(0.3),
+            resize: None,
+        }
+    }
+
+    /// On some seeds without cooperative runs (whose plans are drawn on the
+    /// original shapes), one to three resizes of one array, racing with the
+    /// writers.
+    fn spawn_resizers(&mut self, end: u64, waves: &[u64]) {
+        let rng = &mut self.rngs.work;
+        if self.shape.jobs > 0 || self.shape.planless > 0 || rng.gen_bool(0.2) {
+            return;
+        }
+        let (path, meta) = self.arrays[rng.gen_range(0..self.arrays.len())].clone();
+        for n in 0..rng.gen_range(1..=3) {
+            let rng = &mut self.rngs.work;
+            let shape = workload::resized_shape(rng, &meta);
+            let (mode, seed_loop) = workload::mode(rng);
+            let script = SimpleScript {
+                repo: workload::repo(),
+                tag: format!("r{n}"),
+                writes: Vec::new(),
+                mode,
+                seed_loop,
+                manual_retry: rng.gen_bool(0.3),
+                resize: Some(Resize {
+                    path: path.clone(),
+                    shape,
+                }),
+            };
+            // Mostly within a wave of writers, so that they race.
+            let at = if !waves.is_empty() && rng.gen_bool(0.8) {
+                waves[rng.gen_range(0..waves.len())] + rng.gen_range(0..30)
+            } else {
+                rng.gen_range(self.now..end)
+            };
+            let seed = rng.gen();
+            let index = self.clients.len() as u32;
+            let w = SimpleWriter::new(index, client_id(index), self.client_nodes(), script, seed);
+            self.spawn(Client::Simple(w), at);
         }
     }
 
