@@ -20,11 +20,12 @@ use floe_protocol::{
     Region, Reply, RepoName, Request,
 };
 
-use crate::chunk::{covers_whole_chunk, extract_part, patch_chunk};
+use crate::chunk::{covers_whole_chunk, extract_part, fill_chunk, patch_chunk};
 use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::Manifest;
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
+use floe_protocol::region::{chunk_region, copy_box};
 
 /// Most chunk objects read or written concurrently by one call.
 pub const MAX_IN_FLIGHT: usize = 16;
@@ -461,8 +462,22 @@ impl<C: Coordinator> Session<C> {
     }
 
     /// Resizes an array (an `Update` in the footprint; a `Create` stays a
-    /// `Create`). Pending chunk writes outside the new grid are dropped.
-    pub fn resize_array(&mut self, path: &ArrayPath, shape: Vec<u64>) -> Result<(), FloeError> {
+    /// `Create`). Pending chunk writes outside the new grid are dropped, and
+    /// a shrink that ends inside a chunk rewrites that edge chunk with the
+    /// cut-off elements set to the fill value, so a later grow shows the
+    /// fill value there, not what the shrink cut off.
+    pub async fn resize_array(
+        &mut self,
+        path: &ArrayPath,
+        shape: Vec<u64>,
+    ) -> Result<(), FloeError> {
+        let old = self.meta(path)?.clone();
+        let meta = self.resize_meta(path, shape)?;
+        self.blank_cut_edges(path, &old, &meta).await
+    }
+
+    /// The metadata half of [`Session::resize_array`].
+    fn resize_meta(&mut self, path: &ArrayPath, shape: Vec<u64>) -> Result<ArrayMeta, FloeError> {
         let mut meta = self.meta(path)?.clone();
         if shape.len() != meta.shape.len() {
             return Err(FloeError::geometry(
@@ -486,7 +501,73 @@ impl<C: Coordinator> Session<C> {
             Some(c) => self.changes.insert(path.clone(), c),
             None => self.changes.remove(path),
         };
-        self.arrays.insert(path.clone(), meta);
+        self.arrays.insert(path.clone(), meta.clone());
+        Ok(meta)
+    }
+
+    /// Rewrites the chunks that straddle a new edge left inside a chunk by a
+    /// shrink: elements past the edge become the fill value. They join the
+    /// footprint, so a concurrent write to them conflicts with the resize
+    /// (a metadata update alone does not conflict with chunk writes).
+    async fn blank_cut_edges(
+        &mut self,
+        path: &ArrayPath,
+        old: &ArrayMeta,
+        new: &ArrayMeta,
+    ) -> Result<(), FloeError> {
+        let edges: Vec<Option<u64>> = (0..new.shape.len())
+            .map(|d| {
+                let (n, c) = (new.shape[d], new.chunk_shape[d]);
+                (n < old.shape[d] && n % c != 0).then_some(n / c)
+            })
+            .collect();
+        if edges.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        for coord in Region::full(new).chunks(new) {
+            let on_edge = coord.iter().zip(&edges).any(|(c, e)| Some(*c) == *e);
+            if on_edge {
+                self.blank_chunk(path, new, &coord).await?;
+            }
+        }
+        self.delta = None;
+        Ok(())
+    }
+
+    /// Rewrites one chunk keeping only what lies inside `meta`'s shape.
+    async fn blank_chunk(
+        &mut self,
+        path: &ArrayPath,
+        meta: &ArrayMeta,
+        coord: &[u64],
+    ) -> Result<(), FloeError> {
+        let loc = match self.pending.get(path, coord) {
+            Some(id) => Location::Chunk(id),
+            None if self.base.arrays.contains_key(path) => {
+                let base = self.base.id;
+                self.reader.locate(base, path, coord).await?
+            }
+            None => Location::Fill,
+        };
+        // Written even when the chunk holds only the fill value, so that a
+        // concurrent write to it conflicts with the resize instead of
+        // leaving values past the edge.
+        let mut after = fill_chunk(meta);
+        if let Location::Chunk(id) = loc {
+            let before = self.reader.store.get_chunk(self.repo(), meta, id).await?;
+            let keep = chunk_region(coord, meta).shape();
+            let origin = vec![0; coord.len()];
+            let (chunk, elem) = (&meta.chunk_shape, meta.dtype.size());
+            copy_box(
+                &before, chunk, &origin, &mut after, chunk, &origin, &keep, elem,
+            );
+        }
+        let id = self.fresh_id();
+        self.reader
+            .store
+            .put_chunk(self.repo(), meta, id, &after)
+            .await?;
+        self.pending.insert(path.clone(), coord.to_vec(), id);
         Ok(())
     }
 

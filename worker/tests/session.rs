@@ -460,7 +460,7 @@ async fn arrays_can_be_created_resized_and_deleted() {
         .unwrap();
     assert_eq!(s.arrays()[&t()].shape, vec![30]);
 
-    s.resize_array(&t(), vec![45]).unwrap();
+    s.resize_array(&t(), vec![45]).await.unwrap();
     assert_eq!(s.footprint().arrays[&t()].grid, vec![5]);
     let tail = region("40:45");
     write_ints(&mut s, &tail, |_| 4).await;
@@ -559,4 +559,43 @@ async fn sessions_run_on_spawned_tasks() {
     let got = ints_at(&coord, &store, CommitId(4), "0:30").await;
     let expected: Vec<i32> = (0..30).map(|i| i / 10 * 10).collect();
     assert_eq!(got, expected);
+}
+
+/// A shrink that ends inside a chunk must not leave the cut-off values
+/// behind for a later grow to show again.
+#[tokio::test]
+async fn a_shrink_inside_a_chunk_then_a_grow_shows_the_fill_value() {
+    let (coord, store) = seeded().await;
+    let mut s = session(&coord, &store).await;
+    write_ints(&mut s, &region("0:30"), |i| i as i32 + 1).await;
+    s.commit("write", CommitMode::Strict).await.unwrap();
+    s.resize_array(&t(), vec![25]).await.unwrap();
+    s.commit("shrink", CommitMode::Strict).await.unwrap();
+    s.resize_array(&t(), vec![30]).await.unwrap();
+    let grown = s.commit("grow", CommitMode::Strict).await.unwrap();
+    let expected: Vec<i32> = (1..=25).chain([0; 5]).collect();
+    assert_eq!(ints_at(&coord, &store, grown, "0:30").await, expected);
+}
+
+/// The rewritten edge chunk is part of the resize: a concurrent write to
+/// it conflicts instead of being clobbered.
+#[tokio::test]
+async fn a_shrink_conflicts_with_a_concurrent_write_to_its_edge_chunk() {
+    let (coord, store) = seeded().await;
+    let mut writer = session(&coord, &store).await;
+    let mut resizer = session(&coord, &store).await;
+    write_ints(&mut writer, &region("20:25"), |_| 7).await;
+    writer.commit("write", CommitMode::Strict).await.unwrap();
+    resizer.resize_array(&t(), vec![25]).await.unwrap();
+    let rebase = CommitMode::Rebase {
+        solver: Solver::Fail,
+    };
+    let err = resizer.commit("shrink", rebase).await.unwrap_err();
+    assert!(
+        matches!(&err, FloeError::Conflict { conflicts, .. } if conflicts.iter().any(|c| matches!(
+            &c.kind,
+            floe_protocol::ConflictKind::ChunkDoubleUpdate { chunks, .. } if chunks == &vec![vec![2]]
+        ))),
+        "{err}"
+    );
 }
