@@ -251,6 +251,16 @@ impl Cluster {
         panic!("no leader elected");
     }
 
+    /// Cuts `away` off while `leader` commits commands `seqs` of client 1
+    /// one by one; the link stays cut.
+    fn commit_without(&mut self, away: u64, leader: u64, seqs: std::ops::Range<u64>) {
+        self.cut.insert(away);
+        for seq in seqs {
+            self.propose(leader, command(1, seq));
+            self.settle();
+        }
+    }
+
     fn propose(&mut self, at: u64, env: Envelope) {
         let now = self.now_ms;
         self.node(at).propose(now, env);
@@ -392,11 +402,7 @@ fn a_partitioned_follower_catches_up_by_snapshot_after_compaction() {
     let mut c = Cluster::new(3, 3, |cfg| cfg.snapshot_every = 5);
     let leader = c.elect();
     let lagger = (1..=3).find(|&id| id != leader).unwrap();
-    c.cut.insert(lagger);
-    for seq in 0..30 {
-        c.propose(leader, command(1, seq));
-        c.settle();
-    }
+    c.commit_without(lagger, leader, 0..30);
     assert_eq!(c.ok_replies().len(), 30);
     assert!(
         c.node(leader).storage().first_log_index() > 20,
@@ -421,11 +427,7 @@ fn a_partitioned_follower_catches_up_by_log_without_compaction() {
     let mut c = Cluster::new(3, 4, |cfg| cfg.snapshot_every = 0);
     let leader = c.elect();
     let lagger = (1..=3).find(|&id| id != leader).unwrap();
-    c.cut.insert(lagger);
-    for seq in 0..10 {
-        c.propose(leader, command(1, seq));
-        c.settle();
-    }
+    c.commit_without(lagger, leader, 0..10);
     c.cut.clear();
     c.tick(20);
     assert_eq!(c.node(lagger).machine().names.len(), 10);
@@ -733,11 +735,7 @@ fn hostile_well_formed_messages_are_refused() {
     let other = (1..=3).find(|&id| id != leader && id != follower).unwrap();
     assert!(c.node(other).step(leader, &append).is_err());
     // A snapshot whose payload does not match its metadata.
-    c.cut.insert(follower);
-    for seq in 4..10 {
-        c.propose(leader, command(1, seq));
-        c.settle();
-    }
+    c.commit_without(follower, leader, 4..10);
     c.cut.clear();
     c.tick(10);
     let snap = c
@@ -787,11 +785,7 @@ fn stale_snapshot_redelivered(tweak: impl Fn(&mut NodeConfig)) {
     });
     let leader = c.elect();
     let follower = (1..=3).find(|&id| id != leader).unwrap();
-    c.cut.insert(follower);
-    for seq in 0..6 {
-        c.propose(leader, command(1, seq));
-        c.settle();
-    }
+    c.commit_without(follower, leader, 0..6);
     c.cut.clear();
     c.tick(10);
     let snap = c
