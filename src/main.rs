@@ -3,7 +3,6 @@
 mod bench;
 mod demo;
 mod embedded;
-mod sim;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,8 +21,6 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Side-by-side benchmarks on the embedded cluster (figures, not tests).
     Bench(bench::BenchArgs),
-    /// Run the deterministic simulation over seeds (see README).
-    Sim(sim::SimArgs),
 }
 
 fn main() -> Result<()> {
@@ -38,11 +35,10 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Sim(args) => sim::run(args),
     }
 }
 
-/// Dies quietly on a closed pipe (`floe sim --trace | head`), as Unix tools
+/// Dies quietly on a closed pipe (`floe bench | head`), as Unix tools
 /// do, instead of panicking in `println!`.
 fn restore_sigpipe() {
     #[cfg(unix)]

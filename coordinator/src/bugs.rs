@@ -1,6 +1,7 @@
 //! Planted bugs: switches that break the state machine on purpose, so the
 //! simulation can prove its oracles catch them. Compiled only with the
-//! `planted-bugs` feature; never part of a release build.
+//! `planted-bugs` feature, which only the `floe-sim` crate enables; the
+//! shipped `floe` binary does not depend on it (CI checks its bytes).
 
 /// Which planted bugs are active. All off by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -33,7 +33,7 @@ impl Bug {
         Bug::SnapshotOutOfOrder,
     ];
 
-    /// The bug's name on the command line (`floe sim --bug NAME`).
+    /// The bug's name on the command line (`floe-sim --bug NAME`).
     pub fn name(self) -> &'static str {
         match self {
             Bug::SkipConflictCheck => "skip-conflict-check",

@@ -136,7 +136,7 @@ impl fmt::Display for Violation {
 
 /// The command line replaying `seed` with `opts`, every event printed.
 pub fn replay_command(seed: u64, opts: &SimOptions) -> String {
-    let mut cmd = format!("floe sim --seed {seed} --trace");
+    let mut cmd = format!("floe-sim --seed {seed} --trace");
     if opts.nodes != 3 {
         cmd.push_str(&format!(" --nodes {}", opts.nodes));
     }
@@ -167,7 +167,7 @@ pub fn run_seed_tweaked(seed: u64, opts: &SimOptions, tweaks: &Tweaks) -> SeedRe
     let ran = catch_unwind(AssertUnwindSafe(|| world.run()));
     if let Err(panic) = ran {
         if is_broken_pipe(&panic) {
-            // `floe sim --trace | head`: the reader left, not a core bug.
+            // `floe-sim --trace | head`: the reader left, not a core bug.
             std::panic::resume_unwind(panic);
         }
         world.panicked(panic_message(&panic));

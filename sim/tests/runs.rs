@@ -127,7 +127,7 @@ fn a_violation_says_how_to_replay_it() {
     );
     assert!(
         text.contains(&format!(
-            "floe sim --seed {} --trace --nodes 5 --bug skip-conflict-check",
+            "floe-sim --seed {} --trace --nodes 5 --bug skip-conflict-check",
             v.seed
         )),
         "{text}"

@@ -1,16 +1,22 @@
-//! `floe sim`: runs seeds of the deterministic simulation and summarises.
+//! `floe-sim`: runs seeds of the deterministic simulation and summarises.
+//!
+//! The simulation is its own binary so that the planted bugs it switches on
+//! (the coordinator's `planted-bugs` feature) never reach the shipped `floe`.
 
 use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use clap::Parser;
 use floe_sim::faults::FaultCounts;
 use floe_sim::{run_seed, Bug, SeedReport, SimOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Arguments of `floe sim`.
-#[derive(clap::Args)]
-pub struct SimArgs {
+/// floe's deterministic simulation: seeded interleavings and faults against the
+/// real cores, checked by oracles.
+#[derive(Parser)]
+#[command(name = "floe-sim", version, about)]
+struct SimArgs {
     /// Run only this seed (same as `--start S --seeds 1`).
     #[arg(long, conflicts_with_all = ["start", "seeds"])]
     seed: Option<u64>,
@@ -60,8 +66,24 @@ impl Totals {
     }
 }
 
+fn main() -> Result<()> {
+    restore_sigpipe();
+    run(SimArgs::parse())
+}
+
+/// Dies quietly on a closed pipe (`floe-sim --trace | head`), as Unix tools
+/// do, instead of panicking in `println!`.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread starts;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs the requested seeds.
-pub fn run(args: SimArgs) -> Result<()> {
+fn run(args: SimArgs) -> Result<()> {
     if args.list_bugs {
         for bug in Bug::ALL {
             println!("{}", bug.name());
@@ -71,7 +93,7 @@ pub fn run(args: SimArgs) -> Result<()> {
     let bug = match &args.bug {
         Some(name) => match Bug::from_name(name) {
             Some(b) => Some(b),
-            None => bail!("unknown bug {name:?}; `floe sim --list-bugs` lists them"),
+            None => bail!("unknown bug {name:?}; `floe-sim --list-bugs` lists them"),
         },
         None => None,
     };
