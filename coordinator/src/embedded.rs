@@ -205,6 +205,7 @@ impl Loop {
                     let _ = tx.send(outcome);
                 }
             }
+            Effect::Failed { error } => tracing::error!(node = i + 1, %error, "node stopped"),
             Effect::Applied { .. } | Effect::RoleChanged { .. } | Effect::ConfChanged { .. } => {}
         }
     }

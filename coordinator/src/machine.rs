@@ -14,7 +14,9 @@ pub trait StateMachine {
     fn query(&self, query: &Query) -> Outcome;
 
     /// A self-contained encoding of the whole state (for Raft snapshots).
-    fn snapshot(&self) -> Vec<u8>;
+    /// An error (the state cannot be encoded) is reported, never replaced by
+    /// an empty snapshot: the node keeps its log instead of compacting it.
+    fn snapshot(&self) -> Result<Vec<u8>, FloeError>;
 
     /// Replaces the state with a decoded snapshot.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), FloeError>;

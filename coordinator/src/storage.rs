@@ -16,6 +16,14 @@ use std::collections::VecDeque;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use thiserror::Error;
+
+/// A write to the log store failed (a full disk, an I/O error, a failed
+/// fsync). The node cannot know what reached the disk, so it stops for good
+/// (see [`crate::node::Node::failure`]) rather than acknowledge anything more.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("log store write failed: {0}")]
+pub struct LogError(pub String);
 
 /// The writes the node core makes to its log store. Writes are visible to
 /// raft at once (through [`Storage`]); they are durable only once a
@@ -23,26 +31,26 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 pub trait LogStore: Storage {
     /// Appends entries, first dropping any existing entries from the first
     /// new index on (a new leader overwrote them).
-    fn append(&mut self, entries: &[Entry]);
+    fn append(&mut self, entries: &[Entry]) -> Result<(), LogError>;
     /// Saves the hard state (term, vote, commit).
-    fn set_hard_state(&mut self, hs: &HardState);
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError>;
     /// Raises the saved commit index (the light ready's commit index).
-    fn set_commit(&mut self, commit: u64);
+    fn set_commit(&mut self, commit: u64) -> Result<(), LogError>;
     /// Saves the configuration in force after an applied conf change.
-    fn set_conf_state(&mut self, cs: &ConfState);
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), LogError>;
     /// Installs a snapshot received from the leader: it replaces the whole
     /// log and the configuration.
-    fn install_snapshot(&mut self, snap: &Snapshot);
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogError>;
     /// Stores a snapshot of the local state machine and drops the log
     /// entries it covers (log compaction). Ignored unless newer than the
     /// stored snapshot and within the log.
-    fn compact(&mut self, snap: &Snapshot);
+    fn compact(&mut self, snap: &Snapshot) -> Result<(), LogError>;
     /// The stored snapshot (an empty one, index 0, when there is none).
     fn last_snapshot(&self) -> Snapshot;
     /// A position covering every write made so far.
     fn mark(&self) -> u64;
-    /// Makes every write up to `mark` durable.
-    fn sync(&mut self, mark: u64);
+    /// Makes every write up to `mark` durable (fsync).
+    fn sync(&mut self, mark: u64) -> Result<(), LogError>;
 }
 
 /// One write, as queued between the live and the synced images.
@@ -141,6 +149,8 @@ pub struct MemStorage {
     /// Writes not yet synced, each with its mark.
     pending: VecDeque<(u64, Op)>,
     written: u64,
+    /// Injected fault: every write and sync fails from now on.
+    broken: bool,
 }
 
 impl MemStorage {
@@ -158,6 +168,7 @@ impl MemStorage {
             synced: self.synced.clone(),
             pending: VecDeque::new(),
             written: self.written,
+            broken: false,
         }
     }
 
@@ -187,40 +198,58 @@ impl MemStorage {
         self.live.first_index()
     }
 
-    fn write(&mut self, op: Op) {
+    /// Injects a disk failure: every later write and sync fails (a restart
+    /// from [`MemStorage::durable`] gets a working disk with the synced
+    /// image).
+    pub fn break_disk(&mut self) {
+        self.broken = true;
+    }
+
+    fn check(&self) -> Result<(), LogError> {
+        if self.broken {
+            return Err(LogError("injected disk failure".into()));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, op: Op) -> Result<(), LogError> {
+        self.check()?;
         self.live.apply(&op);
         self.written += 1;
         self.pending.push_back((self.written, op));
+        Ok(())
     }
 }
 
 impl LogStore for MemStorage {
-    fn append(&mut self, entries: &[Entry]) {
-        if !entries.is_empty() {
-            self.write(Op::Append(entries.to_vec()));
+    fn append(&mut self, entries: &[Entry]) -> Result<(), LogError> {
+        if entries.is_empty() {
+            return Ok(());
         }
+        self.write(Op::Append(entries.to_vec()))
     }
 
-    fn set_hard_state(&mut self, hs: &HardState) {
-        self.write(Op::HardState(hs.clone()));
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError> {
+        self.write(Op::HardState(hs.clone()))
     }
 
-    fn set_commit(&mut self, commit: u64) {
-        if commit > self.live.hard_state.commit {
-            self.write(Op::Commit(commit));
+    fn set_commit(&mut self, commit: u64) -> Result<(), LogError> {
+        if commit <= self.live.hard_state.commit {
+            return Ok(());
         }
+        self.write(Op::Commit(commit))
     }
 
-    fn set_conf_state(&mut self, cs: &ConfState) {
-        self.write(Op::ConfState(cs.clone()));
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), LogError> {
+        self.write(Op::ConfState(cs.clone()))
     }
 
-    fn install_snapshot(&mut self, snap: &Snapshot) {
-        self.write(Op::Install(snap.clone()));
+    fn install_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogError> {
+        self.write(Op::Install(snap.clone()))
     }
 
-    fn compact(&mut self, snap: &Snapshot) {
-        self.write(Op::Compact(snap.clone()));
+    fn compact(&mut self, snap: &Snapshot) -> Result<(), LogError> {
+        self.write(Op::Compact(snap.clone()))
     }
 
     fn last_snapshot(&self) -> Snapshot {
@@ -231,12 +260,14 @@ impl LogStore for MemStorage {
         self.written
     }
 
-    fn sync(&mut self, mark: u64) {
+    fn sync(&mut self, mark: u64) -> Result<(), LogError> {
+        self.check()?;
         while self.pending.front().is_some_and(|(m, _)| *m <= mark) {
             if let Some((_, op)) = self.pending.pop_front() {
                 self.synced.apply(&op);
             }
         }
+        Ok(())
     }
 }
 
@@ -334,17 +365,17 @@ mod tests {
     #[test]
     fn unsynced_writes_are_lost_on_crash() {
         let mut s = MemStorage::new();
-        s.install_snapshot(&snapshot(1, 1, &[1, 2, 3]));
-        s.append(&[entry(2, 1), entry(3, 1)]);
+        s.install_snapshot(&snapshot(1, 1, &[1, 2, 3])).unwrap();
+        s.append(&[entry(2, 1), entry(3, 1)]).unwrap();
         let mark = s.mark();
-        s.sync(mark);
-        s.append(&[entry(4, 2)]);
+        s.sync(mark).unwrap();
+        s.append(&[entry(4, 2)]).unwrap();
         let hs = HardState {
             term: 2,
             vote: 1,
             ..Default::default()
         };
-        s.set_hard_state(&hs);
+        s.set_hard_state(&hs).unwrap();
         assert_eq!(s.last_index().unwrap(), 4);
         assert_eq!(s.unsynced_writes(), 2);
 
@@ -363,28 +394,29 @@ mod tests {
     #[test]
     fn sync_is_partial_up_to_the_mark() {
         let mut s = MemStorage::new();
-        s.append(&[entry(1, 1)]);
+        s.append(&[entry(1, 1)]).unwrap();
         let first = s.mark();
-        s.append(&[entry(2, 1)]);
-        s.sync(first);
+        s.append(&[entry(2, 1)]).unwrap();
+        s.sync(first).unwrap();
         assert_eq!(s.durable().last_index().unwrap(), 1);
-        s.sync(s.mark());
+        s.sync(s.mark()).unwrap();
         assert_eq!(s.durable().last_index().unwrap(), 2);
     }
 
     #[test]
     fn append_overwrites_a_conflicting_suffix() {
         let mut s = MemStorage::new();
-        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
-        s.append(&[entry(2, 2)]);
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]).unwrap();
+        s.append(&[entry(2, 2)]).unwrap();
         assert_eq!(terms(&s), vec![1, 2]);
     }
 
     #[test]
     fn compaction_keeps_the_snapshot_term_and_later_entries() {
         let mut s = MemStorage::new();
-        s.append(&[entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)]);
-        s.compact(&snapshot(3, 2, &[1]));
+        s.append(&[entry(1, 1), entry(2, 1), entry(3, 2), entry(4, 2)])
+            .unwrap();
+        s.compact(&snapshot(3, 2, &[1])).unwrap();
         assert_eq!(s.first_index().unwrap(), 4);
         assert_eq!(s.term(3).unwrap(), 2);
         assert!(matches!(
@@ -398,21 +430,38 @@ mod tests {
         assert_eq!(s.snapshot(0, 2).unwrap().get_metadata().index, 3);
         assert_eq!(s.initial_state().unwrap().hard_state.commit, 3);
         // An older snapshot never rolls the store back.
-        s.compact(&snapshot(2, 1, &[1]));
+        s.compact(&snapshot(2, 1, &[1])).unwrap();
         assert_eq!(s.first_index().unwrap(), 4);
     }
 
     #[test]
     fn an_installed_snapshot_replaces_the_log() {
         let mut s = MemStorage::new();
-        s.append(&[entry(1, 1), entry(2, 1)]);
-        s.install_snapshot(&snapshot(7, 3, &[1, 2]));
+        s.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+        s.install_snapshot(&snapshot(7, 3, &[1, 2])).unwrap();
         assert_eq!(s.first_index().unwrap(), 8);
         assert_eq!(s.last_index().unwrap(), 7);
         let state = s.initial_state().unwrap();
         assert_eq!(state.hard_state.commit, 7);
         assert_eq!(state.hard_state.term, 3);
         assert_eq!(state.conf_state.voters, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_broken_disk_fails_every_write_and_keeps_the_synced_image() {
+        let mut s = MemStorage::new();
+        s.append(&[entry(1, 1)]).unwrap();
+        s.sync(s.mark()).unwrap();
+        s.append(&[entry(2, 1)]).unwrap();
+        s.break_disk();
+        assert!(s.append(&[entry(3, 1)]).is_err());
+        assert!(s.set_commit(2).is_err());
+        assert!(s.sync(s.mark()).is_err());
+        assert_eq!(s.last_index().unwrap(), 2, "a failed append wrote nothing");
+        let restarted = s.durable();
+        assert_eq!(restarted.last_index().unwrap(), 1);
+        let mut restarted = restarted;
+        restarted.append(&[entry(2, 1)]).unwrap();
     }
 
     #[test]

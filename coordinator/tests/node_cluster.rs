@@ -50,8 +50,8 @@ impl StateMachine for Toy {
         })
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        codec::encode_snapshot(&(&self.names, &self.done)).unwrap()
+    fn snapshot(&self) -> Result<Vec<u8>, FloeError> {
+        Ok(codec::encode_snapshot(&(&self.names, &self.done))?)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), FloeError> {
@@ -105,6 +105,8 @@ struct Cluster {
     sent: Vec<(u64, u64, Vec<u8>)>,
     trace: DefaultHasher,
     now_ms: u64,
+    /// Nodes that reported `Effect::Failed`, in order.
+    failed: Vec<u64>,
 }
 
 impl Cluster {
@@ -135,6 +137,7 @@ impl Cluster {
             sent: Vec::new(),
             trace: DefaultHasher::new(),
             now_ms: 1_000,
+            failed: Vec::new(),
         }
     }
 
@@ -175,6 +178,7 @@ impl Cluster {
                 }
                 seen.insert(index, digest);
             }
+            Effect::Failed { .. } => self.failed.push(id),
             Effect::RoleChanged { .. } | Effect::ConfChanged { .. } => {}
         }
     }
@@ -492,6 +496,50 @@ fn a_leader_crash_losing_unsynced_writes_loses_no_acknowledged_command() {
 /// A seeded mini-simulation: crashes, partitions, held fsyncs and client
 /// retries; acknowledged commands are never lost or duplicated and the
 /// replicas agree.
+#[test]
+fn a_leader_whose_disk_fails_stops_and_acknowledges_nothing_more() {
+    let mut c = Cluster::new(3, 11, |_| {});
+    let leader = c.elect();
+    for seq in 1..=3 {
+        c.propose(leader, command(1, seq));
+        c.settle();
+    }
+    c.node(leader).storage_mut().break_disk();
+    c.propose(leader, command(1, 4));
+    c.settle();
+    assert_eq!(c.failed, vec![leader]);
+    assert!(c.node(leader).failure().is_some());
+    assert!(
+        matches!(
+            c.reply_for(1, 4),
+            Some(Err(FloeError::NotLeader { leader_hint: None }))
+        ),
+        "the waiting client is sent elsewhere: {:?}",
+        c.reply_for(1, 4)
+    );
+    // A stopped node answers at once and ignores its peers from now on.
+    c.propose(leader, command(1, 5));
+    c.settle();
+    assert!(matches!(
+        c.reply_for(1, 5),
+        Some(Err(FloeError::NotLeader { .. }))
+    ));
+    c.cut.insert(leader);
+    let next = c.elect();
+    assert_ne!(next, leader);
+    c.propose(next, command(1, 4));
+    c.settle();
+    assert!(matches!(c.reply_for(1, 4), Some(Ok(_))));
+    // Restarted on a working disk from what it synced, it catches up.
+    c.crash(leader);
+    c.restart(leader);
+    c.cut.clear();
+    c.tick(30);
+    c.assert_replicas_agree();
+    c.assert_no_ack_lost();
+    assert_eq!(c.ok_replies().len(), 4);
+}
+
 #[test]
 fn random_faults_never_lose_an_acknowledged_command() {
     for seed in 0..12 {

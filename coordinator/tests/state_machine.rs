@@ -166,12 +166,12 @@ fn workload(h: &mut Harness) {
 fn snapshot_and_restore_preserve_the_digest() {
     let mut h = Harness::with_repo();
     workload(&mut h);
-    let bytes = h.state.snapshot();
+    let bytes = h.state.snapshot().unwrap();
     let mut restored = State::new(Config::default());
     assert_ne!(restored.digest(), h.digest());
     restored.restore(&bytes).unwrap();
     assert_eq!(restored.digest(), h.digest());
-    assert_eq!(restored.snapshot(), bytes);
+    assert_eq!(restored.snapshot().unwrap(), bytes);
     assert_eq!(restored.time(), h.state.time());
     // The restored replica keeps deduplicating the original's commands.
     let retry = envelope(h.client.0, 3, Command::CreateRepo { repo: repo() });
@@ -195,7 +195,7 @@ fn restore_keeps_the_local_configuration() {
         footprint_window: 1,
         ..Config::default()
     });
-    small.restore(&h.state.snapshot()).unwrap();
+    small.restore(&h.state.snapshot().unwrap()).unwrap();
     assert_eq!(small.config().footprint_window, 1);
 }
 
@@ -206,7 +206,7 @@ fn replicas_applying_the_same_log_agree() {
     workload(&mut a);
     workload(&mut b);
     assert_eq!(a.digest(), b.digest());
-    assert_eq!(a.state.snapshot(), b.state.snapshot());
+    assert_eq!(a.state.snapshot().unwrap(), b.state.snapshot().unwrap());
     // One more different command and they differ.
     b.cmd(Command::CreateRepo {
         repo: floe_protocol::RepoName::new("x").unwrap(),
@@ -277,7 +277,7 @@ fn planted_forget_idempotency_on_restore_reexecutes_retries() {
         },
         ..Config::default()
     });
-    buggy.restore(&h.state.snapshot()).unwrap();
+    buggy.restore(&h.state.snapshot().unwrap()).unwrap();
     assert_eq!(
         committed(buggy.apply(6_000, &commit)),
         CommitId(3),

@@ -297,6 +297,40 @@ pub enum FloeError {
     /// The coordinator did not answer in time.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The object store failed in a way that may go away (a timeout, a
+    /// dropped connection, a 5xx) and kept failing after the store's retries.
+    #[error("object store unavailable: {0}")]
+    StoreUnavailable(String),
+}
+
+/// What a caller can do about a [`FloeError`]: see [`FloeError::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Transient: the same request may succeed if sent again (not the
+    /// leader, no answer in time, the object store briefly down). Requests
+    /// carry a client id and sequence number, so a resend is idempotent.
+    Retryable,
+    /// Lost a race with another writer: the branch moved, chunks are shared
+    /// (see [`FloeError::conflicts`]), a lease was re-granted. Check out
+    /// again (or give the task up); resending the same request will not help.
+    Conflict,
+    /// The request itself is wrong (names, geometry, dtypes, unknown or
+    /// closed objects, an invalid plan): fix the input.
+    InvalidInput,
+    /// Something inside floe or the store broke (undecodable bytes, a
+    /// permanent store error, a request older than the idempotency window).
+    Internal,
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Retryable => "retryable",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Internal => "internal",
+        })
+    }
 }
 
 fn list_conflicts(conflicts: &[Conflict]) -> String {
@@ -308,11 +342,116 @@ fn list_conflicts(conflicts: &[Conflict]) -> String {
 }
 
 impl FloeError {
+    /// What a caller can do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        use FloeError as E;
+        match self {
+            E::NotLeader { .. } | E::Unavailable(_) | E::StoreUnavailable(_) => {
+                ErrorKind::Retryable
+            }
+            E::OutOfDate { .. }
+            | E::Conflict { .. }
+            | E::OverlappingContribution { .. }
+            | E::StaleEpoch { .. }
+            | E::BaseTooOld { .. } => ErrorKind::Conflict,
+            E::InvalidName { .. }
+            | E::Geometry { .. }
+            | E::DTypeMismatch { .. }
+            | E::UnknownRepo { .. }
+            | E::RepoExists { .. }
+            | E::UnknownBranch { .. }
+            | E::BranchExists { .. }
+            | E::UnknownTag { .. }
+            | E::TagExists { .. }
+            | E::UnknownCommit { .. }
+            | E::UnknownArray { .. }
+            | E::BaseNotOnBranch { .. }
+            | E::InvalidChange { .. }
+            | E::InvalidPlan { .. }
+            | E::UnknownSession { .. }
+            | E::SessionClosed { .. }
+            | E::UnknownTask { .. }
+            | E::FootprintOutsideTask { .. }
+            | E::SessionIncomplete { .. } => ErrorKind::InvalidInput,
+            E::SeqTooOld { .. } | E::Codec(_) | E::Store(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// Sending the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Retryable
+    }
+
+    /// Lost a race with another writer (see [`ErrorKind::Conflict`]).
+    pub fn is_conflict(&self) -> bool {
+        self.kind() == ErrorKind::Conflict
+    }
+
+    /// The request was wrong; nothing changed.
+    pub fn is_invalid_input(&self) -> bool {
+        self.kind() == ErrorKind::InvalidInput
+    }
+
+    /// Something inside floe or the store broke.
+    pub fn is_internal(&self) -> bool {
+        self.kind() == ErrorKind::Internal
+    }
+
+    /// The shared chunks of a conflict, with their coordinates (empty for
+    /// any other error).
+    pub fn conflicts(&self) -> &[Conflict] {
+        match self {
+            FloeError::Conflict { conflicts, .. }
+            | FloeError::OverlappingContribution { conflicts } => conflicts,
+            _ => &[],
+        }
+    }
+
     /// Wraps a geometry error with the array it concerns.
     pub fn geometry(path: &ArrayPath, error: GeometryError) -> Self {
         FloeError::Geometry {
             path: path.clone(),
             error,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::footprint::ConflictKind;
+
+    #[test]
+    fn a_caller_can_tell_what_to_do() {
+        let hint = FloeError::NotLeader { leader_hint: None };
+        assert!(hint.is_retryable());
+        assert!(FloeError::Unavailable("timeout".into()).is_retryable());
+        assert!(FloeError::StoreUnavailable("503".into()).is_retryable());
+        assert!(FloeError::Store("403 forbidden".into()).is_internal());
+        assert!(FloeError::OutOfDate { tip: CommitId(3) }.is_conflict());
+        assert!(FloeError::InvalidPlan {
+            why: "overlap".into()
+        }
+        .is_invalid_input());
+        assert!(FloeError::Codec("truncated".into()).is_internal());
+        assert_eq!(FloeError::Codec("x".into()).kind().to_string(), "internal");
+    }
+
+    #[test]
+    fn a_conflict_names_its_chunks() {
+        let shared = Conflict {
+            path: ArrayPath::new("/t").unwrap(),
+            kind: ConflictKind::ChunkDoubleUpdate {
+                chunks: vec![vec![1]],
+                total: 1,
+            },
+        };
+        let e = FloeError::Conflict {
+            tip: CommitId(2),
+            conflicts: vec![shared.clone()],
+        };
+        assert!(e.is_conflict() && !e.is_retryable());
+        assert_eq!(e.conflicts(), &[shared][..]);
+        assert!(FloeError::Unavailable("x".into()).conflicts().is_empty());
     }
 }

@@ -17,7 +17,7 @@ pub mod region;
 
 pub use array::{ArrayMeta, Codec, DType};
 pub use client::Coordinator;
-pub use error::{FloeError, GeometryError};
+pub use error::{ErrorKind, FloeError, GeometryError};
 pub use footprint::{ArrayChange, Conflict, ConflictKind, Footprint, MetaChange};
 pub use ids::{
     ArrayPath, BranchName, ClientId, CommitId, ObjectId, RepoName, SessionId, TagName, TaskId,

@@ -47,7 +47,7 @@ const REPLIES: [&str; 13] = [
     "?",
 ];
 
-const ERRORS: [&str; 29] = [
+const ERRORS: [&str; 30] = [
     "InvalidName",
     "Geometry",
     "DTypeMismatch",
@@ -77,6 +77,7 @@ const ERRORS: [&str; 29] = [
     "Codec",
     "Store",
     "Unavailable",
+    "StoreUnavailable",
 ];
 
 /// A code for an outcome: replies below 100, errors from 100 on.
@@ -136,6 +137,7 @@ fn error(e: &FloeError) -> u64 {
         Codec(_) => 26,
         Store(_) => 27,
         Unavailable(_) => 28,
+        StoreUnavailable(_) => 29,
     }
 }
 

@@ -41,6 +41,16 @@ fn store_err(what: impl fmt::Display, e: impl fmt::Display) -> FloeError {
     FloeError::Store(format!("{what}: {e}"))
 }
 
+/// The error after the last attempt: a transient failure stays retryable
+/// ([`FloeError::StoreUnavailable`]) so the caller's policy decides.
+fn final_err(what: impl fmt::Display, e: object_store::Error) -> FloeError {
+    if transient(&e) {
+        FloeError::StoreUnavailable(format!("{what}: {e}"))
+    } else {
+        store_err(what, e)
+    }
+}
+
 /// Whether an object_store error may go away on retry.
 fn transient(e: &object_store::Error) -> bool {
     matches!(
@@ -164,7 +174,7 @@ impl Store {
                     tracing::warn!(%key, attempt, error = %e, "put failed, retrying");
                     tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
                 }
-                Err(e) => return Err(store_err(format!("put {key}"), e)),
+                Err(e) => return Err(final_err(format!("put {key}"), e)),
             }
         }
     }
@@ -184,7 +194,7 @@ impl Store {
                     tracing::warn!(%key, attempt, error = %e, "get failed, retrying");
                     tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
                 }
-                Err(e) => return Err(store_err(format!("get {key}"), e)),
+                Err(e) => return Err(final_err(format!("get {key}"), e)),
             }
         }
     }
@@ -464,7 +474,10 @@ mod tests {
         assert_eq!(store.get_raw(&key).await.unwrap(), vec![1, 2, 3]);
         let (f, store) = flaky(DEFAULT_ATTEMPTS);
         let err = store.put_raw(&key, vec![1]).await.unwrap_err();
-        assert!(matches!(err, FloeError::Store(ref m) if m.contains("connection reset")));
+        assert!(
+            matches!(err, FloeError::StoreUnavailable(ref m) if m.contains("connection reset"))
+        );
+        assert!(err.is_retryable());
         assert_eq!(f.puts.load(SeqCst), DEFAULT_ATTEMPTS);
     }
 

@@ -8,12 +8,15 @@ use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Snaps
 
 use super::{wire, Caller, Effect, Node};
 use crate::machine::StateMachine;
-use crate::storage::LogStore;
+use crate::storage::{LogError, LogStore};
 
 impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// Applies committed entries in log order.
     pub(super) fn apply_entries(&mut self, entries: Vec<Entry>) {
         for e in entries {
+            if self.halted() {
+                return;
+            }
             if e.index <= self.applied {
                 // Already reflected (only a planted bug applies early).
                 continue;
@@ -91,7 +94,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         };
         match applied {
             Ok(cs) => {
-                self.raw.mut_store().set_conf_state(&cs);
+                if !self.write_store(|s| s.set_conf_state(&cs)) {
+                    return;
+                }
                 self.conf_changed(&cs);
                 let id = self.cfg.id;
                 if !cs.voters.contains(&id) && !cs.learners.contains(&id) {
@@ -114,6 +119,31 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// retry elsewhere and the idempotency table keeps that exactly-once.
     fn retire(&mut self) {
         self.removed = true;
+        self.answer_everyone_not_leader();
+    }
+
+    /// Runs a log-store write; on failure the node stops for good (see
+    /// [`Effect::Failed`]) and the caller must return at once. Returns
+    /// whether the write succeeded.
+    pub(super) fn write_store(
+        &mut self,
+        write: impl FnOnce(&mut L) -> Result<(), LogError>,
+    ) -> bool {
+        match write(self.raw.mut_store()) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(node = self.cfg.id, %error, "log store failed; node stops");
+                self.failure = Some(error.clone());
+                self.effects.push_back(Effect::Failed { error });
+                self.answer_everyone_not_leader();
+                false
+            }
+        }
+    }
+
+    /// Answers every waiting command and read `NotLeader`: they retry
+    /// elsewhere and the idempotency table keeps that exactly-once.
+    fn answer_everyone_not_leader(&mut self) {
         let callers: Vec<super::Caller> = std::mem::take(&mut self.proposals)
             .into_values()
             .flat_map(|p| p.callers)
@@ -173,7 +203,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// replaced and the state machine restored from it.
     pub(super) fn install_snapshot(&mut self, snap: &Snapshot) {
         let meta = snap.get_metadata();
-        self.raw.mut_store().install_snapshot(snap);
+        if !self.write_store(|s| s.install_snapshot(snap)) {
+            return;
+        }
         self.restore_machine(snap);
         self.applied = meta.index;
         self.snapshot_index = meta.index;
@@ -218,9 +250,18 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
-        let state = self.machine.snapshot();
+        let state = match self.machine.snapshot() {
+            Ok(state) => state,
+            Err(error) => {
+                // Keep the log (nothing is lost) and try again next time.
+                tracing::error!(node = self.cfg.id, %error, "cannot snapshot the state machine; log not compacted");
+                return;
+            }
+        };
         snap.data = wire::encode_snapshot_data(snap.get_metadata(), self.clock, &state).into();
-        self.raw.mut_store().compact(&snap);
+        if !self.write_store(|s| s.compact(&snap)) {
+            return;
+        }
         self.snapshot_index = index;
         self.force_snapshot = false;
     }

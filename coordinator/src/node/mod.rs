@@ -38,7 +38,7 @@ use rand::{Rng, SeedableRng};
 use thiserror::Error;
 
 use crate::machine::StateMachine;
-use crate::storage::{LogStore, MemStorage};
+use crate::storage::{LogError, LogStore, MemStorage};
 
 /// Where a fresh cluster's log starts: every bootstrapped node holds a
 /// snapshot at this index with the initial voters, so nodes added later
@@ -181,6 +181,14 @@ pub enum Effect {
         /// The leader, if known.
         leader: Option<u64>,
     },
+    /// A log-store write or fsync failed: the node stopped for good (it
+    /// answers every request `NotLeader` and ignores peers). The shell should
+    /// report it and shut the node down; a restart recovers from what the
+    /// store made durable.
+    Failed {
+        /// What failed.
+        error: LogError,
+    },
     /// A membership change was applied (or a snapshot changed it).
     ConfChanged {
         /// Voting members, sorted.
@@ -205,6 +213,9 @@ pub enum NodeError {
     /// The state machine refused its snapshot.
     #[error("state machine: {0}")]
     Machine(FloeError),
+    /// The log store could not be written while setting the node up.
+    #[error("{0}")]
+    Storage(#[from] LogError),
 }
 
 impl From<raft::Error> for NodeError {
@@ -277,6 +288,8 @@ pub struct Node<S: StateMachine, L: LogStore = MemStorage> {
     /// This node applied a configuration without itself: it is out of the
     /// group for good and drives raft no more.
     removed: bool,
+    /// A log-store write failed: the node stopped for good.
+    failure: Option<LogError>,
 }
 
 impl<S: StateMachine> Node<S, MemStorage> {
@@ -294,11 +307,11 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// `machine` must be fresh; it is restored from the stored snapshot.
     pub fn new(config: NodeConfig, mut machine: S, mut storage: L) -> Result<Self, NodeError> {
         if !storage.initial_state()?.initialized() && !config.peers.is_empty() {
-            let snap = bootstrap_snapshot(&config.peers, &machine);
-            storage.install_snapshot(&snap);
+            let snap = bootstrap_snapshot(&config.peers, &machine)?;
+            storage.install_snapshot(&snap)?;
             // The initial configuration is durable from birth.
             let mark = storage.mark();
-            storage.sync(mark);
+            storage.sync(mark)?;
         }
         let snap = storage.last_snapshot();
         let applied = snap.get_metadata().index;
@@ -332,6 +345,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             snapshots_sent: Vec::new(),
             seen: (Role::Follower, 0, None),
             removed: false,
+            failure: None,
         };
         node.seen = node.observed();
         node.draw_election_timeout();
@@ -347,7 +361,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
 
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
-        if self.removed {
+        if self.halted() {
             return;
         }
         self.ticks += 1;
@@ -365,7 +379,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// error and change nothing.
     pub fn step(&mut self, from: u64, bytes: &[u8]) -> Result<(), NodeError> {
         let msg = wire::decode_message(bytes)?;
-        if self.removed {
+        if self.halted() {
             return Ok(());
         }
         wire::check_message(&self.raw.raft, from, &msg)?;
@@ -388,7 +402,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         };
         match envelope.request {
             Request::Query(query) => self.read(query, caller.client, caller.seq),
-            Request::Command(_) if !self.is_leader() || self.removed => {
+            Request::Command(_) if !self.is_leader() || self.halted() => {
                 self.reply_not_leader(caller)
             }
             Request::Command(_) => self.batch.push(envelope),
@@ -400,7 +414,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// up to the read index. A non-leader answers `NotLeader`.
     pub fn read(&mut self, query: Query, client: ClientId, seq: u64) {
         let caller = Caller { client, seq };
-        if !self.is_leader() || self.removed {
+        if !self.is_leader() || self.halted() {
             return self.reply_not_leader(caller);
         }
         let deadline = self.ticks + self.cfg.read_timeout_ticks;
@@ -414,7 +428,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// Reports that the fsync asked by `Effect::Persist{token}` (and so every
     /// earlier one) finished. Stale or repeated tokens are ignored.
     pub fn persisted(&mut self, token: u64) {
-        if self.removed {
+        if self.halted() {
             return;
         }
         self.release_persisted(token);
@@ -423,7 +437,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
 
     /// Drains one effect, running the ready loop when none is queued.
     pub fn poll(&mut self) -> Option<Effect> {
-        if self.effects.is_empty() && !self.removed {
+        if self.effects.is_empty() && !self.halted() {
             self.drive();
         }
         self.effects.pop_front()
@@ -431,9 +445,9 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
 
     /// Starts an election now instead of waiting for the timeout.
     pub fn campaign(&mut self) -> Result<(), NodeError> {
-        if self.removed {
+        if self.halted() {
             return Err(NodeError::Refused(
-                "this node was removed from the group".into(),
+                "this node was removed from the group or its log store failed".into(),
             ));
         }
         let result = self.raw.campaign().map_err(NodeError::from);
@@ -444,7 +458,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// Asks the leader to hand leadership to `to` (e.g. before removing
     /// itself). Best effort; watch [`Effect::RoleChanged`].
     pub fn transfer_leader(&mut self, to: u64) {
-        if self.removed {
+        if self.halted() {
             return;
         }
         self.raw.transfer_leader(to);
@@ -456,7 +470,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// starts with empty storage and `peers` empty, and catches up by
     /// snapshot.
     pub fn add_node(&mut self, id: u64) -> Result<(), FloeError> {
-        if self.removed {
+        if self.halted() {
             return Err(FloeError::NotLeader { leader_hint: None });
         }
         self.change_membership(id, ConfChangeType::AddNode)
@@ -465,7 +479,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// Proposes removing `id`. The leader cannot remove itself: transfer
     /// leadership first.
     pub fn remove_node(&mut self, id: u64) -> Result<(), FloeError> {
-        if self.removed {
+        if self.halted() {
             return Err(FloeError::NotLeader { leader_hint: None });
         }
         if id == self.id() {
@@ -474,6 +488,23 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             ));
         }
         self.change_membership(id, ConfChangeType::RemoveNode)
+    }
+
+    /// The log store, mutably: for fault injection only (e.g.
+    /// [`MemStorage::break_disk`]); raft owns its contents.
+    pub fn storage_mut(&mut self) -> &mut L {
+        self.raw.mut_store()
+    }
+
+    /// The log-store failure that stopped this node, if any (see
+    /// [`Effect::Failed`]).
+    pub fn failure(&self) -> Option<&LogError> {
+        self.failure.as_ref()
+    }
+
+    /// Removed or failed: the node drives raft no more.
+    fn halted(&self) -> bool {
+        self.removed || self.failure.is_some()
     }
 
     /// True once this node applied a configuration that does not include
@@ -561,7 +592,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     }
 
     fn reply_not_leader(&mut self, caller: Caller) {
-        let leader_hint = self.leader().filter(|_| !self.removed);
+        let leader_hint = self.leader().filter(|_| !self.halted());
         let outcome = Err(FloeError::NotLeader { leader_hint });
         self.reply(caller, outcome);
     }
@@ -702,12 +733,13 @@ fn discard_logger() -> slog::Logger {
 
 /// The snapshot every bootstrapped node starts from: the initial voters and
 /// the fresh state machine, at [`BOOTSTRAP_INDEX`], term 1.
-fn bootstrap_snapshot<S: StateMachine>(voters: &[u64], machine: &S) -> Snapshot {
+fn bootstrap_snapshot<S: StateMachine>(voters: &[u64], machine: &S) -> Result<Snapshot, NodeError> {
     let mut snap = Snapshot::default();
     let meta = snap.mut_metadata();
     meta.index = BOOTSTRAP_INDEX;
     meta.term = 1;
     meta.mut_conf_state().voters = sorted(voters.to_vec());
-    snap.data = wire::encode_snapshot_data(snap.get_metadata(), 0, &machine.snapshot()).into();
-    snap
+    let state = machine.snapshot().map_err(NodeError::Machine)?;
+    snap.data = wire::encode_snapshot_data(snap.get_metadata(), 0, &state).into();
+    Ok(snap)
 }

@@ -28,10 +28,10 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         self.flush_batch();
         self.issue_reads();
         loop {
-            while self.raw.has_ready() && !self.removed {
+            while self.raw.has_ready() && !self.halted() {
                 self.handle_ready();
             }
-            if self.removed {
+            if self.halted() {
                 return;
             }
             if self.snapshots_sent.is_empty() {
@@ -55,17 +55,21 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             self.install_snapshot(&snap);
         }
         self.apply_entries(rd.take_committed_entries());
-        if self.removed {
+        if self.halted() {
             // Out of the group: raft is not advanced any further.
             return;
         }
         if !rd.entries().is_empty() {
-            self.raw.mut_store().append(rd.entries());
+            if !self.write_store(|s| s.append(rd.entries())) {
+                return;
+            }
             #[cfg(feature = "planted-bugs")]
             self.bug_reply_before_commit(rd.entries());
         }
         if let Some(hs) = rd.hs() {
-            self.raw.mut_store().set_hard_state(hs);
+            if !self.write_store(|s| s.set_hard_state(hs)) {
+                return;
+            }
         }
         for rs in rd.take_read_states() {
             self.read_state(rs);
@@ -88,11 +92,13 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             self.send(persisted_messages);
             let mut light = self.raw.advance_append(rd);
             if let Some(commit) = light.commit_index() {
-                self.raw.mut_store().set_commit(commit);
+                if !self.write_store(|s| s.set_commit(commit)) {
+                    return;
+                }
             }
             self.send(light.take_messages());
             self.apply_entries(light.take_committed_entries());
-            if self.removed {
+            if self.halted() {
                 return;
             }
         }
@@ -104,7 +110,7 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// non-durable ones queued right behind them): sync the store, send
     /// their persisted messages, tell raft.
     pub(super) fn release_persisted(&mut self, token: u64) {
-        let (mut released, mut mark) = (None, None);
+        let (mut released, mut mark, mut messages) = (None, None, Vec::new());
         while let Some(f) = self.in_flight.front() {
             if f.must_sync && f.number > token {
                 break;
@@ -116,11 +122,17 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
                 mark = Some(f.mark);
             }
             released = Some(f.number);
-            self.send(f.messages);
+            messages.extend(f.messages);
         }
+        // The sync comes before anything that depends on it: on failure no
+        // persisted message (an append ack, a vote) leaves and raft is not
+        // told, so nothing unsynced is ever acknowledged.
         if let Some(mark) = mark {
-            self.raw.mut_store().sync(mark);
+            if !self.write_store(|s| s.sync(mark)) {
+                return;
+            }
         }
+        self.send(messages);
         if let Some(number) = released {
             self.raw.on_persist_ready(number);
             self.advance_apply();

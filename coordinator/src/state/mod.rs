@@ -250,14 +250,8 @@ impl StateMachine for State {
         }
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        match codec::encode_snapshot(self) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                tracing::error!(%error, "cannot encode the state machine snapshot");
-                Vec::new()
-            }
-        }
+    fn snapshot(&self) -> Result<Vec<u8>, FloeError> {
+        Ok(codec::encode_snapshot(self)?)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), FloeError> {
@@ -273,7 +267,12 @@ impl StateMachine for State {
 
     fn digest(&self) -> u64 {
         let mut hasher = DefaultHasher::new();
-        hasher.write(&self.snapshot());
+        match self.snapshot() {
+            Ok(bytes) => hasher.write(&bytes),
+            // Deterministic on every replica, so replicas still compare;
+            // the node reports the same error when it tries to snapshot.
+            Err(error) => hasher.write(error.to_string().as_bytes()),
+        }
         hasher.finish()
     }
 }

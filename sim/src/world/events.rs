@@ -207,6 +207,12 @@ impl World {
                 self.trace.rec(self.now, Kind::Role, n);
             }
             NodeEffect::ConfChanged { .. } => {}
+            // The simulated disk never fails: a node stopping on its own is
+            // a core bug, reported like a panic.
+            NodeEffect::Failed { error } => self.fail(crate::oracle::Failure::new(
+                crate::oracle::PANIC,
+                format!("node {id} stopped: {error}"),
+            )),
         }
     }
 
