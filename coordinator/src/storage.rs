@@ -30,7 +30,7 @@ pub struct LogError(pub String);
 /// [`LogStore::sync`] covering their [`LogStore::mark`] returned.
 pub trait LogStore: Storage {
     /// Appends entries, first dropping any existing entries from the first
-    /// new index on (a new leader overwrote them).
+    /// new index on (a new leader overwrote them). No entries: no write.
     fn append(&mut self, entries: &[Entry]) -> Result<(), LogError>;
     /// Saves the hard state (term, vote, commit).
     fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError>;

@@ -23,6 +23,51 @@ pub fn fill_chunk(meta: &ArrayMeta) -> Vec<u8> {
     buf
 }
 
+/// The chunks of `meta`'s grid that a session must write as fill after it
+/// shrank an array to `min_shape` and grew it again: those starting at or
+/// past `min_shape` along some dimension, within `base_shape`'s grid (the
+/// base commit may hold data there that the shrink cut off; past the base's
+/// grid there is none). The chunk straddling `min_shape` was already
+/// rewritten by the shrink. Row-major order.
+pub fn regrown_chunks(meta: &ArrayMeta, min_shape: &[u64], base_shape: &[u64]) -> Vec<Vec<u64>> {
+    let ch = &meta.chunk_shape;
+    let first_cut: Vec<u64> = min_shape
+        .iter()
+        .zip(ch)
+        .map(|(n, c)| n.div_ceil(*c))
+        .collect();
+    let upper: Vec<u64> = (0..ch.len())
+        .map(|d| {
+            meta.shape[d]
+                .div_ceil(ch[d])
+                .min(base_shape[d].div_ceil(ch[d]))
+        })
+        .collect();
+    let mut out = Vec::new();
+    if upper.contains(&0) {
+        return out;
+    }
+    let mut coord = vec![0u64; ch.len()];
+    loop {
+        if coord.iter().zip(&first_cut).any(|(c, f)| c >= f) {
+            out.push(coord.clone());
+        }
+        // Row-major odometer over `upper`.
+        let mut d = ch.len();
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            coord[d] += 1;
+            if coord[d] < upper[d] {
+                break;
+            }
+            coord[d] = 0;
+        }
+    }
+}
+
 /// True when `part` covers every element of its chunk that lies inside the
 /// array, so the new chunk does not depend on the previous one.
 pub fn covers_whole_chunk(meta: &ArrayMeta, part: &ChunkPart) -> bool {
@@ -225,6 +270,35 @@ mod tests {
             extract_part(&m, &chunk, &part, &mut out).unwrap();
         }
         assert_eq!(out, data);
+    }
+
+    #[test]
+    fn regrown_chunks_are_those_past_the_smallest_shape_within_the_base() {
+        let meta = |shape: Vec<u64>, chunks: Vec<u64>| {
+            ArrayMeta::new(shape, chunks, DType::I32, 0.0).unwrap()
+        };
+        // 1-d: base 25, shrunk to 15 (chunk 1 rewritten then), grown to 25.
+        assert_eq!(
+            regrown_chunks(&meta(vec![25], vec![10]), &[15], &[25]),
+            vec![vec![2]]
+        );
+        // Aligned shrink to 10: chunks 1 and 2 held base data.
+        assert_eq!(
+            regrown_chunks(&meta(vec![40], vec![10]), &[10], &[25]),
+            vec![vec![1], vec![2]]
+        );
+        // Never shrunk below the base: nothing.
+        assert!(regrown_chunks(&meta(vec![40], vec![10]), &[25], &[25]).is_empty());
+        // 2-d: shrunk along rows only.
+        assert_eq!(
+            regrown_chunks(&meta(vec![20, 20], vec![10, 10]), &[10, 20], &[20, 20]),
+            vec![vec![1, 0], vec![1, 1]]
+        );
+        // Shrunk to nothing.
+        assert_eq!(
+            regrown_chunks(&meta(vec![20], vec![10]), &[0], &[20]).len(),
+            2
+        );
     }
 
     #[test]

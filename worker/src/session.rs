@@ -20,7 +20,7 @@ use floe_protocol::{
     Region, Reply, RepoName, Request,
 };
 
-use crate::chunk::{covers_whole_chunk, extract_part, fill_chunk, patch_chunk};
+use crate::chunk::{covers_whole_chunk, extract_part, fill_chunk, patch_chunk, regrown_chunks};
 use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::Manifest;
 use crate::resolve::{History, Location, Need, Step};
@@ -317,6 +317,9 @@ pub struct Session<C: Coordinator> {
     pending: Manifest,
     /// A delta manifest already written for exactly `pending`.
     delta: Option<ObjectId>,
+    /// The smallest shape each base array had in this session, per
+    /// dimension, once it was resized: what a later grow must blank.
+    min_shape: BTreeMap<ArrayPath, Vec<u64>>,
     rng: StdRng,
     author: String,
 }
@@ -347,6 +350,7 @@ impl<C: Coordinator> Session<C> {
             changes: BTreeMap::new(),
             pending: Manifest::new(),
             delta: None,
+            min_shape: BTreeMap::new(),
             rng: StdRng::from_entropy(),
             author: "floe".to_string(),
         })
@@ -465,7 +469,9 @@ impl<C: Coordinator> Session<C> {
     /// `Create`). Pending chunk writes outside the new grid are dropped, and
     /// a shrink that ends inside a chunk rewrites that edge chunk with the
     /// cut-off elements set to the fill value, so a later grow shows the
-    /// fill value there, not what the shrink cut off.
+    /// fill value there, not what the shrink cut off. A grow after a shrink
+    /// in the same session writes the fill value into the chunks the shrink
+    /// cut off, which the base may still hold data for.
     pub async fn resize_array(
         &mut self,
         path: &ArrayPath,
@@ -473,7 +479,8 @@ impl<C: Coordinator> Session<C> {
     ) -> Result<(), FloeError> {
         let old = self.meta(path)?.clone();
         let meta = self.resize_meta(path, shape)?;
-        self.blank_cut_edges(path, &old, &meta).await
+        self.blank_cut_edges(path, &old, &meta).await?;
+        self.blank_regrown(path, &meta).await
     }
 
     /// The metadata half of [`Session::resize_array`].
@@ -492,9 +499,16 @@ impl<C: Coordinator> Session<C> {
         meta.validate().map_err(|e| FloeError::geometry(path, e))?;
         let grid = meta.grid();
         self.drop_pending(path, |c| c.iter().zip(&grid).all(|(c, g)| c < g));
+        let base = self.base.arrays.get(path).cloned();
+        let shrunk = base
+            .as_ref()
+            .map(|b| self.note_min_shape(path, &b.shape, &meta.shape));
         let change = match self.changes.get(path) {
             Some(MetaChange::Create(_)) => Some(MetaChange::Create(meta.clone())),
-            _ if self.base.arrays.get(path) == Some(&meta) => None,
+            // Back to the base's metadata without ever cutting anything off:
+            // no change at all. After a cut it stays an update, so that it
+            // conflicts with a concurrent resize like any other.
+            _ if base.as_ref() == Some(&meta) && shrunk == Some(false) => None,
             _ => Some(MetaChange::Update(meta.clone())),
         };
         match change {
@@ -503,6 +517,45 @@ impl<C: Coordinator> Session<C> {
         };
         self.arrays.insert(path.clone(), meta.clone());
         Ok(meta)
+    }
+
+    /// Lowers the smallest shape seen for base array `path` to `shape`;
+    /// returns whether it is now below `base_shape` along some dimension.
+    fn note_min_shape(&mut self, path: &ArrayPath, base_shape: &[u64], shape: &[u64]) -> bool {
+        let min = self
+            .min_shape
+            .entry(path.clone())
+            .or_insert_with(|| base_shape.to_vec());
+        for (m, n) in min.iter_mut().zip(shape) {
+            *m = (*m).min(*n);
+        }
+        min.iter().zip(base_shape).any(|(m, b)| m < b)
+    }
+
+    /// After a grow: every chunk the session's shrinks had cut off and the
+    /// base still holds data for becomes the fill value (one fill object,
+    /// shared by all of them), unless the session wrote it since.
+    async fn blank_regrown(&mut self, path: &ArrayPath, meta: &ArrayMeta) -> Result<(), FloeError> {
+        let (Some(min), Some(base)) = (self.min_shape.get(path), self.base.arrays.get(path)) else {
+            return Ok(());
+        };
+        let cut: Vec<Vec<u64>> = regrown_chunks(meta, min, &base.shape)
+            .into_iter()
+            .filter(|c| self.pending.get(path, c).is_none())
+            .collect();
+        if cut.is_empty() {
+            return Ok(());
+        }
+        let id = self.fresh_id();
+        self.reader
+            .store
+            .put_chunk(self.repo(), meta, id, &fill_chunk(meta))
+            .await?;
+        for coord in cut {
+            self.pending.insert(path.clone(), coord, id);
+        }
+        self.delta = None;
+        Ok(())
     }
 
     /// Rewrites the chunks that straddle a new edge left inside a chunk by a
@@ -718,6 +771,7 @@ impl<C: Coordinator> Session<C> {
         self.arrays = record.arrays.clone();
         self.base = record;
         self.changes.clear();
+        self.min_shape.clear();
         self.pending = Manifest::new();
         self.delta = None;
         Ok(commit)

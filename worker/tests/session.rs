@@ -599,3 +599,50 @@ async fn a_shrink_conflicts_with_a_concurrent_write_to_its_edge_chunk() {
         "{err}"
     );
 }
+
+/// Regression: in one session, a shrink to an unaligned size and a grow
+/// back to the base's shape used to commit only the rewritten edge chunk
+/// (the metadata change vanished as the shape matched the base again), so
+/// the tip showed the cut-off values again past the edge chunk.
+#[tokio::test]
+async fn a_shrink_then_a_grow_in_one_session_shows_the_fill_value() {
+    let (coord, store) = seeded().await;
+    let mut s = session(&coord, &store).await;
+    write_ints(&mut s, &region("12:30"), |i| i as i32 + 1).await;
+    s.commit("write", CommitMode::Strict).await.unwrap();
+    s.resize_array(&t(), vec![15]).await.unwrap();
+    s.resize_array(&t(), vec![30]).await.unwrap();
+    let grown = s
+        .commit("shrink and grow", CommitMode::Strict)
+        .await
+        .unwrap();
+    let mut expected = vec![0; 30];
+    for (i, v) in expected.iter_mut().enumerate().take(15).skip(12) {
+        *v = i as i32 - 11;
+    }
+    assert_eq!(ints_at(&coord, &store, grown, "0:30").await, expected);
+}
+
+/// The same with aligned sizes and a grow past the base's shape, and a
+/// write after the grow that must survive it.
+#[tokio::test]
+async fn an_aligned_shrink_then_a_larger_grow_keeps_only_later_writes() {
+    let (coord, store) = seeded().await;
+    let mut s = session(&coord, &store).await;
+    write_ints(&mut s, &region("0:30"), |i| i as i32 + 1).await;
+    s.commit("write", CommitMode::Strict).await.unwrap();
+    s.resize_array(&t(), vec![10]).await.unwrap();
+    s.resize_array(&t(), vec![20]).await.unwrap();
+    write_ints(&mut s, &region("15:20"), |_| 9).await;
+    s.resize_array(&t(), vec![40]).await.unwrap();
+    let grown = s
+        .commit("cut and regrow", CommitMode::Strict)
+        .await
+        .unwrap();
+    let expected: Vec<i32> = (1..=10)
+        .chain([0; 5])
+        .chain([9; 5])
+        .chain([0; 20])
+        .collect();
+    assert_eq!(ints_at(&coord, &store, grown, "0:40").await, expected);
+}

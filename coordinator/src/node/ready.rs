@@ -59,11 +59,12 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             // Out of the group: raft is not advanced any further.
             return;
         }
+        // Appending nothing is a no-op for every store.
+        if !self.write_store(|s| s.append(rd.entries())) {
+            return;
+        }
+        #[cfg(feature = "planted-bugs")]
         if !rd.entries().is_empty() {
-            if !self.write_store(|s| s.append(rd.entries())) {
-                return;
-            }
-            #[cfg(feature = "planted-bugs")]
             self.bug_reply_before_commit(rd.entries());
         }
         if let Some(hs) = rd.hs() {
