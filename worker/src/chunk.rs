@@ -6,7 +6,7 @@
 //! holding the fill value.
 
 use floe_protocol::region::{chunk_region, copy_box};
-use floe_protocol::{ArrayMeta, ChunkPart, FloeError, Region};
+use floe_protocol::{ArrayMeta, ChunkPart, FloeError, Region, Span};
 
 use crate::data::ArrayData;
 use crate::format::chunk_bytes;
@@ -36,36 +36,22 @@ pub fn regrown_chunks(meta: &ArrayMeta, min_shape: &[u64], base_shape: &[u64]) -
         .zip(ch)
         .map(|(n, c)| n.div_ceil(*c))
         .collect();
-    let upper: Vec<u64> = (0..ch.len())
-        .map(|d| {
-            meta.shape[d]
-                .div_ceil(ch[d])
-                .min(base_shape[d].div_ceil(ch[d]))
-        })
-        .collect();
-    let mut out = Vec::new();
-    if upper.contains(&0) {
-        return out;
+    // The elements both the grown array and the base's chunk grid cover.
+    let both = Region(
+        (0..ch.len())
+            .map(|d| Span {
+                lo: 0,
+                hi: meta.shape[d].min(base_shape[d].div_ceil(ch[d]) * ch[d]),
+            })
+            .collect(),
+    );
+    if both.0.iter().any(Span::is_empty) {
+        return Vec::new();
     }
-    let mut coord = vec![0u64; ch.len()];
-    loop {
-        if coord.iter().zip(&first_cut).any(|(c, f)| c >= f) {
-            out.push(coord.clone());
-        }
-        // Row-major odometer over `upper`.
-        let mut d = ch.len();
-        loop {
-            if d == 0 {
-                return out;
-            }
-            d -= 1;
-            coord[d] += 1;
-            if coord[d] < upper[d] {
-                break;
-            }
-            coord[d] = 0;
-        }
-    }
+    both.chunks(meta)
+        .into_iter()
+        .filter(|coord| coord.iter().zip(&first_cut).any(|(c, f)| c >= f))
+        .collect()
 }
 
 /// True when `part` covers every element of its chunk that lies inside the
