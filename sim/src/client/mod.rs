@@ -12,7 +12,7 @@ mod upload;
 pub use floe_worker::machine::{Effect, Input, Machine};
 
 use floe_protocol::{BranchName, Outcome, Reply};
-use floe_worker::machine::{Job, Outbox, Requester, Worker, Writer};
+use floe_worker::machine::{Job, Outbox, Requester, TimerOutcome, Worker, Writer};
 
 use crate::model::Write;
 use crate::obs::{Attempt, FfAnswer, Observations};
@@ -194,10 +194,10 @@ enum Routed {
 fn route(req: &mut Requester, out: &mut Outbox, input: Input) -> Option<Routed> {
     match input {
         Input::Response { seq, outcome } => req.on_response(out, seq, outcome).map(Routed::Outcome),
-        Input::Timer { token } => {
-            req.on_timer(out, token);
-            None
-        }
+        Input::Timer { token } => match req.on_timer(out, token) {
+            TimerOutcome::GaveUp(outcome) => Some(Routed::Outcome(outcome)),
+            TimerOutcome::Resent | TimerOutcome::NotMine => None,
+        },
         Input::PutDone { token, result } => Some(Routed::Put(token, result.is_ok())),
         Input::GetDone { token, result } => Some(Routed::Get(token, result)),
     }

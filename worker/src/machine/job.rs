@@ -8,7 +8,7 @@ use floe_protocol::{
     PlannedTask, Query, Reply, RepoName, Request, SessionId, SessionStatus, Solver, TaskState,
 };
 
-use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
 
 /// How often the job polls its session's state, ms.
 pub const JOB_POLL_MS: u64 = 100;
@@ -239,6 +239,18 @@ impl Job {
     }
 }
 
+impl Job {
+    /// The final outcome of the request of the current phase.
+    fn on_outcome(&mut self, outcome: Outcome) {
+        match self.phase {
+            Phase::Opening => self.on_open(outcome),
+            Phase::Polling => self.on_status(outcome),
+            Phase::Committing => self.on_commit(outcome),
+            _ => {}
+        }
+    }
+}
+
 impl Machine for Job {
     fn start(&mut self, _now_ms: u64) {
         if self.phase != Phase::Idle {
@@ -260,24 +272,19 @@ impl Machine for Job {
         }
         match input {
             Input::Response { seq, outcome } => {
-                let Some(outcome) = self.requester.on_response(&mut self.out, seq, outcome) else {
-                    return;
-                };
-                match self.phase {
-                    Phase::Opening => self.on_open(outcome),
-                    Phase::Polling => self.on_status(outcome),
-                    Phase::Committing => self.on_commit(outcome),
-                    _ => {}
+                if let Some(outcome) = self.requester.on_response(&mut self.out, seq, outcome) {
+                    self.on_outcome(outcome);
                 }
             }
-            Input::Timer { token } => {
-                if self.requester.on_timer(&mut self.out, token) {
-                    return;
+            Input::Timer { token } => match self.requester.on_timer(&mut self.out, token) {
+                TimerOutcome::Resent => {}
+                TimerOutcome::GaveUp(outcome) => self.on_outcome(outcome),
+                TimerOutcome::NotMine => {
+                    if self.phase == Phase::Sleeping(token) {
+                        self.poll_status();
+                    }
                 }
-                if self.phase == Phase::Sleeping(token) {
-                    self.poll_status();
-                }
-            }
+            },
             Input::PutDone { .. } | Input::GetDone { .. } => {}
         }
     }

@@ -32,7 +32,7 @@ use floe_protocol::{Envelope, Outcome};
 use crate::session::unexpected;
 
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
-pub use requester::{Requester, RetryPolicy};
+pub use requester::{Requester, RetryPolicy, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;
 pub use worker::{CompletionLog, SourceFn, Worker, WorkerReport, WorkerStatus, WORKER_IDLE_MS};
 pub use writer::{

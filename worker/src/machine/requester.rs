@@ -1,6 +1,10 @@
-//! The request/retry core shared by every client machine.
+//! The request/retry core shared by every client machine: the one place
+//! where floe's clients decide to resend, where, after how long, and when to
+//! give up.
 
 use floe_protocol::{ClientId, Envelope, FloeError, Outcome, Request};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use super::{Effect, Outbox};
 
@@ -11,19 +15,49 @@ pub struct RetryPolicy {
     pub timeout_ms: u64,
     /// The timeout doubles on every expiry, up to this.
     pub max_timeout_ms: u64,
-    /// Pause before resending after `Unavailable` or a `NotLeader` without
-    /// a usable hint.
+    /// Pause before resending after a retryable error (`Unavailable`, a
+    /// `NotLeader` without a usable hint); each pause is drawn from
+    /// `[redirect_delay_ms, 2 * redirect_delay_ms)` so that clients turned
+    /// away together do not come back together.
     pub redirect_delay_ms: u64,
+    /// Give up after this many sends of one request without a final
+    /// answer, with `Unavailable` (0: never give up).
+    pub max_attempts: u32,
 }
 
 impl Default for RetryPolicy {
+    /// 300 ms for a first answer, doubling to 2.4 s; give up after 20 sends
+    /// (about 40 s when no node answers at all).
     fn default() -> Self {
         RetryPolicy {
             timeout_ms: 300,
             max_timeout_ms: 2_400,
             redirect_delay_ms: 20,
+            max_attempts: 20,
         }
     }
+}
+
+impl RetryPolicy {
+    /// The default timings, never giving up (a client that must outlive any
+    /// outage, such as the simulation's, whose liveness oracle waits for it).
+    pub fn patient() -> Self {
+        RetryPolicy {
+            max_attempts: 0,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// What [`Requester::on_timer`] made of a timer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimerOutcome {
+    /// Not this requester's timer: the owner handles it.
+    NotMine,
+    /// The request was sent again (or the timer was stale).
+    Resent,
+    /// The request is given up: this is its final outcome.
+    GaveUp(Outcome),
 }
 
 /// The request in flight.
@@ -40,14 +74,21 @@ struct Inflight {
     timeout_ms: u64,
     /// Immediate redirects since the last timer-driven send.
     redirects: usize,
+    /// Sends of this envelope so far.
+    attempts: u32,
+    /// The last retryable answer, for the give-up message.
+    last_error: Option<FloeError>,
 }
 
 /// One outstanding request at a time, stamped `(client, seq)` with `seq`
 /// increasing per new request. Sends to the leader hint, else round-robin
-/// over the nodes; on `NotLeader`, `Unavailable` or a timeout it resends
-/// **the same envelope** (same seq) to another node, so the coordinator's
-/// idempotency table makes a command exactly-once. Any other outcome is
-/// final and handed back to the owner.
+/// over the nodes; on a retryable error ([`FloeError::is_retryable`]) or a
+/// timeout it resends **the same envelope** (same seq) to another node, so
+/// the coordinator's idempotency table makes a command exactly-once. Any
+/// other outcome is final and handed back to the owner, and so is the
+/// `Unavailable` it gives up with after [`RetryPolicy::max_attempts`] sends.
+/// Pauses are jittered from an RNG seeded with the client id, so runs stay
+/// reproducible.
 #[derive(Clone, Debug)]
 pub struct Requester {
     client: ClientId,
@@ -58,6 +99,7 @@ pub struct Requester {
     leader: Option<u64>,
     inflight: Option<Inflight>,
     sends: u64,
+    rng: SmallRng,
 }
 
 impl Requester {
@@ -75,7 +117,15 @@ impl Requester {
             leader: None,
             inflight: None,
             sends: 0,
+            rng: SmallRng::seed_from_u64(client.0 ^ 0x6a09_e667_f3bc_c909),
         }
+    }
+
+    /// Continues numbering after `seq`: the next request gets `seq + 1`.
+    /// For a client id shared by several requesters (each request in
+    /// flight under a seq of its own); never move it backwards.
+    pub fn continue_after(&mut self, seq: u64) {
+        self.last_seq = self.last_seq.max(seq);
     }
 
     /// Replaces the retry policy (for requests sent from now on).
@@ -127,6 +177,8 @@ impl Requester {
             pausing: false,
             timeout_ms,
             redirects: 0,
+            attempts: 1,
+            last_error: None,
         });
         self.last_seq
     }
@@ -145,12 +197,18 @@ impl Requester {
             return None;
         }
         match outcome {
-            Err(FloeError::NotLeader { leader_hint }) => {
-                self.redirect(out, leader_hint);
-                None
-            }
-            Err(FloeError::Unavailable(_)) => {
-                self.redirect(out, None);
+            Err(error) if error.is_retryable() => {
+                let hint = match error {
+                    FloeError::NotLeader { leader_hint } => leader_hint,
+                    _ => None,
+                };
+                if let Some(inflight) = self.inflight.as_mut() {
+                    inflight.last_error = Some(error);
+                }
+                if self.exhausted() {
+                    return Some(self.give_up());
+                }
+                self.redirect(out, hint);
                 None
             }
             final_outcome => {
@@ -160,22 +218,46 @@ impl Requester {
         }
     }
 
-    /// Handles a timer; returns true when it was this requester's.
-    pub fn on_timer(&mut self, out: &mut Outbox, token: u64) -> bool {
+    /// Handles a timer: resends after a timeout or a pause, or gives up.
+    pub fn on_timer(&mut self, out: &mut Outbox, token: u64) -> TimerOutcome {
         let Some(inflight) = self.inflight.as_mut() else {
-            return false;
+            return TimerOutcome::NotMine;
         };
         if inflight.timer != token {
-            return false;
+            return TimerOutcome::NotMine;
         }
         if !inflight.pausing {
             // No answer in time: that node may be down or partitioned.
             inflight.timeout_ms = (inflight.timeout_ms * 2).min(self.policy.max_timeout_ms.max(1));
             self.leader = None;
             self.cursor = self.cursor.wrapping_add(1);
+            if self.exhausted() {
+                return TimerOutcome::GaveUp(self.give_up());
+            }
         }
         self.resend(out, 0);
-        true
+        TimerOutcome::Resent
+    }
+
+    /// True when the request in flight used up its sends.
+    fn exhausted(&self) -> bool {
+        let max = self.policy.max_attempts;
+        max > 0 && self.inflight.as_ref().is_some_and(|i| i.attempts >= max)
+    }
+
+    /// Ends the request in flight with `Unavailable`, naming the last error.
+    fn give_up(&mut self) -> Outcome {
+        let Some(inflight) = self.inflight.take() else {
+            return Err(FloeError::Unavailable("no request in flight".into()));
+        };
+        let last = match &inflight.last_error {
+            Some(e) => e.to_string(),
+            None => format!("no answer within {} ms", inflight.timeout_ms),
+        };
+        Err(FloeError::Unavailable(format!(
+            "request {} of {} given up after {} sends (last: {last})",
+            inflight.envelope.seq, self.client, inflight.attempts
+        )))
     }
 
     /// After `NotLeader`/`Unavailable`: follow a fresh hint at once, else
@@ -195,7 +277,8 @@ impl Requester {
         if useful.is_none() {
             self.cursor = self.cursor.wrapping_add(1);
         }
-        let delay = self.policy.redirect_delay_ms.max(1);
+        let base = self.policy.redirect_delay_ms.max(1);
+        let delay = base + self.rng.gen_range(0..base);
         if let Some(inflight) = self.inflight.as_mut() {
             inflight.timer = out.timer(delay);
             inflight.pausing = true;
@@ -213,6 +296,7 @@ impl Requester {
         inflight.to = to;
         inflight.pausing = false;
         inflight.redirects = redirects;
+        inflight.attempts += 1;
         self.inflight = Some(inflight);
     }
 
@@ -281,7 +365,7 @@ mod tests {
         let first = drain(&mut out);
         assert_eq!(sent(&first), vec![(1, seq)]);
         // Timeout: the next node, same seq.
-        assert!(r.on_timer(&mut out, timer(&first)));
+        assert_eq!(r.on_timer(&mut out, timer(&first)), TimerOutcome::Resent);
         let second = drain(&mut out);
         assert_eq!(sent(&second), vec![(2, seq)]);
         // NotLeader with a hint: straight to the hint.
@@ -292,7 +376,7 @@ mod tests {
         assert_eq!(sent(&drain(&mut out)), vec![(3, seq)]);
         // A stale answer and a stale timer are ignored.
         assert_eq!(r.on_response(&mut out, seq + 1, Ok(Reply::Done)), None);
-        assert!(!r.on_timer(&mut out, timer(&first)));
+        assert_eq!(r.on_timer(&mut out, timer(&first)), TimerOutcome::NotMine);
         assert!(r.busy());
         // A final answer ends it; the next request gets the next seq.
         assert_eq!(
@@ -315,7 +399,7 @@ mod tests {
         assert_eq!(r.on_response(&mut out, seq, down), None);
         let pause = drain(&mut out);
         assert!(sent(&pause).is_empty());
-        assert!(r.on_timer(&mut out, timer(&pause)));
+        assert_eq!(r.on_timer(&mut out, timer(&pause)), TimerOutcome::Resent);
         assert_eq!(sent(&drain(&mut out)), vec![(2, seq)]);
         let other = Err(FloeError::UnknownRepo {
             repo: RepoName::new("r").unwrap(),
@@ -324,5 +408,88 @@ mod tests {
             r.on_response(&mut out, seq, other),
             Some(Err(FloeError::UnknownRepo { .. }))
         ));
+    }
+
+    #[test]
+    fn it_gives_up_after_max_attempts_naming_the_last_error() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let mut out = Outbox::new();
+        let mut r = Requester::new(ClientId(9), vec![1, 2], policy);
+        let seq = r.request(&mut out, query());
+        let first = drain(&mut out);
+        assert_eq!(r.on_timer(&mut out, timer(&first)), TimerOutcome::Resent);
+        drain(&mut out);
+        let busy = Err(FloeError::StoreUnavailable("503".into()));
+        assert_eq!(r.on_response(&mut out, seq, busy.clone()), None);
+        let pause = drain(&mut out);
+        assert_eq!(r.on_timer(&mut out, timer(&pause)), TimerOutcome::Resent);
+        assert_eq!(r.sends(), 3);
+        drain(&mut out);
+        let gave_up = r.on_response(&mut out, seq, busy);
+        assert!(
+            matches!(&gave_up, Some(Err(FloeError::Unavailable(m))) if m.contains("after 3 sends") && m.contains("503")),
+            "{gave_up:?}"
+        );
+        assert!(!r.busy());
+        assert!(out.is_empty(), "nothing more is sent");
+    }
+
+    #[test]
+    fn a_timeout_on_the_last_attempt_gives_up() {
+        let policy = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let mut out = Outbox::new();
+        let mut r = Requester::new(ClientId(9), vec![1], policy);
+        r.request(&mut out, query());
+        let first = drain(&mut out);
+        assert!(matches!(
+            r.on_timer(&mut out, timer(&first)),
+            TimerOutcome::GaveUp(Err(FloeError::Unavailable(_)))
+        ));
+    }
+
+    #[test]
+    fn pauses_are_jittered_and_reproducible() {
+        let pauses = |client: u64| -> Vec<u64> {
+            let mut out = Outbox::new();
+            let mut r = Requester::new(ClientId(client), vec![1, 2], RetryPolicy::patient());
+            let seq = r.request(&mut out, query());
+            drain(&mut out);
+            (0..8)
+                .map(|_| {
+                    r.on_response(&mut out, seq, Err(FloeError::Unavailable("x".into())));
+                    let effects = drain(&mut out);
+                    let after = effects
+                        .iter()
+                        .find_map(|e| match e {
+                            Effect::Timer { after_ms, .. } => Some(*after_ms),
+                            _ => None,
+                        })
+                        .unwrap_or(0);
+                    r.on_timer(&mut out, timer(&effects));
+                    drain(&mut out);
+                    after
+                })
+                .collect()
+        };
+        let a = pauses(1);
+        assert_eq!(a, pauses(1), "same client, same pauses");
+        assert!(a.iter().all(|p| (20..40).contains(p)), "{a:?}");
+        assert!(a.iter().any(|p| *p != a[0]), "jittered: {a:?}");
+    }
+
+    #[test]
+    fn a_shared_client_id_continues_the_numbering() {
+        let mut out = Outbox::new();
+        let mut r = Requester::new(ClientId(9), vec![1], RetryPolicy::default());
+        r.continue_after(41);
+        assert_eq!(r.request(&mut out, query()), 42);
+        r.continue_after(7);
+        assert_eq!(r.request(&mut out, query()), 43);
     }
 }

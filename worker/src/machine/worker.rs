@@ -23,7 +23,7 @@ use crate::format::{encode_chunk, ObjectKind};
 
 use super::build::delta_of;
 use super::upload::{Progress, Upload};
-use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
 
 /// How long a worker waits before claiming again when every remaining task
 /// is held by another worker, ms.
@@ -486,8 +486,13 @@ impl Worker {
         }
     }
 
-    fn on_timer(&mut self, token: u64) {
-        if self.requester.on_timer(&mut self.out, token) || self.on_renew_timer(token) {
+    fn on_timer(&mut self, now_ms: u64, token: u64) {
+        match self.requester.on_timer(&mut self.out, token) {
+            TimerOutcome::Resent => return,
+            TimerOutcome::GaveUp(outcome) => return self.on_outcome(now_ms, outcome),
+            TimerOutcome::NotMine => {}
+        }
+        if self.on_renew_timer(token) {
             return;
         }
         if self.idle_timer == Some(token) {
@@ -521,7 +526,7 @@ impl Machine for Worker {
                     self.on_outcome(now_ms, outcome);
                 }
             }
-            Input::Timer { token } => self.on_timer(token),
+            Input::Timer { token } => self.on_timer(now_ms, token),
             Input::PutDone { token, result } => self.on_put(token, result),
             Input::GetDone { .. } => {}
         }

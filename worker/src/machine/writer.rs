@@ -21,7 +21,7 @@ use crate::resolve::History;
 
 use super::build::{delta_of, Builder, Sources, Want};
 use super::upload::{Progress, Upload};
-use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
 use crate::data::meta_of;
 
 /// Most commits sent on one checkout by the fast-forward loop.
@@ -546,7 +546,10 @@ impl Machine for Writer {
                 }
             }
             Input::Timer { token } => {
-                self.requester.on_timer(&mut self.out, token);
+                if let TimerOutcome::GaveUp(outcome) = self.requester.on_timer(&mut self.out, token)
+                {
+                    self.on_outcome(outcome);
+                }
             }
             Input::PutDone { token, result } => self.on_put(token, result),
             Input::GetDone { token, result } => self.on_get(token, result),
