@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use floe_coordinator::{Config, EmbeddedCluster};
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, Command, CommitMode, Coordinator, DType, Outcome, Region,
-    RepoName, Request, Solver,
+    ArrayMeta, ArrayPath, BranchName, Command, CommitMode, Coordinator, DType, Envelope, Outcome,
+    Region, RepoName, Request, Solver,
 };
 use floe_worker::{ArrayData, Session, Store};
 
@@ -28,9 +28,13 @@ struct Counting<C> {
 }
 
 impl<C: Coordinator> Coordinator for Counting<C> {
-    async fn call(&self, request: Request) -> Outcome {
+    fn nodes(&self) -> Vec<u64> {
+        self.inner.nodes()
+    }
+
+    async fn send(&self, to: u64, envelope: Envelope) -> Outcome {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.call(request).await
+        self.inner.send(to, envelope).await
     }
 }
 
@@ -85,9 +89,11 @@ async fn contend(writers: u64, strategy: Strategy) -> Result<Figures> {
     let repo = RepoName::new("bench")?;
     let path = ArrayPath::new("/a")?;
     let main = BranchName::new("main")?;
-    coord
-        .call(Request::Command(Command::CreateRepo { repo: repo.clone() }))
-        .await?;
+    floe_worker::client::call(
+        &coord,
+        Request::Command(Command::CreateRepo { repo: repo.clone() }),
+    )
+    .await?;
     let mut setup =
         Session::checkout(coord.clone(), store.clone(), repo.clone(), main.clone()).await?;
     setup.create_array(

@@ -55,7 +55,7 @@ async fn setup<C: Coordinator>(
     meta: ArrayMeta,
 ) -> Result<CommitId> {
     let create = Request::Command(Command::CreateRepo { repo: repo.clone() });
-    match coord.call(create).await? {
+    match floe_worker::client::call(coord, create).await? {
         Reply::RepoCreated { .. } => {}
         other => bail!("unexpected reply to CreateRepo: {other:?}"),
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use floe_coordinator::{Config, EmbeddedCluster};
 use floe_protocol::codec::{self, CodecError, MAX_FRAME_LEN, WIRE_VERSION};
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, Coordinator, DType, FloeError,
+    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, DType, FloeError,
     GeometryError, Message, ObjectId, PlannedTask, Query, Region, Reply, RepoName, Request,
     SessionId, TaskId, WorkerId,
 };
@@ -56,7 +56,7 @@ async fn session(f: &Fixture) -> Session<EmbeddedCluster> {
 }
 
 async fn cmd(coord: &Arc<EmbeddedCluster>, c: Command) -> Result<Reply, FloeError> {
-    coord.call(Request::Command(c)).await
+    floe_worker::client::call(coord, Request::Command(c)).await
 }
 
 async fn tip(f: &Fixture) -> CommitId {
@@ -64,7 +64,7 @@ async fn tip(f: &Fixture) -> CommitId {
         repo: f.repo.clone(),
         branch: main_branch(),
     };
-    match f.coord.call(Request::Query(q)).await {
+    match floe_worker::client::call(&f.coord, Request::Query(q)).await {
         Ok(Reply::Commit(rec)) => rec.id,
         other => panic!("checkout failed: {other:?}"),
     }

@@ -10,9 +10,11 @@ async fn demo(dir: &std::path::Path) -> anyhow::Result<CommitId> {
     let coord = Arc::new(EmbeddedCluster::start(3, Config::default())?);
     let store = Store::from_url(&format!("file://{}", dir.display()))?;
     let repo = RepoName::new("weather")?;
-    coord
-        .call(Request::Command(Command::CreateRepo { repo: repo.clone() }))
-        .await?;
+    floe_worker::client::call(
+        &coord,
+        Request::Command(Command::CreateRepo { repo: repo.clone() }),
+    )
+    .await?;
 
     let main = BranchName::new("main")?;
     let mut s = Session::checkout(coord.clone(), store.clone(), repo.clone(), main).await?;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use floe_coordinator::{Config, EmbeddedCluster};
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, ConflictKind, Coordinator,
-    DType, FloeError, PlannedTask, Region, Reply, RepoName, Request, Solver,
+    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, ConflictKind, DType,
+    FloeError, PlannedTask, Region, Reply, RepoName, Request, Solver,
 };
 use floe_worker::{run_plan, ArrayData, CoopOptions, SeedStep, Session, Source, Store, Synthetic};
 
@@ -25,10 +25,12 @@ fn main_branch() -> BranchName {
 /// A repo whose C1 holds an int32 array of 30 elements in chunks of 10.
 async fn repo_at_c1(coord: &Arc<EmbeddedCluster>, store: &Store, name: &str) -> RepoName {
     let repo = RepoName::new(name).unwrap();
-    let reply = coord
-        .call(Request::Command(Command::CreateRepo { repo: repo.clone() }))
-        .await
-        .unwrap();
+    let reply = floe_worker::client::call(
+        coord,
+        Request::Command(Command::CreateRepo { repo: repo.clone() }),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply, Reply::RepoCreated { root: CommitId(0) });
     let mut s = session(coord, store, &repo).await;
     let meta = ArrayMeta::new(vec![30], vec![10], DType::I32, -1.0).unwrap();
@@ -158,10 +160,12 @@ async fn example_two_conflict_on_chunk_10_20_then_manual_retry() {
 async fn the_cooperative_dag_lands_as_one_commit() {
     let (coord, store) = (cluster(), Store::memory());
     let repo = RepoName::new("dag").unwrap();
-    coord
-        .call(Request::Command(Command::CreateRepo { repo: repo.clone() }))
-        .await
-        .unwrap();
+    floe_worker::client::call(
+        &coord,
+        Request::Command(Command::CreateRepo { repo: repo.clone() }),
+    )
+    .await
+    .unwrap();
     let mut s = session(&coord, &store, &repo).await;
     let meta = ArrayMeta::new(vec![40], vec![10], DType::F64, 0.0).unwrap();
     s.create_array(&path(), meta.clone()).unwrap();

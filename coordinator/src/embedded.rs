@@ -4,12 +4,11 @@
 //! memory, "fsyncs" at once (the storage is in memory), and answers clients.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use floe_protocol::{ClientId, Coordinator, Envelope, FloeError, Outcome, Request};
+use floe_protocol::{ClientId, Coordinator, Envelope, FloeError, Outcome};
 use tokio::sync::oneshot;
 
 use crate::node::{Effect, Node, NodeConfig};
@@ -17,19 +16,19 @@ use crate::state::{Config, State};
 
 /// Wall-clock length of one Raft tick.
 pub const TICK: Duration = Duration::from_millis(10);
-/// How long a client waits for an answer before giving up.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`EmbeddedCluster::start`] waits for the first leader.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum ToLoop {
-    Call(Envelope, oneshot::Sender<Outcome>),
+    /// Deliver an envelope to one node (1-based id) and answer on the channel.
+    Send(u64, Envelope, oneshot::Sender<Outcome>),
     Stop,
 }
 
-/// A running in-process cluster; implements [`Coordinator`].
+/// A running in-process cluster; implements [`Coordinator`] (each node
+/// addressable by its raft id, 1 to N).
 pub struct EmbeddedCluster {
     nodes: usize,
-    client: ClientId,
-    seq: AtomicU64,
     tx: Sender<ToLoop>,
     thread: Option<JoinHandle<()>>,
 }
@@ -56,16 +55,10 @@ impl EmbeddedCluster {
             .spawn(move || Loop::new(cluster).run(rx, ready_tx))
             .map_err(|e| FloeError::Unavailable(e.to_string()))?;
         ready_rx
-            .recv_timeout(CALL_TIMEOUT)
+            .recv_timeout(START_TIMEOUT)
             .map_err(|_| FloeError::Unavailable("no leader elected".into()))?;
         Ok(EmbeddedCluster {
             nodes,
-            client: ClientId(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64),
-            ),
-            seq: AtomicU64::new(1),
             tx,
             thread: Some(thread),
         })
@@ -87,36 +80,26 @@ impl Drop for EmbeddedCluster {
 }
 
 impl Coordinator for EmbeddedCluster {
-    async fn call(&self, request: Request) -> Outcome {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let envelope = Envelope {
-            client: self.client,
-            seq,
-            request,
-        };
-        let deadline = Instant::now() + CALL_TIMEOUT;
-        // A retry reuses (client, seq): the state machine answers it from
-        // its idempotency table, so a command lands at most once.
-        loop {
-            let (tx, rx) = oneshot::channel();
-            self.tx
-                .send(ToLoop::Call(envelope.clone(), tx))
-                .map_err(|_| FloeError::Unavailable("cluster stopped".into()))?;
-            match rx.await {
-                Ok(Err(FloeError::NotLeader { .. })) | Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(TICK).await;
-                }
-                Ok(outcome) => return outcome,
-                Err(_) => return Err(FloeError::Unavailable("cluster stopped".into())),
-            }
-        }
+    fn nodes(&self) -> Vec<u64> {
+        (1..=self.nodes as u64).collect()
+    }
+
+    async fn send(&self, to: u64, envelope: Envelope) -> Outcome {
+        let stopped = || FloeError::Unavailable("the embedded cluster stopped".into());
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(ToLoop::Send(to, envelope, tx))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 }
 
 /// The thread that owns the nodes.
 struct Loop {
     nodes: Vec<Node<State>>,
-    waiting: HashMap<(ClientId, u64), oneshot::Sender<Outcome>>,
+    /// Who waits for the answer to `(client, seq)`: several senders when
+    /// a client resent its envelope before the first answer came.
+    waiting: HashMap<(ClientId, u64), Vec<oneshot::Sender<Outcome>>>,
     mail: VecDeque<(u64, u64, Vec<u8>)>,
 }
 
@@ -141,7 +124,7 @@ impl Loop {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(ToLoop::Call(env, reply)) => self.submit(env, reply),
+                Ok(ToLoop::Send(to, env, reply)) => self.submit(to, env, reply),
                 Ok(ToLoop::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {
                     self.nodes.iter_mut().for_each(Node::tick);
@@ -159,13 +142,23 @@ impl Loop {
         self.nodes.iter().position(Node::is_leader)
     }
 
-    fn submit(&mut self, env: Envelope, reply: oneshot::Sender<Outcome>) {
-        let Some(i) = self.leader() else {
-            let _ = reply.send(Err(FloeError::NotLeader { leader_hint: None }));
+    /// Hands `env` to node `to`, which answers it (`NotLeader` with a hint
+    /// when it is not the leader).
+    fn submit(&mut self, to: u64, env: Envelope, reply: oneshot::Sender<Outcome>) {
+        let Some(node) = to
+            .checked_sub(1)
+            .and_then(|i| self.nodes.get_mut(i as usize))
+        else {
+            let _ = reply.send(Err(FloeError::Unavailable(format!(
+                "no coordinator node {to} in this cluster"
+            ))));
             return;
         };
-        self.waiting.insert((env.client, env.seq), reply);
-        self.nodes[i].propose(now_ms(), env);
+        self.waiting
+            .entry((env.client, env.seq))
+            .or_default()
+            .push(reply);
+        node.propose(now_ms(), env);
     }
 
     /// Runs every node's effects until the cluster is quiet.
@@ -201,8 +194,8 @@ impl Loop {
                 seq,
                 outcome,
             } => {
-                if let Some(tx) = self.waiting.remove(&(client, seq)) {
-                    let _ = tx.send(outcome);
+                for tx in self.waiting.remove(&(client, seq)).into_iter().flatten() {
+                    let _ = tx.send(outcome.clone());
                 }
             }
             Effect::Failed { error } => tracing::error!(node = i + 1, %error, "node stopped"),

@@ -49,19 +49,24 @@ impl LocalCoordinator {
             .clone()
     }
 
-    /// Answers one request synchronously.
+    /// Answers one request synchronously, stamped with this coordinator's
+    /// own client id and the next sequence number (for tests and setup).
     pub fn call_now(&self, request: Request) -> Outcome {
+        let envelope = Envelope {
+            client: self.client,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            request,
+        };
+        self.deliver(&envelope)
+    }
+
+    /// Applies a command (idempotently, by its client and seq) or answers a
+    /// query.
+    fn deliver(&self, envelope: &Envelope) -> Outcome {
         let mut state = self.lock()?;
-        match request {
-            Request::Query(query) => state.query(&query),
-            request @ Request::Command(_) => {
-                let envelope = Envelope {
-                    client: self.client,
-                    seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-                    request,
-                };
-                state.apply(now_ms(), &envelope)
-            }
+        match &envelope.request {
+            Request::Query(query) => state.query(query),
+            Request::Command(_) => state.apply(now_ms(), envelope),
         }
     }
 
@@ -73,8 +78,18 @@ impl LocalCoordinator {
 }
 
 impl Coordinator for LocalCoordinator {
-    fn call(&self, request: Request) -> impl Future<Output = Outcome> + Send {
-        ready(self.call_now(request))
+    /// One node, id 1.
+    fn nodes(&self) -> Vec<u64> {
+        vec![1]
+    }
+
+    fn send(&self, to: u64, envelope: Envelope) -> impl Future<Output = Outcome> + Send {
+        ready(match to {
+            1 => self.deliver(&envelope),
+            _ => Err(FloeError::Unavailable(format!(
+                "the local coordinator is node 1, not {to}"
+            ))),
+        })
     }
 }
 

@@ -218,7 +218,7 @@ fn replicas_applying_the_same_log_agree() {
 #[test]
 fn local_coordinator_stamps_commands_and_answers_queries() {
     let local = LocalCoordinator::new(Config::default());
-    let run = |r| futures_lite_block_on(local.call(r));
+    let run = |r| local.call_now(r);
     assert_eq!(
         run(Request::Command(Command::CreateRepo { repo: repo() })),
         Ok(Reply::RepoCreated { root: CommitId(0) })
@@ -237,6 +237,23 @@ fn local_coordinator_stamps_commands_and_answers_queries() {
     let again = LocalCoordinator::with_state(state.clone());
     assert_eq!(again.state().digest(), state.digest());
     assert!(local.state().time() > 1_600_000_000_000, "wall clock ms");
+}
+
+#[test]
+fn local_coordinator_delivers_envelopes_idempotently_as_node_1() {
+    let local = LocalCoordinator::new(Config::default());
+    assert_eq!(local.nodes(), vec![1]);
+    let envelope = Envelope {
+        client: ClientId(7),
+        seq: 1,
+        request: Request::Command(Command::CreateRepo { repo: repo() }),
+    };
+    let first = futures_lite_block_on(local.send(1, envelope.clone()));
+    assert_eq!(first, Ok(Reply::RepoCreated { root: CommitId(0) }));
+    let resent = futures_lite_block_on(local.send(1, envelope.clone()));
+    assert_eq!(resent, first, "a resend is answered, not applied again");
+    let elsewhere = futures_lite_block_on(local.send(2, envelope));
+    assert!(matches!(elsewhere, Err(FloeError::Unavailable(_))));
 }
 
 /// Polls a future that is ready at once (the local coordinator never waits).

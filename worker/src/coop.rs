@@ -19,10 +19,11 @@ use floe_protocol::region::linear_index;
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, ChunkPart, Command, CommitId, CommitMode, Coordinator,
     FloeError, Footprint, GeometryError, ObjectId, Outcome, PlannedTask, Region, Reply, RepoName,
-    Request, SessionId, Solver, Span, TaskId, WorkerId,
+    SessionId, Solver, Span, TaskId, WorkerId,
 };
 
 use crate::chunk::{covers_whole_chunk, patch_chunk};
+use crate::client::Client;
 use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::Manifest;
 use crate::npy::NpyFile;
@@ -514,8 +515,8 @@ struct WorkerStats {
     abandoned: u32,
 }
 
-struct Job<C> {
-    coord: Arc<C>,
+struct Job<C: Coordinator> {
+    client: Arc<Client<C>>,
     store: Store,
     repo: RepoName,
     session: SessionId,
@@ -528,7 +529,7 @@ struct Job<C> {
     stop: AtomicBool,
 }
 
-impl<C> Job<C> {
+impl<C: Coordinator> Job<C> {
     fn emit(&self, event: CoopEvent) {
         if let Some(hook) = &self.on_event {
             hook(&event);
@@ -536,8 +537,8 @@ impl<C> Job<C> {
     }
 }
 
-async fn command<C: Coordinator>(coord: &C, cmd: Command) -> Outcome {
-    coord.call(Request::Command(cmd)).await
+async fn command<C: Coordinator>(client: &Client<C>, cmd: Command) -> Outcome {
+    client.command(cmd).await
 }
 
 /// Runs a cooperative plan: opens a session on `branch`, lets
@@ -566,7 +567,8 @@ pub async fn run_plan<C: Coordinator + 'static>(
         plan: Some(plan),
         lease_ms: opts.lease_ms,
     };
-    let (session, arrays) = match command(coord.as_ref(), open).await? {
+    let client = Arc::new(Client::new(coord));
+    let (session, arrays) = match command(&client, open).await? {
         Reply::SessionOpened {
             session, arrays, ..
         } => (session, arrays),
@@ -577,7 +579,7 @@ pub async fn run_plan<C: Coordinator + 'static>(
         None => StdRng::from_entropy(),
     };
     let job = Arc::new(Job {
-        coord: coord.clone(),
+        client: client.clone(),
         store,
         repo,
         session,
@@ -625,7 +627,7 @@ pub async fn run_plan<C: Coordinator + 'static>(
         }
     }
     if let Some(error) = first_error {
-        let _ = command(coord.as_ref(), Command::AbortSession { session }).await;
+        let _ = command(&client, Command::AbortSession { session }).await;
         return Err(error);
     }
     let commit = Command::CommitSession {
@@ -634,7 +636,7 @@ pub async fn run_plan<C: Coordinator + 'static>(
         author: opts.author.clone(),
         mode: opts.mode,
     };
-    match command(coord.as_ref(), commit).await {
+    match command(&client, commit).await {
         Ok(Reply::Committed { commit, .. }) => Ok(CoopReport {
             session,
             commit,
@@ -647,7 +649,7 @@ pub async fn run_plan<C: Coordinator + 'static>(
         Ok(other) => Err(unexpected("CommitSession", &other)),
         Err(e) => {
             if !matches!(e, FloeError::OutOfDate { .. } | FloeError::Conflict { .. }) {
-                let _ = command(coord.as_ref(), Command::AbortSession { session }).await;
+                let _ = command(&client, Command::AbortSession { session }).await;
             }
             Err(e)
         }
@@ -680,7 +682,7 @@ async fn claim_loop<C: Coordinator + 'static>(
             session: job.session,
             worker,
         };
-        match on_claim(command(job.coord.as_ref(), claim).await)? {
+        match on_claim(command(&job.client, claim).await)? {
             ClaimDecision::Exit => return Ok(stats),
             ClaimDecision::Wait { .. } => {
                 tokio::time::sleep(Duration::from_millis(job.idle_ms)).await;
@@ -714,7 +716,7 @@ fn spawn_renewer<C: Coordinator + 'static>(
                 task,
                 epoch,
             };
-            match on_renew(&command(job.coord.as_ref(), renew).await) {
+            match on_renew(&command(&job.client, renew).await) {
                 RenewDecision::Renewed { .. } => {}
                 RenewDecision::Retry => tracing::debug!(%task, epoch, "lease renewal failed"),
                 RenewDecision::Lost => {
@@ -808,7 +810,7 @@ async fn write_and_complete<C: Coordinator + 'static>(
         delta,
         footprint: task_footprint(path, &meta, &grant.region),
     };
-    match on_complete(command(job.coord.as_ref(), complete).await)? {
+    match on_complete(command(&job.client, complete).await)? {
         CompleteDecision::Accepted { unfinished } => {
             stats.completed += 1;
             stats.chunks += parts.len() as u64;

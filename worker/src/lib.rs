@@ -13,8 +13,10 @@
 #![warn(missing_docs)]
 
 pub mod chunk;
+pub mod client;
 pub mod coop;
 pub mod data;
+pub mod driver;
 pub mod format;
 pub mod machine;
 pub mod npy;
@@ -22,10 +24,12 @@ pub mod resolve;
 pub mod session;
 pub mod store;
 
+pub use client::Client;
 pub use coop::{
     plan_grid, run_plan, CoopEvent, CoopOptions, CoopReport, Source, Synthetic, Tiling,
 };
 pub use data::{ArrayData, Element};
+pub use driver::drive;
 pub use format::Manifest;
 pub use npy::{write_npy, NpyFile};
 pub use session::{read_at, FastForward, Reader, SeedLoop, SeedStep, Session};

@@ -17,10 +17,11 @@ use rand::{Rng, SeedableRng};
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, CommitRecord, CommitRequest,
     Conflict, Coordinator, FloeError, Footprint, GeometryError, MetaChange, ObjectId, Query,
-    Region, Reply, RepoName, Request,
+    Region, Reply, RepoName,
 };
 
 use crate::chunk::{covers_whole_chunk, extract_part, fill_chunk, patch_chunk, regrown_chunks};
+use crate::client::Client;
 use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::Manifest;
 use crate::resolve::{History, Location, Need, Step};
@@ -35,17 +36,9 @@ pub(crate) fn unexpected(what: &str, reply: &Reply) -> FloeError {
     FloeError::Codec(format!("unexpected reply to {what}: {reply:?}"))
 }
 
-async fn command<C: Coordinator>(coord: &C, cmd: Command) -> Result<Reply, FloeError> {
-    coord.call(Request::Command(cmd)).await
-}
-
-async fn query<C: Coordinator>(coord: &C, q: Query) -> Result<Reply, FloeError> {
-    coord.call(Request::Query(q)).await
-}
-
 /// Reads commits of one repo, caching commit records and manifests.
 pub struct Reader<C: Coordinator> {
-    coord: Arc<C>,
+    client: Client<C>,
     store: Store,
     repo: RepoName,
     history: History,
@@ -55,7 +48,7 @@ impl<C: Coordinator> Reader<C> {
     /// A reader of `repo`, with an empty cache.
     pub fn new(coord: Arc<C>, store: Store, repo: RepoName) -> Self {
         Reader {
-            coord,
+            client: Client::new(coord),
             store,
             repo,
             history: History::new(),
@@ -105,7 +98,7 @@ impl<C: Coordinator> Reader<C> {
                     repo: self.repo.clone(),
                     commit,
                 };
-                match query(self.coord.as_ref(), q).await? {
+                match self.client.query(q).await? {
                     Reply::Commit(rec) if rec.id == commit => self.history.insert_record(*rec),
                     other => return Err(unexpected("GetCommit", &other)),
                 }
@@ -164,7 +157,7 @@ impl<C: Coordinator> Reader<C> {
             commit,
             checkpoint: id,
         };
-        match command(self.coord.as_ref(), cmd).await? {
+        match self.client.command(cmd).await? {
             Reply::Done => {}
             other => return Err(unexpected("RecordCheckpoint", &other)),
         }
@@ -336,11 +329,11 @@ impl<C: Coordinator> Session<C> {
             repo: repo.clone(),
             branch: branch.clone(),
         };
-        let base = match query(coord.as_ref(), q).await? {
+        let mut reader = Reader::new(coord, store, repo);
+        let base = match reader.client.query(q).await? {
             Reply::Commit(rec) => *rec,
             other => return Err(unexpected("Checkout", &other)),
         };
-        let mut reader = Reader::new(coord, store, repo);
         reader.remember(base.clone());
         Ok(Session {
             reader,
@@ -763,7 +756,7 @@ impl<C: Coordinator> Session<C> {
             author: self.author.clone(),
             mode,
         };
-        let commit = match command(self.reader.coord.as_ref(), Command::Commit(request)).await? {
+        let commit = match self.reader.client.command(Command::Commit(request)).await? {
             Reply::Committed { commit, .. } => commit,
             other => return Err(unexpected("Commit", &other)),
         };
@@ -785,7 +778,7 @@ impl<C: Coordinator> Session<C> {
             base: self.base.id,
             footprint: self.footprint(),
         };
-        match query(self.reader.coord.as_ref(), q).await? {
+        match self.reader.client.query(q).await? {
             Reply::FastForward { tip, conflicts } if conflicts.is_empty() => {
                 Ok(FastForward::Yes { tip })
             }

@@ -179,8 +179,9 @@ impl Store {
         }
     }
 
-    /// Reads a whole object, retrying transient failures.
-    pub async fn get_raw(&self, key: &Path) -> Result<Vec<u8>, FloeError> {
+    /// Reads a whole object, retrying transient failures; `None` when there
+    /// is no such object.
+    pub async fn get_opt(&self, key: &Path) -> Result<Option<Vec<u8>>, FloeError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -189,7 +190,8 @@ impl Store {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(bytes) => return Ok(bytes.to_vec()),
+                Ok(bytes) => return Ok(Some(bytes.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) if transient(&e) && attempt < self.attempts => {
                     tracing::warn!(%key, attempt, error = %e, "get failed, retrying");
                     tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
@@ -197,6 +199,14 @@ impl Store {
                 Err(e) => return Err(final_err(format!("get {key}"), e)),
             }
         }
+    }
+
+    /// Reads a whole object, retrying transient failures; a missing object
+    /// is an error.
+    pub async fn get_raw(&self, key: &Path) -> Result<Vec<u8>, FloeError> {
+        self.get_opt(key)
+            .await?
+            .ok_or_else(|| FloeError::Store(format!("get {key}: no such object")))
     }
 
     /// Writes chunk `id`: encodes the full chunk buffer with `meta.codec`.

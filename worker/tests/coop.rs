@@ -1,6 +1,5 @@
 //! End-to-end tests of cooperative plans against an in-process coordinator.
 
-use std::future::{ready, Future};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use floe_coordinator::state::Config;
 use floe_coordinator::LocalCoordinator;
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, Codec, Command, CommitId, CommitMode, Coordinator, DType,
-    FloeError, Outcome, PlannedTask, Query, Region, Reply, RepoName, Request, SessionId,
+    Envelope, FloeError, Outcome, PlannedTask, Query, Region, Reply, RepoName, Request, SessionId,
     SessionStatus, TaskId, TaskState,
 };
 use floe_worker::coop::{CoopEvent, EventHook};
@@ -193,8 +192,12 @@ struct DropRenewals {
 }
 
 impl Coordinator for DropRenewals {
-    fn call(&self, request: Request) -> impl Future<Output = Outcome> + Send {
-        let dropped = match &request {
+    fn nodes(&self) -> Vec<u64> {
+        self.inner.nodes()
+    }
+
+    async fn send(&self, to: u64, envelope: Envelope) -> Outcome {
+        let dropped = match &envelope.request {
             Request::Command(Command::RenewLease { task, epoch, .. }) => {
                 *self.first_grant.lock().unwrap() == Some((*task, *epoch))
             }
@@ -203,7 +206,7 @@ impl Coordinator for DropRenewals {
         let outcome = if dropped {
             Err(FloeError::Unavailable("renewal lost in the network".into()))
         } else {
-            self.inner.call_now(request)
+            self.inner.send(to, envelope).await
         };
         if let Ok(Reply::TaskGranted {
             task,
@@ -217,7 +220,7 @@ impl Coordinator for DropRenewals {
                 *first = Some((*task, *epoch));
             }
         }
-        ready(outcome)
+        outcome
     }
 }
 

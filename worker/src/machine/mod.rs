@@ -19,6 +19,7 @@
 //! duplicated, late or stale deliveries are harmless.
 
 mod build;
+mod call;
 mod job;
 mod requester;
 mod upload;
@@ -31,6 +32,7 @@ use floe_protocol::{Envelope, Outcome};
 
 use crate::session::unexpected;
 
+pub use call::Call;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
 pub use requester::{Requester, RetryPolicy, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;

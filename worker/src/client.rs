@@ -1,0 +1,81 @@
+//! [`Client`]: one client id talking to a coordinator cluster, each request
+//! a [`Call`] machine run by the [`drive`]r, so it is retried, redirected
+//! and given up exactly as every other client machine.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use floe_protocol::{ClientId, Command, Coordinator, Outcome, Query, Reply, Request};
+
+use crate::driver::drive;
+use crate::machine::{Call, RetryPolicy};
+
+/// A client of the coordinator cluster with its own client id. Requests
+/// may run concurrently (each under a sequence number of its own); a
+/// command is applied at most once however often it is resent.
+pub struct Client<C: ?Sized> {
+    coord: Arc<C>,
+    id: ClientId,
+    last_seq: AtomicU64,
+    policy: RetryPolicy,
+}
+
+impl<C: Coordinator + ?Sized> Client<C> {
+    /// A client with a random id and the default [`RetryPolicy`].
+    pub fn new(coord: Arc<C>) -> Self {
+        Self::with_id(coord, ClientId(rand::random()))
+    }
+
+    /// A client with the given id. Use an id no other client (and no
+    /// earlier run of this one) uses: the coordinator would answer this
+    /// client's requests with their outcomes.
+    pub fn with_id(coord: Arc<C>, id: ClientId) -> Self {
+        Client {
+            coord,
+            id,
+            last_seq: AtomicU64::new(0),
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// Uses `policy` for requests sent from now on.
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The client id.
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The coordinator behind it.
+    pub fn coordinator(&self) -> &Arc<C> {
+        &self.coord
+    }
+
+    /// Sends `request` and waits for its final outcome (retryable errors
+    /// are retried by the policy; giving up is `Unavailable`).
+    pub async fn call(&self, request: Request) -> Outcome {
+        let seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut call = Call::new(self.id, seq, self.coord.nodes(), self.policy, request);
+        drive(&mut call, self.coord.as_ref(), None).await?;
+        call.into_outcome()
+    }
+
+    /// Sends a command.
+    pub async fn command(&self, command: Command) -> Result<Reply, floe_protocol::FloeError> {
+        self.call(Request::Command(command)).await
+    }
+
+    /// Sends a query.
+    pub async fn query(&self, query: Query) -> Result<Reply, floe_protocol::FloeError> {
+        self.call(Request::Query(query)).await
+    }
+}
+
+/// One request from a fresh client id: for one-off calls (creating a repo,
+/// a tag). Programs that send many requests keep a [`Client`].
+pub async fn call<C: Coordinator + ?Sized>(coord: &Arc<C>, request: Request) -> Outcome {
+    Client::new(coord.clone()).call(request).await
+}

@@ -1,0 +1,78 @@
+//! The smallest client machine: one request, retried by the [`Requester`]
+//! until it has a final outcome.
+
+use floe_protocol::{ClientId, FloeError, Outcome, Request};
+
+use super::{Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
+
+/// Sends one request (under sequence number `seq`, so several calls can
+/// share a client id) and ends with its final outcome.
+#[derive(Debug)]
+pub struct Call {
+    requester: Requester,
+    request: Option<Request>,
+    seq: u64,
+    out: Outbox,
+    outcome: Option<Outcome>,
+}
+
+impl Call {
+    /// A call of `request` as `client`, sent with sequence number `seq`, to
+    /// coordinator `nodes`.
+    pub fn new(
+        client: ClientId,
+        seq: u64,
+        nodes: Vec<u64>,
+        policy: RetryPolicy,
+        request: Request,
+    ) -> Self {
+        let mut requester = Requester::new(client, nodes, policy);
+        requester.continue_after(seq.saturating_sub(1));
+        Call {
+            requester,
+            request: Some(request),
+            seq,
+            out: Outbox::new(),
+            outcome: None,
+        }
+    }
+
+    /// The final outcome; `Unavailable` if the call never ran.
+    pub fn into_outcome(self) -> Outcome {
+        self.outcome
+            .unwrap_or_else(|| Err(FloeError::Unavailable("the call was not driven".into())))
+    }
+}
+
+impl Machine for Call {
+    fn start(&mut self, _now_ms: u64) {
+        if let Some(request) = self.request.take() {
+            let seq = self.requester.request(&mut self.out, request);
+            debug_assert_eq!(seq, self.seq);
+        }
+    }
+
+    fn handle(&mut self, _now_ms: u64, input: Input) {
+        let outcome = match input {
+            Input::Response { seq, outcome } => {
+                self.requester.on_response(&mut self.out, seq, outcome)
+            }
+            Input::Timer { token } => match self.requester.on_timer(&mut self.out, token) {
+                TimerOutcome::GaveUp(outcome) => Some(outcome),
+                TimerOutcome::Resent | TimerOutcome::NotMine => None,
+            },
+            Input::PutDone { .. } | Input::GetDone { .. } => None,
+        };
+        if outcome.is_some() {
+            self.outcome = outcome;
+        }
+    }
+
+    fn poll(&mut self) -> Option<Effect> {
+        self.out.pop()
+    }
+
+    fn is_done(&self) -> bool {
+        self.outcome.is_some()
+    }
+}
