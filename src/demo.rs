@@ -47,7 +47,7 @@ fn name<T>(make: fn(String) -> Result<T, FloeError>, s: &str) -> Result<T> {
 }
 
 /// Creates `repo` and an array in commit C1, as the seed's diagrams start.
-async fn setup<C: Coordinator>(
+async fn setup<C: Coordinator + 'static>(
     coord: &Arc<C>,
     store: &Store,
     repo: &RepoName,
@@ -117,7 +117,7 @@ fn seed_words(session: &str, step: &SeedStep) {
     }
 }
 
-async fn checkout<C: Coordinator>(
+async fn checkout<C: Coordinator + 'static>(
     coord: &Arc<C>,
     store: &Store,
     repo: &RepoName,
@@ -130,7 +130,7 @@ async fn checkout<C: Coordinator>(
     Ok(s)
 }
 
-async fn write<C: Coordinator>(
+async fn write<C: Coordinator + 'static>(
     s: &mut Session<C>,
     who: &str,
     path: &ArrayPath,
@@ -149,7 +149,7 @@ fn seed_array() -> Result<ArrayMeta> {
 }
 
 /// Example 1: `0:20` and `20:30` — out of date, fast-forward, C3.
-async fn example_one<C: Coordinator>(coord: &Arc<C>, store: &Store) -> Result<()> {
+async fn example_one<C: Coordinator + 'static>(coord: &Arc<C>, store: &Store) -> Result<()> {
     println!("\n== Example 1: no conflicts (chunk size 10; S1 writes 0:20, S2 writes 20:30)");
     let repo = name(RepoName::new, "example-1")?;
     let path = name(ArrayPath::new, "/array")?;
@@ -180,7 +180,7 @@ async fn example_one<C: Coordinator>(coord: &Arc<C>, store: &Store) -> Result<()
 }
 
 /// Example 2: `0:20` vs `15:30` — conflict on chunk 10:20, manual retry, C3.
-async fn example_two<C: Coordinator>(coord: &Arc<C>, store: &Store) -> Result<()> {
+async fn example_two<C: Coordinator + 'static>(coord: &Arc<C>, store: &Store) -> Result<()> {
     println!("\n== Example 2: chunk conflicts (S1 writes 0:20, S2 writes 15:30)");
     let repo = name(RepoName::new, "example-2")?;
     let path = name(ArrayPath::new, "/array")?;

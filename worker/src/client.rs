@@ -20,7 +20,7 @@ pub struct Client<C: ?Sized> {
     policy: RetryPolicy,
 }
 
-impl<C: Coordinator + ?Sized> Client<C> {
+impl<C: Coordinator + ?Sized + 'static> Client<C> {
     /// A client with a random id and the default [`RetryPolicy`].
     pub fn new(coord: Arc<C>) -> Self {
         Self::with_id(coord, ClientId(rand::random()))
@@ -58,9 +58,8 @@ impl<C: Coordinator + ?Sized> Client<C> {
     /// are retried by the policy; giving up is `Unavailable`).
     pub async fn call(&self, request: Request) -> Outcome {
         let seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut call = Call::new(self.id, seq, self.coord.nodes(), self.policy, request);
-        drive(&mut call, self.coord.as_ref(), None).await?;
-        call.into_outcome()
+        let call = Call::new(self.id, seq, self.coord.nodes(), self.policy, request);
+        drive(call, self.coord.clone(), None).await?.into_outcome()
     }
 
     /// Sends a command.
@@ -76,6 +75,6 @@ impl<C: Coordinator + ?Sized> Client<C> {
 
 /// One request from a fresh client id: for one-off calls (creating a repo,
 /// a tag). Programs that send many requests keep a [`Client`].
-pub async fn call<C: Coordinator + ?Sized>(coord: &Arc<C>, request: Request) -> Outcome {
+pub async fn call<C: Coordinator + ?Sized + 'static>(coord: &Arc<C>, request: Request) -> Outcome {
     Client::new(coord.clone()).call(request).await
 }

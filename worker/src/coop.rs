@@ -7,27 +7,25 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use floe_protocol::region::linear_index;
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, ChunkPart, Command, CommitId, CommitMode, Coordinator,
-    FloeError, Footprint, GeometryError, ObjectId, Outcome, PlannedTask, Region, Reply, RepoName,
-    SessionId, Solver, Span, TaskId, WorkerId,
+    ArrayMeta, ArrayPath, BranchName, ChunkPart, ClientId, Command, CommitId, CommitMode,
+    Coordinator, FloeError, Footprint, GeometryError, Outcome, PlannedTask, Region, Reply,
+    RepoName, SessionId, Solver, Span, TaskId, WorkerId,
 };
 
 use crate::chunk::{covers_whole_chunk, patch_chunk};
 use crate::client::Client;
-use crate::data::{check_region, check_region_data, meta_of, ArrayData};
-use crate::format::Manifest;
+use crate::data::{check_region, check_region_data, ArrayData};
+use crate::driver::Driven;
+use crate::machine::{Job, JobSpec, JobStatus, SourceFn, Worker, WorkerStatus};
 use crate::npy::NpyFile;
-use crate::session::{unexpected, MAX_IN_FLIGHT};
+use crate::session::unexpected;
 use crate::store::Store;
 
 /// Produces the data a task writes.
@@ -404,7 +402,8 @@ pub enum CoopEvent {
         /// Tasks left.
         unfinished: u32,
     },
-    /// A completion was refused as stale: the task was re-granted.
+    /// A completion was refused as late: the task was re-granted (stale
+    /// epoch), or done by another worker and the session already closed.
     StaleCompletion {
         /// The worker.
         worker: WorkerId,
@@ -500,57 +499,24 @@ pub struct CoopReport {
     pub chunks: u64,
     /// Accepted completions per worker.
     pub per_worker: BTreeMap<WorkerId, u32>,
-    /// Completions refused as stale (their chunks are garbage).
+    /// Completions refused as late: stale epoch, or the session already
+    /// committed (their chunks are garbage).
     pub stale: u32,
     /// Tasks dropped after a lost lease was noticed.
     pub abandoned: u32,
 }
 
-/// What one worker did.
-#[derive(Clone, Debug, Default)]
-struct WorkerStats {
-    completed: u32,
-    chunks: u64,
-    stale: u32,
-    abandoned: u32,
-}
-
-struct Job<C: Coordinator> {
-    client: Arc<Client<C>>,
-    store: Store,
-    repo: RepoName,
-    session: SessionId,
-    arrays: BTreeMap<ArrayPath, ArrayMeta>,
-    source: Arc<dyn Source>,
-    lease_ms: u64,
-    idle_ms: u64,
-    on_event: Option<EventHook>,
-    /// Set when a worker fails: the others stop claiming.
-    stop: AtomicBool,
-}
-
-impl<C: Coordinator> Job<C> {
-    fn emit(&self, event: CoopEvent) {
-        if let Some(hook) = &self.on_event {
-            hook(&event);
-        }
-    }
-}
-
-async fn command<C: Coordinator>(client: &Client<C>, cmd: Command) -> Outcome {
-    client.command(cmd).await
-}
-
-/// Runs a cooperative plan: opens a session on `branch`, lets
-/// `opts.workers` workers claim tasks, produce their data from `source`,
-/// write the chunks and complete the tasks (renewing leases meanwhile),
-/// then commits the session as one commit.
+/// Runs a cooperative plan: the [`Job`] machine opens a session on
+/// `branch`, `opts.workers` [`Worker`] machines claim tasks, produce their
+/// data from `source`, write the chunks and complete the tasks (renewing
+/// leases meanwhile), and the job commits the session as one commit — the
+/// same machines the simulation checks, run by the one [`Driven`] driver.
 ///
 /// A worker whose completion is refused as stale (its lease expired and
 /// the task went to another) logs it and moves on. A worker that fails
-/// (source, store or coordinator error) stops the job: the other workers
-/// finish the task in hand and stop claiming, the session is aborted and
-/// the first error returned.
+/// (source, store or coordinator error) stops the job: the session is
+/// aborted, so the other workers stop claiming, and the first error is
+/// returned.
 pub async fn run_plan<C: Coordinator + 'static>(
     coord: Arc<C>,
     store: Store,
@@ -561,280 +527,230 @@ pub async fn run_plan<C: Coordinator + 'static>(
     opts: CoopOptions,
 ) -> Result<CoopReport, FloeError> {
     let tasks = plan.len();
-    let open = Command::OpenSession {
-        repo: repo.clone(),
-        branch,
-        plan: Some(plan),
-        lease_ms: opts.lease_ms,
-    };
-    let client = Arc::new(Client::new(coord));
-    let (session, arrays) = match command(&client, open).await? {
-        Reply::SessionOpened {
-            session, arrays, ..
-        } => (session, arrays),
-        other => return Err(unexpected("OpenSession", &other)),
-    };
     let mut rng = match opts.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_entropy(),
     };
-    let job = Arc::new(Job {
-        client: client.clone(),
-        store,
-        repo,
-        session,
-        arrays,
-        source,
+    let spec = JobSpec {
+        repo: repo.clone(),
+        branch,
+        plan,
         lease_ms: opts.lease_ms,
-        idle_ms: opts.idle_ms.max(1),
-        on_event: opts.on_event.clone(),
-        stop: AtomicBool::new(false),
-    });
-    let first_worker: u64 = rng.gen::<u32>().into();
-    let mut handles = Vec::new();
-    for i in 0..opts.workers.max(1) {
-        let worker = WorkerId(first_worker + i as u64);
-        let worker_rng = StdRng::seed_from_u64(rng.gen());
-        let job = job.clone();
-        handles.push((
-            worker,
-            tokio::spawn(async move { worker_loop(job, worker, worker_rng).await }),
-        ));
-    }
-    let mut per_worker = BTreeMap::new();
-    let (mut chunks, mut stale, mut abandoned) = (0, 0, 0);
-    let mut first_error = None;
-    for (worker, handle) in handles {
-        let result = match handle.await {
-            Ok(r) => r,
-            Err(e) => Err(FloeError::Unavailable(format!("worker {worker} died: {e}"))),
-        };
-        job.emit(CoopEvent::WorkerDone {
-            worker,
-            error: result.as_ref().err().map(ToString::to_string),
-        });
-        match result {
-            Ok(stats) => {
-                per_worker.insert(worker, stats.completed);
-                chunks += stats.chunks;
-                stale += stats.stale;
-                abandoned += stats.abandoned;
-            }
-            Err(e) => {
-                tracing::warn!(%worker, error = %e, "worker failed");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(error) = first_error {
-        let _ = command(&client, Command::AbortSession { session }).await;
-        return Err(error);
-    }
-    let commit = Command::CommitSession {
-        session,
         message: opts.message.clone(),
-        author: opts.author.clone(),
         mode: opts.mode,
     };
-    match command(&client, commit).await {
-        Ok(Reply::Committed { commit, .. }) => Ok(CoopReport {
+    let job = Job::new(ClientId(rng.gen()), coord.nodes(), spec).with_author(opts.author.clone());
+    let mut job = Driven::new(job, coord.clone(), Some(store.clone()));
+    job.run_until(|j| j.session().is_some()).await?;
+    let (Some(session), Some(arrays)) = (job.machine().session(), job.machine().arrays().cloned())
+    else {
+        return Err(job_error(job.machine().status()));
+    };
+    let job = tokio::spawn(async move { job.run().await.map(|()| job.into_machine()) });
+    let first_worker: u64 = rng.gen::<u32>().into();
+    let mut workers = Vec::new();
+    for i in 0..opts.workers.max(1) {
+        let id = WorkerId(first_worker + i as u64);
+        let machine = Worker::new(
+            id,
+            ClientId(rng.gen()),
+            coord.nodes(),
             session,
-            commit,
-            tasks,
-            chunks,
-            per_worker,
-            stale,
-            abandoned,
-        }),
-        Ok(other) => Err(unexpected("CommitSession", &other)),
-        Err(e) => {
-            if !matches!(e, FloeError::OutOfDate { .. } | FloeError::Conflict { .. }) {
-                let _ = command(&client, Command::AbortSession { session }).await;
-            }
-            Err(e)
-        }
+            repo.clone(),
+            source_fn(source.clone()),
+            rng.gen(),
+        )
+        .with_arrays(arrays.clone())
+        .with_lease_ms(opts.lease_ms)
+        .with_idle_ms(opts.idle_ms);
+        let (coord, store, events) = (coord.clone(), store.clone(), opts.on_event.clone());
+        workers.push(tokio::spawn(run_worker(machine, coord, store, events)));
     }
-}
-
-async fn worker_loop<C: Coordinator + 'static>(
-    job: Arc<Job<C>>,
-    worker: WorkerId,
-    mut rng: StdRng,
-) -> Result<WorkerStats, FloeError> {
-    let result = claim_loop(&job, worker, &mut rng).await;
-    if result.is_err() {
-        job.stop.store(true, Ordering::SeqCst);
-    }
-    result
-}
-
-async fn claim_loop<C: Coordinator + 'static>(
-    job: &Arc<Job<C>>,
-    worker: WorkerId,
-    rng: &mut StdRng,
-) -> Result<WorkerStats, FloeError> {
-    let mut stats = WorkerStats::default();
-    loop {
-        if job.stop.load(Ordering::SeqCst) {
-            return Ok(stats);
-        }
-        let claim = Command::ClaimTask {
-            session: job.session,
-            worker,
-        };
-        match on_claim(command(&job.client, claim).await)? {
-            ClaimDecision::Exit => return Ok(stats),
-            ClaimDecision::Wait { .. } => {
-                tokio::time::sleep(Duration::from_millis(job.idle_ms)).await;
-            }
-            ClaimDecision::Work(grant) => {
-                job.emit(CoopEvent::Claimed {
-                    worker,
-                    task: grant.task,
-                    epoch: grant.epoch,
-                });
-                run_task(job, worker, &grant, rng, &mut stats).await?;
-            }
-        }
-    }
-}
-
-/// Renews a lease every third of its length until aborted; sets `lost`
-/// when the coordinator says the grant is gone.
-fn spawn_renewer<C: Coordinator + 'static>(
-    job: Arc<Job<C>>,
-    grant: &Grant,
-    lost: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    let (task, epoch) = (grant.task, grant.epoch);
-    let every = Duration::from_millis(renew_interval_ms(job.lease_ms));
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            let renew = Command::RenewLease {
-                session: job.session,
-                task,
-                epoch,
-            };
-            match on_renew(&command(&job.client, renew).await) {
-                RenewDecision::Renewed { .. } => {}
-                RenewDecision::Retry => tracing::debug!(%task, epoch, "lease renewal failed"),
-                RenewDecision::Lost => {
-                    lost.store(true, Ordering::SeqCst);
-                    return;
-                }
-            }
-        }
-    })
-}
-
-async fn run_task<C: Coordinator + 'static>(
-    job: &Arc<Job<C>>,
-    worker: WorkerId,
-    grant: &Grant,
-    rng: &mut StdRng,
-    stats: &mut WorkerStats,
-) -> Result<(), FloeError> {
-    let lost = Arc::new(AtomicBool::new(false));
-    let renewer = spawn_renewer(job.clone(), grant, lost.clone());
-    let result = write_and_complete(job, worker, grant, rng, stats, &lost).await;
-    renewer.abort();
-    result
-}
-
-async fn write_and_complete<C: Coordinator + 'static>(
-    job: &Arc<Job<C>>,
-    worker: WorkerId,
-    grant: &Grant,
-    rng: &mut StdRng,
-    stats: &mut WorkerStats,
-    lost: &AtomicBool,
-) -> Result<(), FloeError> {
-    let path = &grant.array;
-    let meta = meta_of(&job.arrays, path)?.clone();
-    let parts = task_parts(path, &meta, &grant.region)?;
-    let data = {
-        let (source, path, meta, region) = (
-            job.source.clone(),
-            path.clone(),
-            meta.clone(),
-            grant.region.clone(),
-        );
-        tokio::task::spawn_blocking(move || source.read(&path, &meta, &region))
+    let client = Client::new(coord);
+    let mut report = CoopReport {
+        session,
+        commit: CommitId(0),
+        tasks,
+        chunks: 0,
+        per_worker: BTreeMap::new(),
+        stale: 0,
+        abandoned: 0,
+    };
+    let mut first_error = None;
+    for handle in workers {
+        let worker = handle
             .await
-            .map_err(|e| FloeError::InvalidPlan {
-                why: format!("the data source failed: {e}"),
-            })??
-    };
-    check_task_data(path, &meta, &grant.region, &data)?;
-    let abandon = |stats: &mut WorkerStats| {
-        tracing::info!(%worker, task = %grant.task, "lease lost, task abandoned");
-        stats.abandoned += 1;
-        job.emit(CoopEvent::Abandoned {
-            worker,
-            task: grant.task,
-        });
-    };
-    let mut manifest = Manifest::new();
-    let mut puts = FuturesUnordered::new();
-    for part in &parts {
-        if lost.load(Ordering::SeqCst) {
-            abandon(stats);
-            return Ok(());
-        }
-        let buffer = task_chunk(&meta, part, &data)?;
-        let id = ObjectId(rng.gen());
-        manifest.insert(path.clone(), part.coord.clone(), id);
-        let (store, repo, meta) = (job.store.clone(), job.repo.clone(), meta.clone());
-        puts.push(async move { store.put_chunk(&repo, &meta, id, &buffer).await });
-        while puts.len() >= MAX_IN_FLIGHT {
-            if let Some(done) = puts.next().await {
-                done?;
+            .map_err(|e| FloeError::Unavailable(format!("a worker task died: {e}")))??;
+        emit(
+            &opts.on_event,
+            CoopEvent::WorkerDone {
+                worker: worker.id(),
+                error: match worker.status() {
+                    WorkerStatus::Failed(e) => Some(e.to_string()),
+                    _ => None,
+                },
+            },
+        );
+        if let WorkerStatus::Failed(e) = worker.status() {
+            tracing::warn!(worker = %worker.id(), error = %e, "worker failed; aborting the session");
+            if first_error.is_none() {
+                // Closing the session stops the other workers and the job.
+                let _ = client.command(Command::AbortSession { session }).await;
+                first_error = Some(e.clone());
             }
         }
+        tally(&mut report, &worker);
     }
-    while let Some(done) = puts.next().await {
-        done?;
+    let job = job
+        .await
+        .map_err(|e| FloeError::Unavailable(format!("the job task died: {e}")))??;
+    if let Some(error) = first_error {
+        return Err(error);
     }
-    drop(data);
-    if lost.load(Ordering::SeqCst) {
-        abandon(stats);
-        return Ok(());
-    }
-    let delta = ObjectId(rng.gen());
-    job.store.put_manifest(&job.repo, delta, &manifest).await?;
-    let complete = Command::CompleteTask {
-        session: job.session,
-        task: grant.task,
-        epoch: grant.epoch,
-        delta,
-        footprint: task_footprint(path, &meta, &grant.region),
-    };
-    match on_complete(command(&job.client, complete).await)? {
-        CompleteDecision::Accepted { unfinished } => {
-            stats.completed += 1;
-            stats.chunks += parts.len() as u64;
-            job.emit(CoopEvent::Completed {
-                worker,
-                task: grant.task,
-                chunks: parts.len() as u64,
-                unfinished,
-            });
+    match job.status() {
+        JobStatus::Committed(commit) => {
+            report.commit = *commit;
+            Ok(report)
         }
-        CompleteDecision::Stale { presented, current } => {
-            tracing::warn!(
-                %worker, task = %grant.task, presented, current,
-                "completion refused: lease expired and the task was re-granted; its chunks are garbage"
+        status => {
+            let error = job_error(status);
+            if !error.is_conflict() {
+                let _ = client.command(Command::AbortSession { session }).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Runs one worker machine to its end, turning its progress into events.
+async fn run_worker<C: Coordinator + 'static>(
+    machine: Worker,
+    coord: Arc<C>,
+    store: Store,
+    events: Option<EventHook>,
+) -> Result<Worker, FloeError> {
+    let mut driven = Driven::new(machine, coord, Some(store));
+    let mut seen = Seen::default();
+    driven
+        .run_until(|w| {
+            seen.report(w, &events);
+            false
+        })
+        .await?;
+    let worker = driven.into_machine();
+    seen.report(&worker, &events);
+    Ok(worker)
+}
+
+/// How much of a worker's report was already turned into events.
+#[derive(Default)]
+struct Seen {
+    grants: usize,
+    completions: usize,
+    abandoned: usize,
+}
+
+impl Seen {
+    fn report(&mut self, w: &Worker, events: &Option<EventHook>) {
+        let r = w.report();
+        for &(task, epoch) in &r.grants[self.grants..] {
+            emit(
+                events,
+                CoopEvent::Claimed {
+                    worker: w.id(),
+                    task,
+                    epoch,
+                },
             );
-            stats.stale += 1;
-            job.emit(CoopEvent::StaleCompletion {
-                worker,
-                task: grant.task,
-                epoch: grant.epoch,
-            });
+        }
+        self.grants = r.grants.len();
+        let answered = r
+            .completions
+            .iter()
+            .take_while(|c| c.outcome.is_some())
+            .count();
+        for c in &r.completions[self.completions.min(answered)..answered] {
+            let event = match &c.outcome {
+                Some(Ok(Reply::Accepted { unfinished })) => CoopEvent::Completed {
+                    worker: w.id(),
+                    task: c.task,
+                    chunks: c.chunks,
+                    unfinished: *unfinished,
+                },
+                Some(Err(e)) if refused_late(e) => CoopEvent::StaleCompletion {
+                    worker: w.id(),
+                    task: c.task,
+                    epoch: c.epoch,
+                },
+                _ => continue,
+            };
+            emit(events, event);
+        }
+        self.completions = self.completions.max(answered);
+        for &(task, _) in &r.abandoned[self.abandoned..] {
+            emit(
+                events,
+                CoopEvent::Abandoned {
+                    worker: w.id(),
+                    task,
+                },
+            );
+        }
+        self.abandoned = r.abandoned.len();
+    }
+}
+
+fn emit(events: &Option<EventHook>, event: CoopEvent) {
+    if let Some(hook) = events {
+        hook(&event);
+    }
+}
+
+/// Adds what one finished worker did to the report.
+fn tally(report: &mut CoopReport, worker: &Worker) {
+    let r = worker.report();
+    let mut completed = 0;
+    for c in &r.completions {
+        match &c.outcome {
+            Some(Ok(Reply::Accepted { .. })) => {
+                completed += 1;
+                report.chunks += c.chunks;
+            }
+            Some(Err(e)) if refused_late(e) => report.stale += 1,
+            _ => {}
         }
     }
-    Ok(())
+    report.per_worker.insert(worker.id(), completed);
+    report.abandoned += r.abandoned.len() as u32;
+}
+
+/// A completion refused because its lease was lost: the task was granted
+/// again (stale epoch), or it was done by another worker and the session
+/// committed meanwhile. Its chunks are garbage; nothing of it landed.
+fn refused_late(e: &FloeError) -> bool {
+    matches!(
+        e,
+        FloeError::StaleEpoch { .. } | FloeError::SessionClosed { .. }
+    )
+}
+
+/// The error a job that did not commit ended with.
+fn job_error(status: &JobStatus) -> FloeError {
+    match status {
+        JobStatus::Failed(e) => e.clone(),
+        JobStatus::Committed(_) | JobStatus::Running => {
+            FloeError::Unavailable("the job stopped before its session opened".into())
+        }
+    }
+}
+
+/// A [`Source`] as the worker machine's source function.
+fn source_fn(source: Arc<dyn Source>) -> SourceFn {
+    Arc::new(
+        move |path: &ArrayPath, meta: &ArrayMeta, region: &Region, _: WorkerId| {
+            source.read(path, meta, region)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use floe_protocol::{Coordinator, FloeError};
@@ -17,7 +17,7 @@ use object_store::path::Path;
 use crate::machine::{Effect, Input, Machine};
 use crate::store::Store;
 
-type Pending<'a> = FuturesUnordered<Pin<Box<dyn Future<Output = Input> + Send + 'a>>>;
+type Pending = FuturesUnordered<Pin<Box<dyn Future<Output = Input> + Send>>>;
 
 /// Milliseconds on a monotonic clock shared by every machine of this
 /// process (leases and timers only compare differences).
@@ -27,42 +27,97 @@ pub fn now_ms() -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Runs `machine` to completion: starts it, executes its effects
-/// concurrently (sends through `coord`, puts and gets through `store`,
-/// timers on tokio's clock) and hands every result back as an [`Input`].
-/// Returns when [`Machine::is_done`]; the machine's own report says how it
-/// ended. A machine left with nothing in flight and not done is a bug in
-/// it, reported as an internal error rather than a hang. A machine that
-/// asks for a put or get without a store gets the error as its input.
-pub async fn drive<M, C>(machine: &mut M, coord: &C, store: Option<&Store>) -> Result<(), FloeError>
+/// Runs `machine` to completion (see [`Driven`]) and hands it back: its own
+/// report says how it ended.
+pub async fn drive<M, C>(machine: M, coord: Arc<C>, store: Option<Store>) -> Result<M, FloeError>
 where
-    M: Machine + Send + ?Sized,
-    C: Coordinator + ?Sized,
+    M: Machine + Send,
+    C: Coordinator + ?Sized + 'static,
 {
-    let mut pending: Pending<'_> = FuturesUnordered::new();
-    machine.start(now_ms());
-    loop {
-        while let Some(effect) = machine.poll() {
-            pending.push(execute(effect, coord, store));
+    let mut driven = Driven::new(machine, coord, store);
+    driven.run().await?;
+    Ok(driven.into_machine())
+}
+
+/// A machine with its effects in flight, run in steps: the futures of its
+/// sends, puts, gets and timers survive between [`Driven::run_until`] calls,
+/// so a caller can stop at a point of interest (a job's session opened),
+/// act, and go on.
+pub struct Driven<M, C: ?Sized> {
+    machine: M,
+    coord: Arc<C>,
+    store: Option<Store>,
+    pending: Pending,
+    started: bool,
+}
+
+impl<M, C> Driven<M, C>
+where
+    M: Machine + Send,
+    C: Coordinator + ?Sized + 'static,
+{
+    /// `machine`, not started yet, over `coord` and (for machines that put
+    /// or get objects) `store`.
+    pub fn new(machine: M, coord: Arc<C>, store: Option<Store>) -> Self {
+        Driven {
+            machine,
+            coord,
+            store,
+            pending: FuturesUnordered::new(),
+            started: false,
         }
-        if machine.is_done() {
-            return Ok(());
+    }
+
+    /// The machine, for inspection between steps.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The machine back (its in-flight effects are dropped).
+    pub fn into_machine(self) -> M {
+        self.machine
+    }
+
+    /// Runs until the machine is done.
+    pub async fn run(&mut self) -> Result<(), FloeError> {
+        self.run_until(|_| false).await
+    }
+
+    /// Starts the machine if needed, then executes its effects concurrently
+    /// (sends through the coordinator, puts and gets through the store,
+    /// timers on tokio's clock) and hands every result back as an
+    /// [`Input`], until the machine is done or `stop` (called after every
+    /// input) says so. A machine left with nothing in flight and not done
+    /// is a bug in it, reported as an internal error rather than a hang.
+    pub async fn run_until(&mut self, mut stop: impl FnMut(&M) -> bool) -> Result<(), FloeError> {
+        if !self.started {
+            self.started = true;
+            self.machine.start(now_ms());
         }
-        let Some(input) = pending.next().await else {
-            return Err(FloeError::Codec(
-                "a client machine stalled: not done and nothing in flight".into(),
-            ));
-        };
-        machine.handle(now_ms(), input);
+        loop {
+            while let Some(effect) = self.machine.poll() {
+                let future = execute(effect, self.coord.clone(), self.store.clone());
+                self.pending.push(future);
+            }
+            if self.machine.is_done() || stop(&self.machine) {
+                return Ok(());
+            }
+            let Some(input) = self.pending.next().await else {
+                return Err(FloeError::Codec(
+                    "a client machine stalled: not done and nothing in flight".into(),
+                ));
+            };
+            self.machine.handle(now_ms(), input);
+        }
     }
 }
 
 /// One effect as a future of the input it produces.
-fn execute<'a, C: Coordinator + ?Sized>(
+fn execute<C: Coordinator + ?Sized + 'static>(
     effect: Effect,
-    coord: &'a C,
-    store: Option<&'a Store>,
-) -> Pin<Box<dyn Future<Output = Input> + Send + 'a>> {
+    coord: Arc<C>,
+    store: Option<Store>,
+) -> Pin<Box<dyn Future<Output = Input> + Send>> {
     match effect {
         Effect::Send { to, envelope } => Box::pin(async move {
             let seq = envelope.seq;
@@ -74,7 +129,7 @@ fn execute<'a, C: Coordinator + ?Sized>(
             Input::Timer { token }
         }),
         Effect::Put { token, key, bytes } => Box::pin(async move {
-            let result = match store {
+            let result = match &store {
                 Some(store) => store.put_raw(&Path::from(key), bytes).await,
                 None => Err(no_store()),
             };
@@ -84,7 +139,7 @@ fn execute<'a, C: Coordinator + ?Sized>(
             }
         }),
         Effect::Get { token, key } => Box::pin(async move {
-            let result = match store {
+            let result = match &store {
                 Some(store) => store.get_opt(&Path::from(key)).await,
                 None => Err(no_store()),
             };

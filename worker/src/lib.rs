@@ -29,7 +29,7 @@ pub use coop::{
     plan_grid, run_plan, CoopEvent, CoopOptions, CoopReport, Source, Synthetic, Tiling,
 };
 pub use data::{ArrayData, Element};
-pub use driver::drive;
+pub use driver::{drive, Driven};
 pub use format::Manifest;
 pub use npy::{write_npy, NpyFile};
 pub use session::{read_at, FastForward, Reader, SeedLoop, SeedStep, Session};

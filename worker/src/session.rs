@@ -44,7 +44,7 @@ pub struct Reader<C: Coordinator> {
     history: History,
 }
 
-impl<C: Coordinator> Reader<C> {
+impl<C: Coordinator + 'static> Reader<C> {
     /// A reader of `repo`, with an empty cache.
     pub fn new(coord: Arc<C>, store: Store, repo: RepoName) -> Self {
         Reader {
@@ -223,7 +223,7 @@ impl<C: Coordinator> Reader<C> {
 }
 
 /// Reads `region` of `path` at `commit` of `repo` (a one-off [`Reader`]).
-pub async fn read_at<C: Coordinator>(
+pub async fn read_at<C: Coordinator + 'static>(
     coord: Arc<C>,
     store: Store,
     repo: RepoName,
@@ -317,7 +317,7 @@ pub struct Session<C: Coordinator> {
     author: String,
 }
 
-impl<C: Coordinator> Session<C> {
+impl<C: Coordinator + 'static> Session<C> {
     /// Checks out the tip of `branch` (`Query::Checkout`).
     pub async fn checkout(
         coord: Arc<C>,

@@ -38,10 +38,10 @@ fn source(offset: fn(WorkerId) -> i32) -> SourceFn {
     Arc::new(
         move |_: &ArrayPath, _: &ArrayMeta, r: &Region, w: WorkerId| {
             let cols = r.0[1].len();
-            ints(r, |i| {
+            Ok(ints(r, |i| {
                 let (row, col) = (r.0[0].lo + i as u64 / cols, r.0[1].lo + i as u64 % cols);
                 value(row, col, offset(w))
-            })
+            }))
         },
     )
 }

@@ -427,11 +427,11 @@ fn source() -> SourceFn {
     Arc::new(
         |path: &ArrayPath, meta: &ArrayMeta, region: &Region, worker: WorkerId| {
             let salt = worker.0 * 1_000 + path.as_str().len() as u64;
-            ArrayData {
+            Ok(ArrayData {
                 dtype: meta.dtype,
                 shape: region.shape(),
                 bytes: workload::data(meta, region, salt),
-            }
+            })
         },
     )
 }

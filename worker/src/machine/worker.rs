@@ -30,9 +30,11 @@ use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, 
 pub const WORKER_IDLE_MS: u64 = 50;
 
 /// Produces the data of a task: `(array, its metadata, the task's region,
-/// the worker)` to `meta.dtype` elements of the region's shape.
-pub type SourceFn =
-    Arc<dyn Fn(&ArrayPath, &ArrayMeta, &Region, WorkerId) -> ArrayData + Send + Sync>;
+/// the worker)` to `meta.dtype` elements of the region's shape, or the
+/// error that makes the worker fail (a missing or malformed source).
+pub type SourceFn = Arc<
+    dyn Fn(&ArrayPath, &ArrayMeta, &Region, WorkerId) -> Result<ArrayData, FloeError> + Send + Sync,
+>;
 
 /// One `CompleteTask` sent.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +49,8 @@ pub struct CompletionLog {
     pub region: Region,
     /// The data written to the region (row-major bytes).
     pub data: Vec<u8>,
+    /// Chunk objects written for it.
+    pub chunks: u64,
     /// The delta manifest sent.
     pub delta: ObjectId,
     /// The request's sequence number.
@@ -106,6 +110,7 @@ struct Held {
     array: ArrayPath,
     region: Region,
     data: Vec<u8>,
+    chunks: u64,
     renew_timer: u64,
     /// Renewal interval, ms.
     every: u64,
@@ -126,6 +131,7 @@ pub struct Worker {
     asked: Asked,
     held: Option<Held>,
     idle_timer: Option<u64>,
+    idle_ms: u64,
     started: bool,
     report: WorkerReport,
 }
@@ -170,6 +176,7 @@ impl Worker {
             asked: Asked::Nothing,
             held: None,
             idle_timer: None,
+            idle_ms: WORKER_IDLE_MS,
             started: false,
             report: WorkerReport {
                 grants: Vec::new(),
@@ -197,6 +204,13 @@ impl Worker {
     /// Replaces the retry policy of its requests.
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.requester.set_policy(policy);
+        self
+    }
+
+    /// Waits `idle_ms` (instead of [`WORKER_IDLE_MS`]) before claiming
+    /// again when every remaining task is held by another worker.
+    pub fn with_idle_ms(mut self, idle_ms: u64) -> Self {
+        self.idle_ms = idle_ms.max(1);
         self
     }
 
@@ -285,9 +299,7 @@ impl Worker {
                 self.start_task(grant.task, grant.epoch, grant.array, grant.region, every);
             }
             Ok(ClaimDecision::Exit) => self.finish(WorkerStatus::Finished),
-            Ok(ClaimDecision::Wait { .. }) => {
-                self.idle_timer = Some(self.out.timer(WORKER_IDLE_MS))
-            }
+            Ok(ClaimDecision::Wait { .. }) => self.idle_timer = Some(self.out.timer(self.idle_ms)),
             Err(e) => self.finish(WorkerStatus::Failed(e)),
         }
     }
@@ -305,6 +317,7 @@ impl Worker {
             Ok(b) => b,
             Err(e) => return self.finish(WorkerStatus::Failed(e)),
         };
+        let chunks = objects.len() as u64;
         let upload = Upload::start(&mut self.out, &mut self.rng, &self.repo, objects);
         let renew_timer = self.out.timer(every);
         self.held = Some(Held {
@@ -313,6 +326,7 @@ impl Worker {
             array,
             region,
             data,
+            chunks,
             renew_timer,
             every,
             stage: Stage::Chunks(upload, keys),
@@ -341,7 +355,7 @@ impl Worker {
             })?;
         let meta = meta_of(arrays, array)?;
         let parts = task_parts(array, meta, region)?;
-        let data = (self.source)(array, meta, region, self.worker);
+        let data = (self.source)(array, meta, region, self.worker)?;
         check_task_data(array, meta, region, &data)?;
         let mut keys = Vec::with_capacity(parts.len());
         let mut objects = Vec::with_capacity(parts.len());
@@ -414,6 +428,7 @@ impl Worker {
             array: held.array.clone(),
             region: held.region.clone(),
             data: held.data.clone(),
+            chunks: held.chunks,
             delta,
             seq: 0,
             outcome: None,
