@@ -49,6 +49,19 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
         self.id
     }
 
+    /// The retry policy of its requests.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// Reserves `n` sequence numbers for a machine that sends several
+    /// requests under this client id; returns the number to continue after
+    /// ([`crate::machine::Requester::continue_after`]). Concurrent calls never
+    /// get a seq of the block.
+    pub fn reserve(&self, n: u64) -> u64 {
+        self.last_seq.fetch_add(n, Ordering::Relaxed)
+    }
+
     /// The coordinator behind it.
     pub fn coordinator(&self) -> &Arc<C> {
         &self.coord

@@ -87,7 +87,7 @@ where
     /// (sends through the coordinator, puts and gets through the store,
     /// timers on tokio's clock) and hands every result back as an
     /// [`Input`], until the machine is done or `stop` (called after every
-    /// input) says so. A machine left with nothing in flight and not done
+    /// input that did not finish the machine) says so. A machine left with nothing in flight and not done
     /// is a bug in it, reported as an internal error rather than a hang.
     pub async fn run_until(&mut self, mut stop: impl FnMut(&M) -> bool) -> Result<(), FloeError> {
         if !self.started {

@@ -31,6 +31,7 @@ pub use coop::{
 pub use data::{ArrayData, Element};
 pub use driver::{drive, Driven};
 pub use format::Manifest;
+pub use machine::SeedStep;
 pub use npy::{write_npy, NpyFile};
-pub use session::{read_at, FastForward, Reader, SeedLoop, SeedStep, Session};
+pub use session::{read_at, FastForward, Reader, SeedLoop, Session};
 pub use store::Store;

@@ -23,7 +23,9 @@ use floe_protocol::{
 use crate::chunk::{covers_whole_chunk, extract_part, fill_chunk, patch_chunk, regrown_chunks};
 use crate::client::Client;
 use crate::data::{check_region, check_region_data, meta_of, ArrayData};
+use crate::driver::Driven;
 use crate::format::Manifest;
+use crate::machine::{CommitSpec, CommitTask, SeedStep};
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
 use floe_protocol::region::{chunk_region, copy_box};
@@ -250,41 +252,6 @@ pub enum FastForward {
         tip: CommitId,
         /// What collided.
         conflicts: Vec<Conflict>,
-    },
-}
-
-/// One step of the seed's client-driven commit loop, in the seed's words.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SeedStep {
-    /// "commit session" was sent on `base`.
-    CommitSent {
-        /// The session's base.
-        base: CommitId,
-    },
-    /// "sorry, your branch is out of date".
-    OutOfDate {
-        /// The branch's tip.
-        tip: CommitId,
-    },
-    /// "can I fast forward?" was asked; "yes" when `yes`, else "no:
-    /// conflict detected".
-    Asked {
-        /// The tip the answer is about.
-        tip: CommitId,
-        /// The answer.
-        yes: bool,
-    },
-    /// The session moved its base from `from` to `to` ("fast forward").
-    FastForwarded {
-        /// The old base.
-        from: CommitId,
-        /// The new base.
-        to: CommitId,
-    },
-    /// "success: new commit".
-    Committed {
-        /// The new commit.
-        commit: CommitId,
     },
 }
 
@@ -745,21 +712,67 @@ impl<C: Coordinator + 'static> Session<C> {
     /// commit's record fail after it landed, that error is returned: check
     /// out again rather than retrying the commit.)
     pub async fn commit(&mut self, message: &str, mode: CommitMode) -> Result<CommitId, FloeError> {
+        let spec = self.commit_spec(message, mode, false, 1).await?;
+        self.run_commit(spec, |_| {}).await
+    }
+
+    /// What [`Session::commit`] and the seed loop send.
+    async fn commit_spec(
+        &mut self,
+        message: &str,
+        mode: CommitMode,
+        seed_loop: bool,
+        max_commits: usize,
+    ) -> Result<CommitSpec, FloeError> {
         let deltas = self.ensure_delta().await?.into_iter().collect();
-        let request = CommitRequest {
-            repo: self.repo().clone(),
-            branch: self.branch.clone(),
-            base: self.base.id,
-            footprint: self.footprint(),
-            deltas,
-            message: message.to_string(),
-            author: self.author.clone(),
-            mode,
+        Ok(CommitSpec {
+            request: CommitRequest {
+                repo: self.repo().clone(),
+                branch: self.branch.clone(),
+                base: self.base.id,
+                footprint: self.footprint(),
+                deltas,
+                message: message.to_string(),
+                author: self.author.clone(),
+                mode,
+            },
+            seed_loop,
+            max_commits,
+        })
+    }
+
+    /// Runs the commit machine, calling `observe` on every seed-loop step
+    /// as it happens; once landed, the session continues from the new
+    /// commit with nothing pending.
+    async fn run_commit(
+        &mut self,
+        spec: CommitSpec,
+        mut observe: impl FnMut(&SeedStep) + Send,
+    ) -> Result<CommitId, FloeError> {
+        let client = &self.reader.client;
+        // Each round sends a commit and may ask "can I fast forward?".
+        let last_seq = client.reserve(2 * spec.max_commits as u64 + 1);
+        let coord = client.coordinator().clone();
+        let task = CommitTask::new(client.id(), last_seq, coord.nodes(), client.policy(), spec);
+        let mut driven = Driven::new(task, coord, None);
+        let mut seen = 0;
+        let mut report = |task: &CommitTask| {
+            let steps = task.committer().steps();
+            steps[seen.min(steps.len())..].iter().for_each(&mut observe);
+            seen = steps.len();
         };
-        let commit = match self.reader.client.command(Command::Commit(request)).await? {
-            Reply::Committed { commit, .. } => commit,
-            other => return Err(unexpected("Commit", &other)),
-        };
+        driven
+            .run_until(|task| {
+                report(task);
+                false
+            })
+            .await?;
+        // The last steps came with the input that finished the machine.
+        report(driven.machine());
+        let end = driven.machine().committer().end().cloned();
+        let commit = end
+            .ok_or_else(|| FloeError::Unavailable("the commit did not finish".into()))?
+            .into_result()?;
         let record = self.reader.record(commit).await?;
         self.arrays = record.arrays.clone();
         self.base = record;
@@ -831,36 +844,13 @@ impl<C: Coordinator + 'static> Session<C> {
         &mut self,
         message: &str,
         max_rounds: u32,
-        mut observe: impl FnMut(&SeedStep) + Send,
+        observe: impl FnMut(&SeedStep) + Send,
     ) -> Result<CommitId, FloeError> {
-        let mut last = None;
-        for _ in 0..max_rounds.max(1) {
-            observe(&SeedStep::CommitSent { base: self.base.id });
-            match self.commit(message, CommitMode::Strict).await {
-                Ok(commit) => {
-                    observe(&SeedStep::Committed { commit });
-                    return Ok(commit);
-                }
-                Err(FloeError::OutOfDate { tip }) => {
-                    observe(&SeedStep::OutOfDate { tip });
-                    last = Some(FloeError::OutOfDate { tip });
-                    match self.can_fast_forward().await? {
-                        FastForward::Yes { tip } => {
-                            observe(&SeedStep::Asked { tip, yes: true });
-                            let from = self.base.id;
-                            self.fast_forward(tip).await?;
-                            observe(&SeedStep::FastForwarded { from, to: tip });
-                        }
-                        FastForward::No { tip, conflicts } => {
-                            observe(&SeedStep::Asked { tip, yes: false });
-                            return Err(FloeError::Conflict { tip, conflicts });
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| FloeError::Unavailable("no commit attempted".into())))
+        let rounds = max_rounds.max(1) as usize;
+        let spec = self
+            .commit_spec(message, CommitMode::Strict, true, rounds)
+            .await?;
+        self.run_commit(spec, observe).await
     }
 
     /// Materialises the full chunk map of `commit` into a checkpoint

@@ -8,7 +8,7 @@ use floe_protocol::{
     ArrayMeta, ArrayPath, ClientId, CommitId, CommitMode, ConflictKind, DType, Envelope, FloeError,
     Reply,
 };
-use floe_worker::machine::{Input, Machine, Writer, WriterScript, WriterStatus};
+use floe_worker::machine::{CommitEnd, Input, Machine, Writer, WriterScript, WriterStatus};
 use floe_worker::ArrayData;
 use machine_harness::*;
 
@@ -48,7 +48,7 @@ fn values(data: &ArrayData) -> Vec<i32> {
 
 fn committed(w: &Writer) -> CommitId {
     match w.status() {
-        WriterStatus::Committed { commit, .. } => *commit,
+        WriterStatus::Ended(CommitEnd::Committed { commit, .. }) => *commit,
         other => panic!("not committed: {other:?}"),
     }
 }
@@ -145,7 +145,7 @@ fn seed_example_two_conflict_names_chunk_one() {
     let (world, w1, w2) = example_two(false);
     assert_eq!(committed(&w1), CommitId(2));
     match w2.status() {
-        WriterStatus::Conflict { tip, conflicts } => {
+        WriterStatus::Ended(CommitEnd::Conflict { tip, conflicts }) => {
             assert_eq!(*tip, CommitId(2));
             assert_eq!(conflicts[0].to_string(), "/t: chunk double update at [1]");
         }
@@ -307,7 +307,10 @@ fn puts_failing_for_good_fail_the_writer_without_committing() {
     world.fail_puts = u32::MAX;
     let w = one_writer(&mut world);
     assert!(
-        matches!(w.status(), WriterStatus::Failed(FloeError::Store(_))),
+        matches!(
+            w.status(),
+            WriterStatus::Ended(CommitEnd::Failed(FloeError::Store(_)))
+        ),
         "{:?}",
         w.status()
     );

@@ -3,7 +3,7 @@
 
 use floe_protocol::{ClientId, FloeError, Outcome, Request};
 
-use super::{Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
+use super::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
 
 /// Sends one request (under sequence number `seq`, so several calls can
 /// share a client id) and ends with its final outcome.
@@ -53,18 +53,8 @@ impl Machine for Call {
     }
 
     fn handle(&mut self, _now_ms: u64, input: Input) {
-        let outcome = match input {
-            Input::Response { seq, outcome } => {
-                self.requester.on_response(&mut self.out, seq, outcome)
-            }
-            Input::Timer { token } => match self.requester.on_timer(&mut self.out, token) {
-                TimerOutcome::GaveUp(outcome) => Some(outcome),
-                TimerOutcome::Resent | TimerOutcome::NotMine => None,
-            },
-            Input::PutDone { .. } | Input::GetDone { .. } => None,
-        };
-        if outcome.is_some() {
-            self.outcome = outcome;
+        if let Some(outcome) = self.requester.on_input(&mut self.out, input) {
+            self.outcome = Some(outcome);
         }
     }
 

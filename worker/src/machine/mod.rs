@@ -20,6 +20,7 @@
 
 mod build;
 mod call;
+mod commit;
 mod job;
 mod requester;
 mod upload;
@@ -33,6 +34,7 @@ use floe_protocol::{Envelope, Outcome};
 use crate::session::unexpected;
 
 pub use call::Call;
+pub use commit::{CommitEnd, CommitSpec, CommitTask, Committer, SeedStep, Sent};
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
 pub use requester::{Requester, RetryPolicy, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;

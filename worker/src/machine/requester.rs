@@ -6,7 +6,7 @@ use floe_protocol::{ClientId, Envelope, FloeError, Outcome, Request};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Effect, Outbox};
+use super::{Effect, Input, Outbox};
 
 /// How a [`Requester`] retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,11 @@ impl Requester {
         &self.nodes
     }
 
+    /// The sequence number of the latest request.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// The client id requests are stamped with.
     pub fn client(&self) -> ClientId {
         self.client
@@ -237,6 +242,20 @@ impl Requester {
         }
         self.resend(out, 0);
         TimerOutcome::Resent
+    }
+
+    /// Handles a response or a timer: the final outcome of the request in
+    /// flight when this input brought one (an answer, or giving up); `None`
+    /// for anything else (resends, stale inputs, puts, gets, other timers).
+    pub fn on_input(&mut self, out: &mut Outbox, input: Input) -> Option<Outcome> {
+        match input {
+            Input::Response { seq, outcome } => self.on_response(out, seq, outcome),
+            Input::Timer { token } => match self.on_timer(out, token) {
+                TimerOutcome::GaveUp(outcome) => Some(outcome),
+                TimerOutcome::Resent | TimerOutcome::NotMine => None,
+            },
+            Input::PutDone { .. } | Input::GetDone { .. } => None,
+        }
     }
 
     /// True when the request in flight used up its sends.

@@ -10,9 +10,8 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, ClientId, Command, CommitId, CommitMode, CommitRecord,
-    CommitRequest, Conflict, FloeError, Footprint, ObjectId, Outcome, Query, Region, Reply,
-    RepoName, Request,
+    ArrayMeta, ArrayPath, BranchName, ClientId, CommitId, CommitMode, CommitRecord, CommitRequest,
+    Conflict, FloeError, Footprint, ObjectId, Outcome, Query, Region, Reply, RepoName, Request,
 };
 
 use crate::data::ArrayData;
@@ -20,6 +19,7 @@ use crate::format::{encode_chunk, object_key, Manifest, ObjectKind};
 use crate::resolve::History;
 
 use super::build::{delta_of, Builder, Sources, Want};
+use super::commit::{CommitEnd, CommitSpec, Committer};
 use super::upload::{Progress, Upload};
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
 use crate::data::meta_of;
@@ -45,7 +45,7 @@ pub struct WriterScript {
     pub mode: CommitMode,
     /// On `OutOfDate`: ask `CanFastForward`; on "yes" commit again on the
     /// new tip, looping (the seed's Example 1). Without it `OutOfDate` is
-    /// final ([`WriterStatus::Failed`]).
+    /// final (a failed [`CommitEnd`]).
     pub seed_loop: bool,
     /// On a conflict (or a "no" to `CanFastForward`): check out again,
     /// redo the writes, commit once more (the seed's Example 2).
@@ -78,24 +78,8 @@ pub struct AttemptLog {
 pub enum WriterStatus {
     /// Still working.
     Running,
-    /// A commit landed.
-    Committed {
-        /// The new commit.
-        commit: CommitId,
-        /// The tip it landed on.
-        parent: CommitId,
-        /// Commits it was fast-forwarded over server-side.
-        rebased_over: u32,
-    },
-    /// Refused with a conflict, and no retry left.
-    Conflict {
-        /// The tip the conflict is about.
-        tip: CommitId,
-        /// What collided.
-        conflicts: Vec<Conflict>,
-    },
-    /// Any other failure.
-    Failed(FloeError),
+    /// Its commit landed, conflicted (no retry left) or failed.
+    Ended(CommitEnd),
 }
 
 /// What a [`Writer`] did, for the simulation's oracles.
@@ -120,8 +104,13 @@ enum Phase {
     Building(Builder),
     PuttingChunks(Upload, Vec<(ArrayPath, Vec<u64>)>),
     PuttingManifest(Upload, Footprint),
-    Committing,
-    Asking,
+    /// Committing (the seed loop included); the report's attempts and
+    /// fast-forward answers from these indexes on are this commit's.
+    Committing {
+        committer: Box<Committer>,
+        attempts_from: usize,
+        answers_from: usize,
+    },
     Done,
 }
 
@@ -142,7 +131,6 @@ struct Checkout {
     base_sent: CommitId,
     footprint: Footprint,
     deltas: Vec<ObjectId>,
-    commits_sent: usize,
 }
 
 /// A non-cooperative writer (see [`WriterScript`]).
@@ -227,7 +215,7 @@ impl Writer {
     }
 
     fn fail(&mut self, error: FloeError) {
-        self.finish(WriterStatus::Failed(error));
+        self.finish(WriterStatus::Ended(CommitEnd::Failed(error)));
     }
 
     fn send_checkout(&mut self) {
@@ -253,7 +241,6 @@ impl Writer {
             base_sent: record.id,
             footprint: Footprint::new(),
             deltas: Vec::new(),
-            commits_sent: 0,
             record,
         });
         self.phase = Phase::Building(Builder::new(self.base()));
@@ -407,111 +394,98 @@ impl Writer {
     }
 
     fn send_commit(&mut self) {
-        let Some(c) = self.checkout.as_mut() else {
+        let Some(c) = self.checkout.as_ref() else {
             return self.fail(FloeError::InvalidChange {
                 why: "commit without a checkout".into(),
             });
         };
-        if c.commits_sent >= MAX_FAST_FORWARDS {
-            let tip = c.base_sent;
-            return self.fail(FloeError::OutOfDate { tip });
-        }
-        c.commits_sent += 1;
-        let (base_sent, data_base) = (c.base_sent, c.record.id);
-        let request = CommitRequest {
-            repo: self.script.repo.clone(),
-            branch: self.script.branch.clone(),
-            base: base_sent,
-            footprint: c.footprint.clone(),
-            deltas: c.deltas.clone(),
-            message: format!("{}#{}", self.script.tag, c.n),
-            author: self.author.clone(),
-            mode: self.script.mode,
+        let spec = CommitSpec {
+            request: CommitRequest {
+                repo: self.script.repo.clone(),
+                branch: self.script.branch.clone(),
+                base: c.base_sent,
+                footprint: c.footprint.clone(),
+                deltas: c.deltas.clone(),
+                message: format!("{}#{}", self.script.tag, c.n),
+                author: self.author.clone(),
+                mode: self.script.mode,
+            },
+            seed_loop: self.script.seed_loop,
+            max_commits: MAX_FAST_FORWARDS,
         };
-        let log = self.attempt_log(&request, data_base);
-        let command = Request::Command(Command::Commit(request));
-        let seq = self.requester.request(&mut self.out, command);
-        self.report.attempts.push(AttemptLog { seq, ..log });
-        self.phase = Phase::Committing;
+        let mut committer = Box::new(Committer::new(spec));
+        committer.start(&mut self.requester, &mut self.out);
+        let (attempts_from, answers_from) = (
+            self.report.attempts.len(),
+            self.report.fast_forward_answers.len(),
+        );
+        self.log_commit(&committer, attempts_from, answers_from);
+        self.phase = Phase::Committing {
+            committer,
+            attempts_from,
+            answers_from,
+        };
     }
 
-    /// The log entry of a commit request (its seq still 0).
-    fn attempt_log(&self, request: &CommitRequest, data_base: CommitId) -> AttemptLog {
-        let writes = self.script.writes.iter();
-        AttemptLog {
-            message: request.message.clone(),
-            data_base,
-            base_sent: request.base,
-            footprint: request.footprint.clone(),
-            writes: writes
-                .map(|(p, r, d)| (p.clone(), r.clone(), d.bytes.clone()))
-                .collect(),
-            mode: request.mode,
-            seq: 0,
-            outcome: None,
+    /// Brings the report's attempts and answers up to date with the
+    /// committer's (for the simulation's oracles).
+    fn log_commit(&mut self, committer: &Committer, attempts_from: usize, answers_from: usize) {
+        let data_base = self.base();
+        let spec = &committer.spec().request;
+        let writes: Vec<(ArrayPath, Region, Vec<u8>)> = self
+            .script
+            .writes
+            .iter()
+            .map(|(p, r, d)| (p.clone(), r.clone(), d.bytes.clone()))
+            .collect();
+        for (i, sent) in committer.sent().iter().enumerate() {
+            let log = AttemptLog {
+                message: spec.message.clone(),
+                data_base,
+                base_sent: sent.base,
+                footprint: spec.footprint.clone(),
+                writes: writes.clone(),
+                mode: spec.mode,
+                seq: sent.seq,
+                outcome: sent.outcome.clone(),
+            };
+            match self.report.attempts.get_mut(attempts_from + i) {
+                Some(old) => *old = log,
+                None => self.report.attempts.push(log),
+            }
         }
+        let answers = committer.answers();
+        self.report.fast_forward_answers.truncate(answers_from);
+        self.report.fast_forward_answers.extend_from_slice(answers);
     }
 
-    fn on_commit(&mut self, outcome: Outcome) {
-        if let Some(last) = self.report.attempts.last_mut() {
-            last.outcome = Some(outcome.clone());
-        }
-        match outcome {
-            Ok(Reply::Committed {
-                commit,
-                parent,
-                rebased_over,
-            }) => self.finish(WriterStatus::Committed {
-                commit,
-                parent,
-                rebased_over,
-            }),
-            Err(FloeError::OutOfDate { .. }) if self.script.seed_loop => self.ask(),
-            Err(FloeError::Conflict { tip, conflicts }) => self.conflict(tip, conflicts),
-            Ok(other) => self.fail(unexpected("Commit", &other)),
-            Err(e) => self.fail(e),
-        }
-    }
-
-    /// The seed's "can I fast forward?".
-    fn ask(&mut self) {
-        let Some(c) = self.checkout.as_ref() else {
+    fn on_commit_outcome(&mut self, outcome: Outcome) {
+        let Phase::Committing {
+            mut committer,
+            attempts_from,
+            answers_from,
+        } = std::mem::replace(&mut self.phase, Phase::Idle)
+        else {
             return;
         };
-        let q = Query::CanFastForward {
-            repo: self.script.repo.clone(),
-            branch: self.script.branch.clone(),
-            base: c.base_sent,
-            footprint: c.footprint.clone(),
-        };
-        self.requester.request(&mut self.out, Request::Query(q));
-        self.phase = Phase::Asking;
-    }
-
-    fn on_answer(&mut self, outcome: Outcome) {
-        let (tip, conflicts) = match outcome {
-            Ok(Reply::FastForward { tip, conflicts }) => (tip, conflicts),
-            Ok(other) => return self.fail(unexpected("CanFastForward", &other)),
-            Err(e) => return self.fail(e),
-        };
-        let asked = self.checkout.as_ref().map_or(CommitId(0), |c| c.base_sent);
-        let answer = Reply::FastForward {
-            tip,
-            conflicts: conflicts.clone(),
-        };
-        self.report.fast_forward_answers.push((asked, answer));
-        if !conflicts.is_empty() {
-            return self.conflict(tip, conflicts);
+        committer.on_outcome(&mut self.requester, &mut self.out, outcome);
+        self.log_commit(&committer, attempts_from, answers_from);
+        match committer.end().cloned() {
+            None => {
+                self.phase = Phase::Committing {
+                    committer,
+                    attempts_from,
+                    answers_from,
+                }
+            }
+            Some(CommitEnd::Conflict { tip, conflicts }) => self.conflict(tip, conflicts),
+            Some(end) => self.finish(WriterStatus::Ended(end)),
         }
-        if let Some(c) = self.checkout.as_mut() {
-            c.base_sent = tip;
-        }
-        self.send_commit();
     }
 
     fn conflict(&mut self, tip: CommitId, conflicts: Vec<Conflict>) {
         if self.retries_left == 0 {
-            return self.finish(WriterStatus::Conflict { tip, conflicts });
+            return self.finish(WriterStatus::Ended(CommitEnd::Conflict { tip, conflicts }));
         }
         self.retries_left -= 1;
         self.send_checkout();
@@ -521,8 +495,7 @@ impl Writer {
         match self.phase {
             Phase::CheckingOut => self.on_checkout(outcome),
             Phase::Building(_) => self.on_record(outcome),
-            Phase::Committing => self.on_commit(outcome),
-            Phase::Asking => self.on_answer(outcome),
+            Phase::Committing { .. } => self.on_commit_outcome(outcome),
             _ => {}
         }
     }
