@@ -39,6 +39,9 @@ pub(crate) struct Sources<'a> {
     pub(crate) history: &'a History,
     pub(crate) chunks: &'a BTreeMap<ObjectId, Vec<u8>>,
     pub(crate) arrays: &'a BTreeMap<ArrayPath, ArrayMeta>,
+    /// Chunks written since the base (a session's pending writes): read
+    /// before the base's.
+    pub(crate) overlay: &'a Manifest,
 }
 
 /// New chunk buffers, keyed by array and chunk coordinate.
@@ -112,7 +115,11 @@ impl Builder {
         if let Some(ours) = self.buffers.get(&(path.clone(), part.coord.clone())) {
             return Ok(Ok(Some(ours.clone())));
         }
-        let id = match src.history.resolve(self.base, path, &part.coord)? {
+        let located = match src.overlay.get(path, &part.coord) {
+            Some(id) => Step::Done(Location::Chunk(id)),
+            None => src.history.resolve(self.base, path, &part.coord)?,
+        };
+        let id = match located {
             Step::Need(need) => return Ok(Err(need.into())),
             Step::Done(Location::Fill) => return Ok(Ok(None)),
             Step::Done(Location::Chunk(id)) => id,

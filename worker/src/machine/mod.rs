@@ -21,6 +21,7 @@
 mod build;
 mod call;
 mod commit;
+mod fetch;
 mod job;
 mod requester;
 mod upload;
@@ -35,14 +36,12 @@ use crate::session::unexpected;
 
 pub use call::Call;
 pub use commit::{CommitEnd, CommitSpec, CommitTask, Committer, SeedStep, Sent};
+pub use fetch::MAX_GET_ATTEMPTS;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
 pub use requester::{Requester, RetryPolicy, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;
 pub use worker::{CompletionLog, SourceFn, Worker, WorkerReport, WorkerStatus, WORKER_IDLE_MS};
-pub use writer::{
-    AttemptLog, Writer, WriterReport, WriterScript, WriterStatus, MAX_FAST_FORWARDS,
-    MAX_GET_ATTEMPTS,
-};
+pub use writer::{AttemptLog, Writer, WriterReport, WriterScript, WriterStatus, MAX_FAST_FORWARDS};
 
 /// Something that happened outside a machine, handed to [`Machine::handle`].
 #[derive(Clone, Debug, PartialEq)]

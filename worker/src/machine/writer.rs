@@ -4,7 +4,6 @@
 //! optional manual retry after a conflict.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -15,19 +14,17 @@ use floe_protocol::{
 };
 
 use crate::data::ArrayData;
-use crate::format::{encode_chunk, object_key, Manifest, ObjectKind};
-use crate::resolve::History;
+use crate::format::{encode_chunk, Manifest, ObjectKind};
 
-use super::build::{delta_of, Builder, Sources, Want};
+use super::build::{delta_of, Buffers};
 use super::commit::{CommitEnd, CommitSpec, Committer};
+use super::fetch::{Build, Built, Cache};
 use super::upload::{Progress, Upload};
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
 use crate::data::meta_of;
 
 /// Most commits sent on one checkout by the fast-forward loop.
 pub const MAX_FAST_FORWARDS: usize = 64;
-/// Attempts per object read before the writer fails.
-pub const MAX_GET_ATTEMPTS: u32 = 8;
 
 /// What a [`Writer`] does.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,7 +98,7 @@ enum Phase {
     Idle,
     CheckingOut,
     /// Building chunks; waiting for a fetch (a `GetCommit` or a get).
-    Building(Builder),
+    Building(Build),
     PuttingChunks(Upload, Vec<(ArrayPath, Vec<u64>)>),
     PuttingManifest(Upload, Footprint),
     /// Committing (the seed loop included); the report's attempts and
@@ -112,15 +109,6 @@ enum Phase {
         answers_from: usize,
     },
     Done,
-}
-
-/// A pending object read.
-#[derive(Clone, Copy, Debug)]
-struct Get {
-    token: u64,
-    kind: ObjectKind,
-    id: ObjectId,
-    attempts: u32,
 }
 
 /// The current checkout: what was sent or will be.
@@ -140,11 +128,9 @@ pub struct Writer {
     requester: Requester,
     out: Outbox,
     rng: SmallRng,
-    history: History,
-    chunks: BTreeMap<ObjectId, Vec<u8>>,
+    cache: Cache,
     phase: Phase,
     checkout: Option<Checkout>,
-    get: Option<Get>,
     retries_left: u32,
     author: String,
     report: WriterReport,
@@ -160,11 +146,9 @@ impl Writer {
             requester: Requester::new(client, nodes, RetryPolicy::default()),
             out: Outbox::new(),
             rng: SmallRng::seed_from_u64(seed),
-            history: History::new(),
-            chunks: BTreeMap::new(),
+            cache: Cache::default(),
             phase: Phase::Idle,
             checkout: None,
-            get: None,
             author: "floe-writer".into(),
             report: WriterReport {
                 checkouts: Vec::new(),
@@ -211,7 +195,6 @@ impl Writer {
         self.report.status = status;
         self.phase = Phase::Done;
         self.requester.cancel();
-        self.get = None;
     }
 
     fn fail(&mut self, error: FloeError) {
@@ -235,7 +218,7 @@ impl Writer {
         };
         let n = self.checkout.as_ref().map_or(1, |c| c.n + 1);
         self.report.checkouts.push(record.id);
-        self.history.insert_record(record.clone());
+        self.cache.history.insert_record(record.clone());
         self.checkout = Some(Checkout {
             n,
             base_sent: record.id,
@@ -243,7 +226,14 @@ impl Writer {
             deltas: Vec::new(),
             record,
         });
-        self.phase = Phase::Building(Builder::new(self.base()));
+        let build = Build::new(
+            self.script.repo.clone(),
+            self.base(),
+            self.arrays(),
+            Manifest::new(),
+            self.script.writes.clone(),
+        );
+        self.phase = Phase::Building(build);
         self.build();
     }
 
@@ -260,91 +250,47 @@ impl Writer {
 
     /// Runs the build until it needs a fetch or is done.
     fn build(&mut self) {
-        let Phase::Building(mut builder) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Building(build) = &mut self.phase else {
             return;
         };
-        let arrays = self.arrays();
-        let src = Sources {
-            history: &self.history,
-            chunks: &self.chunks,
-            arrays: &arrays,
-        };
-        match builder.run(&src, &self.script.writes) {
-            Err(e) => self.fail(e),
-            Ok(Some(want)) => {
-                self.phase = Phase::Building(builder);
-                self.fetch(want);
-            }
-            Ok(None) => self.put_chunks(builder, &arrays),
-        }
+        let built = build.step(&mut self.requester, &mut self.out, &self.cache);
+        self.on_built(built);
     }
 
-    fn fetch(&mut self, want: Want) {
-        match want {
-            Want::Record(commit) => {
-                let q = Query::GetCommit {
-                    repo: self.script.repo.clone(),
-                    commit,
-                };
-                self.requester.request(&mut self.out, Request::Query(q));
+    fn on_built(&mut self, built: Built) {
+        match built {
+            Built::Waiting => {}
+            Built::Failed(e) => self.fail(e),
+            Built::Done(buffers) => {
+                let arrays = self.arrays();
+                self.put_chunks(buffers, &arrays)
             }
-            Want::Object(kind, id) => self.send_get(kind, id, 1),
         }
-    }
-
-    fn send_get(&mut self, kind: ObjectKind, id: ObjectId, attempts: u32) {
-        let key = object_key(&self.script.repo, kind, id).to_string();
-        let token = self.out.get(key);
-        self.get = Some(Get {
-            token,
-            kind,
-            id,
-            attempts,
-        });
     }
 
     fn on_record(&mut self, outcome: Outcome) {
-        match outcome {
-            Ok(Reply::Commit(record)) => {
-                self.history.insert_record(*record);
-                self.build();
-            }
-            Ok(other) => self.fail(unexpected("GetCommit", &other)),
-            Err(e) => self.fail(e),
-        }
+        let Phase::Building(build) = &mut self.phase else {
+            return;
+        };
+        let (req, out) = (&mut self.requester, &mut self.out);
+        let built = build.on_record(req, out, &mut self.cache, outcome);
+        self.on_built(built);
     }
 
     fn on_get(&mut self, token: u64, result: Result<Option<Vec<u8>>, String>) {
-        let Some(get) = self.get.filter(|g| g.token == token) else {
+        let Phase::Building(build) = &mut self.phase else {
             return;
         };
-        self.get = None;
-        let bytes = match result {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                return self.fail(FloeError::Store(format!("object {} is missing", get.id)))
-            }
-            Err(e) if get.attempts >= MAX_GET_ATTEMPTS => {
-                return self.fail(FloeError::Store(format!("get failed: {e}")))
-            }
-            Err(_) => return self.send_get(get.kind, get.id, get.attempts + 1),
-        };
-        match get.kind {
-            ObjectKind::Chunk => {
-                self.chunks.insert(get.id, bytes);
-            }
-            ObjectKind::Manifest | ObjectKind::Checkpoint => match Manifest::decode(&bytes) {
-                Ok(m) => self.history.insert_manifest(get.id, Arc::new(m)),
-                Err(e) => return self.fail(e),
-            },
+        let (req, out) = (&mut self.requester, &mut self.out);
+        if let Some(built) = build.on_get(req, out, &mut self.cache, token, result) {
+            self.on_built(built);
         }
-        self.build();
     }
 
-    fn put_chunks(&mut self, builder: Builder, arrays: &BTreeMap<ArrayPath, ArrayMeta>) {
+    fn put_chunks(&mut self, buffers: Buffers, arrays: &BTreeMap<ArrayPath, ArrayMeta>) {
         let mut keys = Vec::new();
         let mut objects = Vec::new();
-        for ((path, coord), buffer) in builder.buffers {
+        for ((path, coord), buffer) in buffers {
             let encoded = meta_of(arrays, &path).and_then(|m| encode_chunk(m, &buffer));
             match encoded {
                 Ok(bytes) => objects.push((ObjectKind::Chunk, bytes)),

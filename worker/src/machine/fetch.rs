@@ -1,0 +1,180 @@
+//! Building chunk buffers with what they need fetched: the one
+//! read-modify-write loop. [`Build`] runs the pure [`Builder`] and, when it
+//! wants a commit record, a manifest or a chunk object, asks for it (through
+//! the owner's [`Requester`] and [`Outbox`]) and goes on when it arrives.
+//! The simulation's writer and the user's `Session` both build this way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use floe_protocol::{
+    ArrayMeta, ArrayPath, CommitId, FloeError, ObjectId, Outcome, Query, Region, Reply, RepoName,
+    Request,
+};
+
+use crate::data::ArrayData;
+use crate::format::{object_key, Manifest, ObjectKind};
+use crate::resolve::History;
+
+use super::build::{Buffers, Builder, Sources, Want};
+use super::{unexpected, Outbox, Requester};
+
+/// Attempts per object read before the build fails.
+pub const MAX_GET_ATTEMPTS: u32 = 8;
+
+/// A pending object read.
+#[derive(Clone, Copy, Debug)]
+struct Get {
+    token: u64,
+    kind: ObjectKind,
+    id: ObjectId,
+    attempts: u32,
+}
+
+/// What a build step came to.
+#[derive(Debug)]
+pub(crate) enum Built {
+    /// Waiting for a fetch.
+    Waiting,
+    /// Every write is built: the new chunk buffers.
+    Done(Buffers),
+    /// It cannot be built.
+    Failed(FloeError),
+}
+
+/// The cache a build reads through: commit records and manifests, and the
+/// chunk objects fetched (kept across builds of one writer).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cache {
+    pub(crate) history: History,
+    pub(crate) chunks: BTreeMap<ObjectId, Vec<u8>>,
+}
+
+/// A resumable build of `writes` against `base` (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Build {
+    repo: RepoName,
+    builder: Builder,
+    writes: Vec<(ArrayPath, Region, ArrayData)>,
+    arrays: BTreeMap<ArrayPath, ArrayMeta>,
+    overlay: Manifest,
+    get: Option<Get>,
+}
+
+impl Build {
+    /// A build of `writes` on `base` (whose arrays are `arrays`), reading
+    /// chunks listed in `overlay` (a session's own pending writes) before
+    /// the base's.
+    pub(crate) fn new(
+        repo: RepoName,
+        base: CommitId,
+        arrays: BTreeMap<ArrayPath, ArrayMeta>,
+        overlay: Manifest,
+        writes: Vec<(ArrayPath, Region, ArrayData)>,
+    ) -> Self {
+        Build {
+            repo,
+            builder: Builder::new(base),
+            writes,
+            arrays,
+            overlay,
+            get: None,
+        }
+    }
+
+    /// Goes as far as it can.
+    pub(crate) fn step(&mut self, req: &mut Requester, out: &mut Outbox, cache: &Cache) -> Built {
+        let src = Sources {
+            history: &cache.history,
+            chunks: &cache.chunks,
+            arrays: &self.arrays,
+            overlay: &self.overlay,
+        };
+        match self.builder.run(&src, &self.writes) {
+            Err(e) => Built::Failed(e),
+            Ok(None) => Built::Done(std::mem::take(&mut self.builder.buffers)),
+            Ok(Some(Want::Record(commit))) => {
+                let q = Query::GetCommit {
+                    repo: self.repo.clone(),
+                    commit,
+                };
+                req.request(out, Request::Query(q));
+                Built::Waiting
+            }
+            Ok(Some(Want::Object(kind, id))) => {
+                self.send_get(out, kind, id, 1);
+                Built::Waiting
+            }
+        }
+    }
+
+    /// The final outcome of the `GetCommit` asked for.
+    pub(crate) fn on_record(
+        &mut self,
+        req: &mut Requester,
+        out: &mut Outbox,
+        cache: &mut Cache,
+        outcome: Outcome,
+    ) -> Built {
+        match outcome {
+            Ok(Reply::Commit(record)) => {
+                cache.history.insert_record(*record);
+                self.step(req, out, cache)
+            }
+            Ok(other) => Built::Failed(unexpected("GetCommit", &other)),
+            Err(e) => Built::Failed(e),
+        }
+    }
+
+    /// A get finished; `None` when it was not this build's.
+    pub(crate) fn on_get(
+        &mut self,
+        req: &mut Requester,
+        out: &mut Outbox,
+        cache: &mut Cache,
+        token: u64,
+        result: Result<Option<Vec<u8>>, String>,
+    ) -> Option<Built> {
+        let get = self.get.filter(|g| g.token == token)?;
+        self.get = None;
+        let bytes = match result {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                let missing = FloeError::Store(format!("object {} is missing", get.id));
+                return Some(Built::Failed(missing));
+            }
+            Err(e) if get.attempts >= MAX_GET_ATTEMPTS => {
+                let failed = FloeError::StoreUnavailable(format!(
+                    "get failed {} times, last: {e}",
+                    get.attempts
+                ));
+                return Some(Built::Failed(failed));
+            }
+            Err(_) => {
+                self.send_get(out, get.kind, get.id, get.attempts + 1);
+                return Some(Built::Waiting);
+            }
+        };
+        match get.kind {
+            ObjectKind::Chunk => {
+                cache.chunks.insert(get.id, bytes);
+            }
+            ObjectKind::Manifest | ObjectKind::Checkpoint => match Manifest::decode(&bytes) {
+                Ok(m) => cache.history.insert_manifest(get.id, Arc::new(m)),
+                Err(e) => return Some(Built::Failed(e)),
+            },
+        }
+        Some(self.step(req, out, cache))
+    }
+
+    fn send_get(&mut self, out: &mut Outbox, kind: ObjectKind, id: ObjectId, attempts: u32) {
+        let key = object_key(&self.repo, kind, id).to_string();
+        let token = out.get(key);
+        self.get = Some(Get {
+            token,
+            kind,
+            id,
+            attempts,
+        });
+    }
+}
