@@ -8,7 +8,7 @@ use std::sync::Arc;
 use floe_protocol::{ClientId, Command, Coordinator, Outcome, Query, Reply, Request};
 
 use crate::driver::drive;
-use crate::machine::{Call, RetryPolicy};
+use crate::machine::{Call, Caller, RetryPolicy};
 
 /// A client of the coordinator cluster with its own client id. Requests
 /// may run concurrently (each under a sequence number of its own); a
@@ -54,12 +54,16 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
         self.policy
     }
 
-    /// Reserves `n` sequence numbers for a machine that sends several
-    /// requests under this client id; returns the number to continue after
-    /// ([`crate::machine::Requester::continue_after`]). Concurrent calls never
-    /// get a seq of the block.
-    pub fn reserve(&self, n: u64) -> u64 {
-        self.last_seq.fetch_add(n, Ordering::Relaxed)
+    /// This client as the caller of a task machine that sends up to `n`
+    /// requests: the block of `n` sequence numbers is reserved for it, so
+    /// concurrent calls never reuse one.
+    pub fn caller(&self, n: u64) -> Caller {
+        Caller {
+            client: self.id,
+            last_seq: self.last_seq.fetch_add(n, Ordering::Relaxed),
+            nodes: self.coord.nodes(),
+            policy: self.policy,
+        }
     }
 
     /// The coordinator behind it.

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -20,15 +20,14 @@ use floe_protocol::{
     Region, Reply, RepoName,
 };
 
-use crate::chunk::{covers_whole_chunk, extract_part, fill_chunk, patch_chunk, regrown_chunks};
+use crate::chunk::{extract_part, fill_chunk, regrown_chunks};
 use crate::client::Client;
-use crate::data::{check_region, check_region_data, meta_of, ArrayData};
-use crate::driver::Driven;
+use crate::data::{check_region, meta_of, ArrayData};
+use crate::driver::{drive, Driven};
 use crate::format::Manifest;
-use crate::machine::{CommitSpec, CommitTask, SeedStep};
+use crate::machine::{CommitSpec, CommitTask, SeedStep, WriteBase, WriteTask, Written};
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
-use floe_protocol::region::{chunk_region, copy_box};
 
 /// Most chunk objects read or written concurrently by one call.
 pub const MAX_IN_FLIGHT: usize = 16;
@@ -537,50 +536,19 @@ impl<C: Coordinator + 'static> Session<C> {
         if edges.iter().all(Option::is_none) {
             return Ok(());
         }
-        for coord in Region::full(new).chunks(new) {
-            let on_edge = coord.iter().zip(&edges).any(|(c, e)| Some(*c) == *e);
-            if on_edge {
-                self.blank_chunk(path, new, &coord).await?;
-            }
-        }
-        self.delta = None;
-        Ok(())
-    }
-
-    /// Rewrites one chunk keeping only what lies inside `meta`'s shape.
-    async fn blank_chunk(
-        &mut self,
-        path: &ArrayPath,
-        meta: &ArrayMeta,
-        coord: &[u64],
-    ) -> Result<(), FloeError> {
-        let loc = match self.pending.get(path, coord) {
-            Some(id) => Location::Chunk(id),
-            None if self.base.arrays.contains_key(path) => {
-                let base = self.base.id;
-                self.reader.locate(base, path, coord).await?
-            }
-            None => Location::Fill,
-        };
-        // Written even when the chunk holds only the fill value, so that a
+        // Rewritten even when a chunk holds only the fill value, so that a
         // concurrent write to it conflicts with the resize instead of
         // leaving values past the edge.
-        let mut after = fill_chunk(meta);
-        if let Location::Chunk(id) = loc {
-            let before = self.reader.store.get_chunk(self.repo(), meta, id).await?;
-            let keep = chunk_region(coord, meta).shape();
-            let origin = vec![0; coord.len()];
-            let (chunk, elem) = (&meta.chunk_shape, meta.dtype.size());
-            copy_box(
-                &before, chunk, &origin, &mut after, chunk, &origin, &keep, elem,
-            );
+        let cuts: Vec<(ArrayPath, Vec<u64>)> = Region::full(new)
+            .chunks(new)
+            .into_iter()
+            .filter(|coord| coord.iter().zip(&edges).any(|(c, e)| Some(*c) == *e))
+            .map(|coord| (path.clone(), coord))
+            .collect();
+        for (path, coord, id) in self.run_write(Vec::new(), cuts).await? {
+            self.pending.insert(path, coord, id);
         }
-        let id = self.fresh_id();
-        self.reader
-            .store
-            .put_chunk(self.repo(), meta, id, &after)
-            .await?;
-        self.pending.insert(path.clone(), coord.to_vec(), id);
+        self.delta = None;
         Ok(())
     }
 
@@ -602,19 +570,6 @@ impl<C: Coordinator + 'static> Session<C> {
         Ok(())
     }
 
-    /// Checks `data` against the region of `path` it is written to.
-    fn check_write(
-        &self,
-        path: &ArrayPath,
-        region: &Region,
-        data: &ArrayData,
-    ) -> Result<ArrayMeta, FloeError> {
-        let meta = self.meta(path)?;
-        check_region(path, meta, region)?;
-        check_region_data(path, meta, region, data)?;
-        Ok(meta.clone())
-    }
-
     /// Writes `data` (of the region's shape and the array's dtype) into
     /// `region` of `path`. Chunks wholly covered are built from the data;
     /// partly covered ones are read-modify-written from this session's own
@@ -627,48 +582,40 @@ impl<C: Coordinator + 'static> Session<C> {
         region: &Region,
         data: &ArrayData,
     ) -> Result<(), FloeError> {
-        let meta = self.check_write(path, region, data)?;
-        let mut written = Vec::new();
-        let mut puts = FuturesUnordered::new();
-        for part in region.chunk_parts(&meta) {
-            let previous = if covers_whole_chunk(&meta, &part) {
-                None
-            } else {
-                let loc = match self.pending.get(path, &part.coord) {
-                    Some(id) => Location::Chunk(id),
-                    None => {
-                        let base = self.base.id;
-                        self.reader.locate(base, path, &part.coord).await?
-                    }
-                };
-                match loc {
-                    Location::Chunk(id) => {
-                        Some(self.reader.store.get_chunk(self.repo(), &meta, id).await?)
-                    }
-                    Location::Fill => None,
-                }
-            };
-            let buffer = patch_chunk(&meta, previous.as_deref(), &part, data)?;
-            let id = self.fresh_id();
-            let store = self.reader.store.clone();
-            let repo = self.repo().clone();
-            let meta = meta.clone();
-            puts.push(async move { store.put_chunk(&repo, &meta, id, &buffer).await });
-            written.push((part.coord, id));
-            while puts.len() >= MAX_IN_FLIGHT {
-                if let Some(done) = puts.next().await {
-                    done?;
-                }
-            }
-        }
-        while let Some(done) = puts.next().await {
-            done?;
-        }
-        for (coord, id) in written {
-            self.pending.insert(path.clone(), coord, id);
+        let writes = vec![(path.clone(), region.clone(), data.clone())];
+        for (path, coord, id) in self.run_write(writes, Vec::new()).await? {
+            self.pending.insert(path, coord, id);
         }
         self.delta = None;
         Ok(())
+    }
+
+    /// Runs the write machine on this session's view (writes, then cut
+    /// edge chunks); the chunks it stored.
+    async fn run_write(
+        &mut self,
+        writes: Vec<(ArrayPath, Region, ArrayData)>,
+        cuts: Vec<(ArrayPath, Vec<u64>)>,
+    ) -> Result<Written, FloeError> {
+        let at = WriteBase {
+            repo: self.repo().clone(),
+            base: self.base.id,
+            arrays: self.arrays.clone(),
+            pending: self.pending.clone(),
+        };
+        // A record or manifest fetch per commit on the base's chain, at most.
+        let caller = self.reader.client.caller(self.base.id.0 + 2);
+        let history = std::mem::take(&mut self.reader.history);
+        let task = WriteTask::new(caller, self.rng.gen(), at, writes, history).with_cuts(cuts);
+        let store = Some(self.reader.store.clone());
+        let coord = self.reader.client.coordinator().clone();
+        let task = drive(task, coord, store).await;
+        let (result, history) = match task {
+            Ok(task) => task.finish(),
+            Err(e) => return Err(e),
+        };
+        self.reader.history = history;
+        result
     }
 
     /// Reads `region` of `path` as this session sees it: its own writes
@@ -751,10 +698,9 @@ impl<C: Coordinator + 'static> Session<C> {
     ) -> Result<CommitId, FloeError> {
         let client = &self.reader.client;
         // Each round sends a commit and may ask "can I fast forward?".
-        let last_seq = client.reserve(2 * spec.max_commits as u64 + 1);
-        let coord = client.coordinator().clone();
-        let task = CommitTask::new(client.id(), last_seq, coord.nodes(), client.policy(), spec);
-        let mut driven = Driven::new(task, coord, None);
+        let caller = client.caller(2 * spec.max_commits as u64 + 1);
+        let task = CommitTask::new(caller, spec);
+        let mut driven = Driven::new(task, client.coordinator().clone(), None);
         let mut seen = 0;
         let mut report = |task: &CommitTask| {
             let steps = task.committer().steps();

@@ -8,7 +8,8 @@ use floe_protocol::{
     ArrayMeta, ArrayPath, ChunkPart, CommitId, FloeError, Footprint, ObjectId, Region,
 };
 
-use crate::chunk::{covers_whole_chunk, patch_chunk};
+use crate::chunk::{covers_whole_chunk, fill_chunk, patch_chunk};
+use floe_protocol::region::{chunk_region, copy_box};
 
 use crate::data::{check_region, check_region_data, meta_of, ArrayData};
 use crate::format::{decode_chunk, Manifest, ObjectKind};
@@ -47,12 +48,17 @@ pub(crate) struct Sources<'a> {
 /// New chunk buffers, keyed by array and chunk coordinate.
 pub(crate) type Buffers = BTreeMap<(ArrayPath, Vec<u64>), Vec<u8>>;
 
-/// A resumable build of the chunks of a list of writes against `base`.
+/// A resumable build of the chunks of a list of writes against `base`,
+/// then of the edge chunks a shrink cuts.
 #[derive(Clone, Debug)]
 pub(crate) struct Builder {
     base: CommitId,
     write: usize,
     part: usize,
+    /// Chunks cut by a shrink: rebuilt keeping only what lies inside the
+    /// array's (new) shape, the fill value past it.
+    cuts: Vec<(ArrayPath, Vec<u64>)>,
+    cut: usize,
     /// The new buffers so far; later writes patch earlier ones.
     pub(crate) buffers: Buffers,
 }
@@ -64,8 +70,17 @@ impl Builder {
             base,
             write: 0,
             part: 0,
+            cuts: Vec::new(),
+            cut: 0,
             buffers: BTreeMap::new(),
         }
+    }
+
+    /// Also rebuilds these chunks, cut to their array's shape, after the
+    /// writes.
+    pub(crate) fn with_cuts(mut self, cuts: Vec<(ArrayPath, Vec<u64>)>) -> Self {
+        self.cuts = cuts;
+        self
     }
 
     /// Goes as far as it can: `Ok(None)` when every write is built,
@@ -96,6 +111,30 @@ impl Builder {
                 .insert((path.clone(), part.coord.clone()), buffer);
             self.part += 1;
         }
+        self.run_cuts(src)
+    }
+
+    /// The cut chunks: the current chunk (ours, else the base's, else fill)
+    /// with every element past the array's edge set to the fill value.
+    fn run_cuts(&mut self, src: &Sources<'_>) -> Result<Option<Want>, FloeError> {
+        while let Some((path, coord)) = self.cuts.get(self.cut) {
+            let meta = meta_of(src.arrays, path)?;
+            let mut after = fill_chunk(meta);
+            match self.current(src, path, meta, coord)? {
+                Err(want) => return Ok(Some(want)),
+                Ok(None) => {}
+                Ok(Some(before)) => {
+                    let keep = chunk_region(coord, meta).shape();
+                    let origin = vec![0; coord.len()];
+                    let (chunk, elem) = (&meta.chunk_shape, meta.dtype.size());
+                    copy_box(
+                        &before, chunk, &origin, &mut after, chunk, &origin, &keep, elem,
+                    );
+                }
+            }
+            self.buffers.insert((path.clone(), coord.clone()), after);
+            self.cut += 1;
+        }
         Ok(None)
     }
 
@@ -112,12 +151,26 @@ impl Builder {
         if covers_whole_chunk(meta, part) {
             return Ok(Ok(None));
         }
-        if let Some(ours) = self.buffers.get(&(path.clone(), part.coord.clone())) {
+        self.current(src, path, meta, &part.coord)
+    }
+
+    /// The chunk at `coord` as the build sees it: ours, else the overlay's,
+    /// else the base's, else none (fill); `Err(want)` when it must be
+    /// fetched first.
+    #[allow(clippy::type_complexity)]
+    fn current(
+        &self,
+        src: &Sources<'_>,
+        path: &ArrayPath,
+        meta: &ArrayMeta,
+        coord: &[u64],
+    ) -> Result<Result<Option<Vec<u8>>, Want>, FloeError> {
+        if let Some(ours) = self.buffers.get(&(path.clone(), coord.to_vec())) {
             return Ok(Ok(Some(ours.clone())));
         }
-        let located = match src.overlay.get(path, &part.coord) {
+        let located = match src.overlay.get(path, coord) {
             Some(id) => Step::Done(Location::Chunk(id)),
-            None => src.history.resolve(self.base, path, &part.coord)?,
+            None => src.history.resolve(self.base, path, coord)?,
         };
         let id = match located {
             Step::Need(need) => return Ok(Err(need.into())),

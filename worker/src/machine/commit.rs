@@ -5,10 +5,10 @@
 //! [`Outbox`]); [`CommitTask`] is the machine a `Session` drives.
 
 use floe_protocol::{
-    ClientId, Command, CommitId, CommitRequest, Conflict, FloeError, Outcome, Query, Reply, Request,
+    Command, CommitId, CommitRequest, Conflict, FloeError, Outcome, Query, Reply, Request,
 };
 
-use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use super::{unexpected, Caller, Effect, Input, Machine, Outbox, Requester};
 
 /// What to commit and how.
 #[derive(Clone, Debug, PartialEq)]
@@ -288,18 +288,10 @@ pub struct CommitTask {
 }
 
 impl CommitTask {
-    /// Commits `spec` as `client`, numbering requests after `last_seq`.
-    pub fn new(
-        client: ClientId,
-        last_seq: u64,
-        nodes: Vec<u64>,
-        policy: RetryPolicy,
-        spec: CommitSpec,
-    ) -> Self {
-        let mut requester = Requester::new(client, nodes, policy);
-        requester.continue_after(last_seq);
+    /// Commits `spec` for `caller`.
+    pub fn new(caller: Caller, spec: CommitSpec) -> Self {
         CommitTask {
-            requester,
+            requester: caller.requester(),
             out: Outbox::new(),
             committer: Committer::new(spec),
         }

@@ -62,6 +62,13 @@ pub(crate) struct Build {
 }
 
 impl Build {
+    /// Also rebuilds these chunks cut to their array's shape (see
+    /// [`Builder::with_cuts`]).
+    pub(crate) fn with_cuts(mut self, cuts: Vec<(ArrayPath, Vec<u64>)>) -> Self {
+        self.builder = self.builder.with_cuts(cuts);
+        self
+    }
+
     /// A build of `writes` on `base` (whose arrays are `arrays`), reading
     /// chunks listed in `overlay` (a session's own pending writes) before
     /// the base's.

@@ -26,6 +26,7 @@ mod job;
 mod requester;
 mod upload;
 mod worker;
+mod write;
 mod writer;
 
 use std::collections::VecDeque;
@@ -38,9 +39,10 @@ pub use call::Call;
 pub use commit::{CommitEnd, CommitSpec, CommitTask, Committer, SeedStep, Sent};
 pub use fetch::MAX_GET_ATTEMPTS;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
-pub use requester::{Requester, RetryPolicy, TimerOutcome};
+pub use requester::{Caller, Requester, RetryPolicy, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;
 pub use worker::{CompletionLog, SourceFn, Worker, WorkerReport, WorkerStatus, WORKER_IDLE_MS};
+pub use write::{WriteBase, WriteTask, Written};
 pub use writer::{AttemptLog, Writer, WriterReport, WriterScript, WriterStatus, MAX_FAST_FORWARDS};
 
 /// Something that happened outside a machine, handed to [`Machine::handle`].

@@ -49,6 +49,30 @@ impl RetryPolicy {
     }
 }
 
+/// Who a machine's requests come from: a client id, the sequence number to
+/// continue after, the nodes and the retry policy (what a shell hands a
+/// task machine it starts for one of its clients).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The client id.
+    pub client: ClientId,
+    /// Requests are numbered after this.
+    pub last_seq: u64,
+    /// The coordinator nodes.
+    pub nodes: Vec<u64>,
+    /// How to retry.
+    pub policy: RetryPolicy,
+}
+
+impl Caller {
+    /// The requester of this caller.
+    pub fn requester(self) -> Requester {
+        let mut requester = Requester::new(self.client, self.nodes, self.policy);
+        requester.continue_after(self.last_seq);
+        requester
+    }
+}
+
 /// What [`Requester::on_timer`] made of a timer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimerOutcome {
