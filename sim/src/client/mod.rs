@@ -134,6 +134,8 @@ impl Client {
 
 fn observe_writer(w: &Writer, client: u32, obs: &mut Observations) {
     let report = w.report();
+    // Every attempt carries the script's writes (the machine keeps no copy).
+    let writes: Vec<Write> = w.script().writes.iter().map(to_write).collect();
     for a in &report.attempts {
         obs.attempts.push(Attempt {
             client,
@@ -141,7 +143,7 @@ fn observe_writer(w: &Writer, client: u32, obs: &mut Observations) {
             data_base: a.data_base,
             base_sent: a.base_sent,
             footprint: a.footprint.clone(),
-            writes: a.writes.iter().map(to_write).collect(),
+            writes: writes.clone(),
             mode: a.mode,
             outcome: a.outcome.clone(),
         });
@@ -171,12 +173,16 @@ fn observe_writer(w: &Writer, client: u32, obs: &mut Observations) {
 }
 
 fn to_write(
-    (path, region, data): &(floe_protocol::ArrayPath, floe_protocol::Region, Vec<u8>),
+    (path, region, data): &(
+        floe_protocol::ArrayPath,
+        floe_protocol::Region,
+        floe_worker::ArrayData,
+    ),
 ) -> Write {
     Write {
         path: path.clone(),
         region: region.clone(),
-        data: data.clone(),
+        data: data.bytes.clone(),
     }
 }
 

@@ -185,10 +185,12 @@ impl World {
                 epoch: c.epoch,
                 outcome: c.outcome.clone(),
                 footprint: task_footprint(&c.array, meta, &c.region),
+                // The source is deterministic: the data is what the
+                // worker wrote (the machine keeps no copy of it).
                 writes: vec![Write {
                     path: c.array.clone(),
                     region: c.region.clone(),
-                    data: c.data.clone(),
+                    data: super::spawn::source_data(&c.array, meta, &c.region, id),
                 }],
             });
         }

@@ -426,12 +426,22 @@ fn main() -> BranchName {
 fn source() -> SourceFn {
     Arc::new(
         |path: &ArrayPath, meta: &ArrayMeta, region: &Region, worker: WorkerId| {
-            let salt = worker.0 * 1_000 + path.as_str().len() as u64;
             Ok(ArrayData {
                 dtype: meta.dtype,
                 shape: region.shape(),
-                bytes: workload::data(meta, region, salt),
+                bytes: source_data(path, meta, region, worker),
             })
         },
     )
+}
+
+/// The bytes worker `worker` writes into `region` of `path`.
+pub(crate) fn source_data(
+    path: &ArrayPath,
+    meta: &ArrayMeta,
+    region: &Region,
+    worker: WorkerId,
+) -> Vec<u8> {
+    let salt = worker.0 * 1_000 + path.as_str().len() as u64;
+    workload::data(meta, region, salt)
 }

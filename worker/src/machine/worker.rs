@@ -47,8 +47,6 @@ pub struct CompletionLog {
     pub array: ArrayPath,
     /// Its region.
     pub region: Region,
-    /// The data written to the region (row-major bytes).
-    pub data: Vec<u8>,
     /// Chunk objects written for it.
     pub chunks: u64,
     /// The delta manifest sent.
@@ -109,7 +107,6 @@ struct Held {
     epoch: u64,
     array: ArrayPath,
     region: Region,
-    data: Vec<u8>,
     chunks: u64,
     renew_timer: u64,
     /// Renewal interval, ms.
@@ -313,7 +310,7 @@ impl Worker {
         every: u64,
     ) {
         let built = self.task_chunks(&array, &region);
-        let (data, keys, objects) = match built {
+        let (keys, objects) = match built {
             Ok(b) => b,
             Err(e) => return self.finish(WorkerStatus::Failed(e)),
         };
@@ -325,7 +322,6 @@ impl Worker {
             epoch,
             array,
             region,
-            data,
             chunks,
             renew_timer,
             every,
@@ -333,20 +329,14 @@ impl Worker {
         });
     }
 
-    /// The source's data for a task and the encoded chunk objects.
+    /// The encoded chunk objects of a task, from its source's data (which
+    /// is dropped once encoded).
     #[allow(clippy::type_complexity)]
     fn task_chunks(
         &self,
         array: &ArrayPath,
         region: &Region,
-    ) -> Result<
-        (
-            Vec<u8>,
-            Vec<(ArrayPath, Vec<u64>)>,
-            Vec<(ObjectKind, Vec<u8>)>,
-        ),
-        FloeError,
-    > {
+    ) -> Result<(Vec<(ArrayPath, Vec<u64>)>, Vec<(ObjectKind, Vec<u8>)>), FloeError> {
         let arrays = self
             .arrays
             .as_ref()
@@ -364,7 +354,7 @@ impl Worker {
             objects.push((ObjectKind::Chunk, encode_chunk(meta, &buffer)?));
             keys.push((array.clone(), part.coord));
         }
-        Ok((data.bytes, keys, objects))
+        Ok((keys, objects))
     }
 
     fn on_put(&mut self, token: u64, result: Result<(), String>) {
@@ -427,7 +417,6 @@ impl Worker {
             epoch: held.epoch,
             array: held.array.clone(),
             region: held.region.clone(),
-            data: held.data.clone(),
             chunks: held.chunks,
             delta,
             seq: 0,

@@ -60,8 +60,6 @@ pub struct AttemptLog {
     pub base_sent: CommitId,
     /// The footprint sent.
     pub footprint: Footprint,
-    /// The script's writes: array, region and the data's bytes.
-    pub writes: Vec<(ArrayPath, Region, Vec<u8>)>,
     /// The mode sent.
     pub mode: CommitMode,
     /// The request's sequence number.
@@ -378,19 +376,12 @@ impl Writer {
     fn log_commit(&mut self, committer: &Committer, attempts_from: usize, answers_from: usize) {
         let data_base = self.base();
         let spec = &committer.spec().request;
-        let writes: Vec<(ArrayPath, Region, Vec<u8>)> = self
-            .script
-            .writes
-            .iter()
-            .map(|(p, r, d)| (p.clone(), r.clone(), d.bytes.clone()))
-            .collect();
         for (i, sent) in committer.sent().iter().enumerate() {
             let log = AttemptLog {
                 message: spec.message.clone(),
                 data_base,
                 base_sent: sent.base,
                 footprint: spec.footprint.clone(),
-                writes: writes.clone(),
                 mode: spec.mode,
                 seq: sent.seq,
                 outcome: sent.outcome.clone(),
