@@ -16,16 +16,17 @@ use rand::{Rng, SeedableRng};
 
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, CommitRecord, CommitRequest,
-    Conflict, Coordinator, FloeError, Footprint, GeometryError, MetaChange, ObjectId, Query,
-    Region, Reply, RepoName,
+    Conflict, Coordinator, FloeError, Footprint, ObjectId, Query, Region, Reply, RepoName,
 };
 
-use crate::chunk::{extract_part, fill_chunk, regrown_chunks};
+use crate::chunk::extract_part;
 use crate::client::Client;
 use crate::data::{check_region, meta_of, ArrayData};
 use crate::driver::{drive, Driven};
 use crate::format::Manifest;
-use crate::machine::{CommitSpec, CommitTask, SeedStep, WriteBase, WriteTask, Written};
+use crate::machine::{
+    CommitSpec, CommitTask, Resized, SeedStep, View, WriteBase, WriteTask, Written,
+};
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
 
@@ -263,22 +264,15 @@ pub struct SeedLoop {
     pub steps: Vec<SeedStep>,
 }
 
-/// A writable view of a branch, based on one commit.
+/// A writable view of a branch, based on one commit: a [`View`] (every
+/// decision about the changes) with the machines that write chunks and
+/// commit, run by the driver.
 pub struct Session<C: Coordinator> {
     reader: Reader<C>,
     branch: BranchName,
-    base: CommitRecord,
-    /// The arrays as this session sees them (base + pending changes).
-    arrays: BTreeMap<ArrayPath, ArrayMeta>,
-    /// Pending metadata changes.
-    changes: BTreeMap<ArrayPath, MetaChange>,
-    /// Pending chunk writes.
-    pending: Manifest,
-    /// A delta manifest already written for exactly `pending`.
+    view: View,
+    /// A delta manifest already written for exactly the pending chunks.
     delta: Option<ObjectId>,
-    /// The smallest shape each base array had in this session, per
-    /// dimension, once it was resized: what a later grow must blank.
-    min_shape: BTreeMap<ArrayPath, Vec<u64>>,
     rng: StdRng,
     author: String,
 }
@@ -304,12 +298,8 @@ impl<C: Coordinator + 'static> Session<C> {
         Ok(Session {
             reader,
             branch,
-            arrays: base.arrays.clone(),
-            base,
-            changes: BTreeMap::new(),
-            pending: Manifest::new(),
+            view: View::new(base),
             delta: None,
-            min_shape: BTreeMap::new(),
             rng: StdRng::from_entropy(),
             author: "floe".to_string(),
         })
@@ -331,7 +321,7 @@ impl<C: Coordinator + 'static> Session<C> {
 
     /// The commit this session is based on.
     pub fn base(&self) -> &CommitRecord {
-        &self.base
+        self.view.base()
     }
 
     /// The repo.
@@ -347,17 +337,17 @@ impl<C: Coordinator + 'static> Session<C> {
     /// Every array as this session sees it: the base's, with pending
     /// creates, resizes and deletes applied.
     pub fn arrays(&self) -> &BTreeMap<ArrayPath, ArrayMeta> {
-        &self.arrays
+        self.view.arrays()
     }
 
     /// The chunk writes not yet committed.
     pub fn pending(&self) -> &Manifest {
-        &self.pending
+        self.view.pending()
     }
 
     /// True when the session has nothing to commit.
     pub fn is_clean(&self) -> bool {
-        self.pending.is_empty() && self.changes.is_empty()
+        self.view.is_clean()
     }
 
     /// The reader behind the session (its cache reads other commits too).
@@ -367,188 +357,37 @@ impl<C: Coordinator + 'static> Session<C> {
 
     /// What the session touches: pending metadata changes and chunks.
     pub fn footprint(&self) -> Footprint {
-        let mut f = Footprint::new();
-        for (path, change) in &self.changes {
-            let meta = match change {
-                MetaChange::Create(m) | MetaChange::Update(m) => Some(m),
-                MetaChange::Delete => self.base.arrays.get(path),
-            };
-            if let Some(meta) = meta {
-                f.set_meta(path, meta, change.clone());
-            }
-        }
-        for (path, coord, _) in self.pending.iter() {
-            if let Some(meta) = self.arrays.get(path) {
-                f.add_chunk(path, meta, coord);
-            }
-        }
-        f
+        self.view.footprint()
     }
 
     fn fresh_id(&mut self) -> ObjectId {
         ObjectId(self.rng.gen())
     }
 
-    fn meta(&self, path: &ArrayPath) -> Result<&ArrayMeta, FloeError> {
-        meta_of(&self.arrays, path)
-    }
-
-    fn drop_pending(&mut self, path: &ArrayPath, keep: impl Fn(&[u64]) -> bool) {
-        if let Some(chunks) = self.pending.arrays.get_mut(path) {
-            let before = chunks.len();
-            chunks.retain(|c, _| keep(c));
-            if chunks.len() != before {
-                self.delta = None;
-            }
-            if chunks.is_empty() {
-                self.pending.arrays.remove(path);
-            }
-        }
-    }
-
     /// Creates an array (a `Create` in the footprint).
     pub fn create_array(&mut self, path: &ArrayPath, meta: ArrayMeta) -> Result<(), FloeError> {
-        meta.validate().map_err(|e| FloeError::geometry(path, e))?;
-        if self.arrays.contains_key(path) {
-            return Err(FloeError::InvalidChange {
-                why: format!("cannot create {path}: it already exists"),
-            });
-        }
-        if matches!(self.changes.get(path), Some(MetaChange::Delete)) {
-            return Err(FloeError::InvalidChange {
-                why: format!("cannot re-create {path} in the session that deletes it; commit the delete first"),
-            });
-        }
-        self.arrays.insert(path.clone(), meta.clone());
-        self.changes.insert(path.clone(), MetaChange::Create(meta));
-        Ok(())
+        self.view.create_array(path, meta)
     }
 
     /// Resizes an array (an `Update` in the footprint; a `Create` stays a
     /// `Create`). Pending chunk writes outside the new grid are dropped, and
     /// a shrink that ends inside a chunk rewrites that edge chunk with the
     /// cut-off elements set to the fill value, so a later grow shows the
-    /// fill value there, not what the shrink cut off. A grow after a shrink
-    /// in the same session writes the fill value into the chunks the shrink
-    /// cut off, which the base may still hold data for.
+    /// fill value there, not what the shrink cut off (and a concurrent write
+    /// to it conflicts). A grow after a shrink in the same session writes
+    /// the fill value into the chunks the shrink cut off, which the base may
+    /// still hold data for. See [`View::resize_array`].
     pub async fn resize_array(
         &mut self,
         path: &ArrayPath,
         shape: Vec<u64>,
     ) -> Result<(), FloeError> {
-        let old = self.meta(path)?.clone();
-        let meta = self.resize_meta(path, shape)?;
-        self.blank_cut_edges(path, &old, &meta).await?;
-        self.blank_regrown(path, &meta).await
-    }
-
-    /// The metadata half of [`Session::resize_array`].
-    fn resize_meta(&mut self, path: &ArrayPath, shape: Vec<u64>) -> Result<ArrayMeta, FloeError> {
-        let mut meta = self.meta(path)?.clone();
-        if shape.len() != meta.shape.len() {
-            return Err(FloeError::geometry(
-                path,
-                GeometryError::RankMismatch {
-                    expected: meta.shape.len(),
-                    got: shape.len(),
-                },
-            ));
-        }
-        meta.shape = shape;
-        meta.validate().map_err(|e| FloeError::geometry(path, e))?;
-        let grid = meta.grid();
-        self.drop_pending(path, |c| c.iter().zip(&grid).all(|(c, g)| c < g));
-        let base = self.base.arrays.get(path).cloned();
-        let shrunk = base
-            .as_ref()
-            .map(|b| self.note_min_shape(path, &b.shape, &meta.shape));
-        let change = match self.changes.get(path) {
-            Some(MetaChange::Create(_)) => Some(MetaChange::Create(meta.clone())),
-            // Back to the base's metadata without ever cutting anything off:
-            // no change at all. After a cut it stays an update, so that it
-            // conflicts with a concurrent resize like any other.
-            _ if base.as_ref() == Some(&meta) && shrunk == Some(false) => None,
-            _ => Some(MetaChange::Update(meta.clone())),
-        };
-        match change {
-            Some(c) => self.changes.insert(path.clone(), c),
-            None => self.changes.remove(path),
-        };
-        self.arrays.insert(path.clone(), meta.clone());
-        Ok(meta)
-    }
-
-    /// Lowers the smallest shape seen for base array `path` to `shape`;
-    /// returns whether it is now below `base_shape` along some dimension.
-    fn note_min_shape(&mut self, path: &ArrayPath, base_shape: &[u64], shape: &[u64]) -> bool {
-        let min = self
-            .min_shape
-            .entry(path.clone())
-            .or_insert_with(|| base_shape.to_vec());
-        for (m, n) in min.iter_mut().zip(shape) {
-            *m = (*m).min(*n);
-        }
-        min.iter().zip(base_shape).any(|(m, b)| m < b)
-    }
-
-    /// After a grow: every chunk the session's shrinks had cut off and the
-    /// base still holds data for becomes the fill value (one fill object,
-    /// shared by all of them), unless the session wrote it since.
-    async fn blank_regrown(&mut self, path: &ArrayPath, meta: &ArrayMeta) -> Result<(), FloeError> {
-        let (Some(min), Some(base)) = (self.min_shape.get(path), self.base.arrays.get(path)) else {
-            return Ok(());
-        };
-        let cut: Vec<Vec<u64>> = regrown_chunks(meta, min, &base.shape)
-            .into_iter()
-            .filter(|c| self.pending.get(path, c).is_none())
-            .collect();
-        if cut.is_empty() {
-            return Ok(());
-        }
-        let id = self.fresh_id();
-        self.reader
-            .store
-            .put_chunk(self.repo(), meta, id, &fill_chunk(meta))
-            .await?;
-        for coord in cut {
-            self.pending.insert(path.clone(), coord, id);
-        }
+        let resized = self.view.resize_array(path, shape)?;
         self.delta = None;
-        Ok(())
-    }
-
-    /// Rewrites the chunks that straddle a new edge left inside a chunk by a
-    /// shrink: elements past the edge become the fill value. They join the
-    /// footprint, so a concurrent write to them conflicts with the resize
-    /// (a metadata update alone does not conflict with chunk writes).
-    async fn blank_cut_edges(
-        &mut self,
-        path: &ArrayPath,
-        old: &ArrayMeta,
-        new: &ArrayMeta,
-    ) -> Result<(), FloeError> {
-        let edges: Vec<Option<u64>> = (0..new.shape.len())
-            .map(|d| {
-                let (n, c) = (new.shape[d], new.chunk_shape[d]);
-                (n < old.shape[d] && n % c != 0).then_some(n / c)
-            })
-            .collect();
-        if edges.iter().all(Option::is_none) {
-            return Ok(());
+        if resized != Resized::default() {
+            let written = self.run_write(Vec::new(), resized).await?;
+            self.view.add_chunks(written);
         }
-        // Rewritten even when a chunk holds only the fill value, so that a
-        // concurrent write to it conflicts with the resize instead of
-        // leaving values past the edge.
-        let cuts: Vec<(ArrayPath, Vec<u64>)> = Region::full(new)
-            .chunks(new)
-            .into_iter()
-            .filter(|coord| coord.iter().zip(&edges).any(|(c, e)| Some(*c) == *e))
-            .map(|coord| (path.clone(), coord))
-            .collect();
-        for (path, coord, id) in self.run_write(Vec::new(), cuts).await? {
-            self.pending.insert(path, coord, id);
-        }
-        self.delta = None;
         Ok(())
     }
 
@@ -556,17 +395,8 @@ impl<C: Coordinator + 'static> Session<C> {
     /// created in this session just forgets it). Its pending writes are
     /// dropped.
     pub fn delete_array(&mut self, path: &ArrayPath) -> Result<(), FloeError> {
-        self.meta(path)?;
-        self.drop_pending(path, |_| false);
-        match self.changes.get(path) {
-            Some(MetaChange::Create(_)) => {
-                self.changes.remove(path);
-            }
-            _ => {
-                self.changes.insert(path.clone(), MetaChange::Delete);
-            }
-        }
-        self.arrays.remove(path);
+        self.view.delete_array(path)?;
+        self.delta = None;
         Ok(())
     }
 
@@ -583,30 +413,30 @@ impl<C: Coordinator + 'static> Session<C> {
         data: &ArrayData,
     ) -> Result<(), FloeError> {
         let writes = vec![(path.clone(), region.clone(), data.clone())];
-        for (path, coord, id) in self.run_write(writes, Vec::new()).await? {
-            self.pending.insert(path, coord, id);
-        }
+        let written = self.run_write(writes, Resized::default()).await?;
+        self.view.add_chunks(written);
         self.delta = None;
         Ok(())
     }
 
-    /// Runs the write machine on this session's view (writes, then cut
-    /// edge chunks); the chunks it stored.
+    /// Runs the write machine on this session's view (a resize's chunks,
+    /// then the writes); the chunks it stored.
     async fn run_write(
         &mut self,
         writes: Vec<(ArrayPath, Region, ArrayData)>,
-        cuts: Vec<(ArrayPath, Vec<u64>)>,
+        resized: Resized,
     ) -> Result<Written, FloeError> {
         let at = WriteBase {
             repo: self.repo().clone(),
-            base: self.base.id,
-            arrays: self.arrays.clone(),
-            pending: self.pending.clone(),
+            base: self.view.base().id,
+            arrays: self.view.arrays().clone(),
+            pending: self.view.pending().clone(),
         };
         // A record or manifest fetch per commit on the base's chain, at most.
-        let caller = self.reader.client.caller(self.base.id.0 + 2);
+        let caller = self.reader.client.caller(self.view.base().id.0 + 2);
         let history = std::mem::take(&mut self.reader.history);
-        let task = WriteTask::new(caller, self.rng.gen(), at, writes, history).with_cuts(cuts);
+        let task =
+            WriteTask::new(caller, self.rng.gen(), at, writes, history).with_resized(resized);
         let store = Some(self.reader.store.clone());
         let coord = self.reader.client.coordinator().clone();
         let task = drive(task, coord, store).await;
@@ -625,18 +455,18 @@ impl<C: Coordinator + 'static> Session<C> {
         path: &ArrayPath,
         region: &Region,
     ) -> Result<ArrayData, FloeError> {
-        let meta = self.meta(path)?.clone();
-        let base = self.base.id;
+        let meta = self.view.meta(path)?.clone();
+        let base = self.view.base().id;
         // An array created in this session is absent at the base, so only
         // our own chunks and the fill value show.
         self.reader
-            .read_with(base, path, &meta, region, &self.pending)
+            .read_with(base, path, &meta, region, self.view.pending())
             .await
     }
 
     /// Writes the delta manifest of the pending writes, once.
     async fn ensure_delta(&mut self) -> Result<Option<ObjectId>, FloeError> {
-        if self.pending.is_empty() {
+        if self.view.pending().is_empty() {
             return Ok(None);
         }
         if let Some(id) = self.delta {
@@ -645,7 +475,7 @@ impl<C: Coordinator + 'static> Session<C> {
         let id = self.fresh_id();
         self.reader
             .store
-            .put_manifest(self.reader.repo(), id, &self.pending)
+            .put_manifest(self.reader.repo(), id, self.view.pending())
             .await?;
         self.delta = Some(id);
         Ok(Some(id))
@@ -676,8 +506,8 @@ impl<C: Coordinator + 'static> Session<C> {
             request: CommitRequest {
                 repo: self.repo().clone(),
                 branch: self.branch.clone(),
-                base: self.base.id,
-                footprint: self.footprint(),
+                base: self.view.base().id,
+                footprint: self.view.footprint(),
                 deltas,
                 message: message.to_string(),
                 author: self.author.clone(),
@@ -720,11 +550,7 @@ impl<C: Coordinator + 'static> Session<C> {
             .ok_or_else(|| FloeError::Unavailable("the commit did not finish".into()))?
             .into_result()?;
         let record = self.reader.record(commit).await?;
-        self.arrays = record.arrays.clone();
-        self.base = record;
-        self.changes.clear();
-        self.min_shape.clear();
-        self.pending = Manifest::new();
+        self.view.landed(record);
         self.delta = None;
         Ok(commit)
     }
@@ -734,8 +560,8 @@ impl<C: Coordinator + 'static> Session<C> {
         let q = Query::CanFastForward {
             repo: self.repo().clone(),
             branch: self.branch.clone(),
-            base: self.base.id,
-            footprint: self.footprint(),
+            base: self.view.base().id,
+            footprint: self.view.footprint(),
         };
         match self.reader.client.query(q).await? {
             Reply::FastForward { tip, conflicts } if conflicts.is_empty() => {
@@ -751,19 +577,7 @@ impl<C: Coordinator + 'static> Session<C> {
     /// old base touched our chunks, so our read-modify-writes still hold.
     pub async fn fast_forward(&mut self, tip: CommitId) -> Result<(), FloeError> {
         let record = self.reader.record(tip).await?;
-        let mut arrays = record.arrays.clone();
-        for (path, change) in &self.changes {
-            match change {
-                MetaChange::Create(m) | MetaChange::Update(m) => {
-                    arrays.insert(path.clone(), m.clone());
-                }
-                MetaChange::Delete => {
-                    arrays.remove(path);
-                }
-            }
-        }
-        self.arrays = arrays;
-        self.base = record;
+        self.view.fast_forward(record);
         Ok(())
     }
 
@@ -804,8 +618,8 @@ impl<C: Coordinator + 'static> Session<C> {
     pub async fn write_checkpoint(&mut self, commit: CommitId) -> Result<ObjectId, FloeError> {
         let id = self.fresh_id();
         self.reader.write_checkpoint(commit, id).await?;
-        if self.base.id == commit {
-            self.base.checkpoint = Some(id);
+        if let Some(record) = self.reader.history().record(commit).cloned() {
+            self.view.set_base_checkpoint(&record);
         }
         Ok(id)
     }

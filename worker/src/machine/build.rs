@@ -8,6 +8,7 @@ use floe_protocol::{
     ArrayMeta, ArrayPath, ChunkPart, CommitId, FloeError, Footprint, ObjectId, Region,
 };
 
+use super::view::Resized;
 use crate::chunk::{covers_whole_chunk, fill_chunk, patch_chunk};
 use floe_protocol::region::{chunk_region, copy_box};
 
@@ -48,8 +49,9 @@ pub(crate) struct Sources<'a> {
 /// New chunk buffers, keyed by array and chunk coordinate.
 pub(crate) type Buffers = BTreeMap<(ArrayPath, Vec<u64>), Vec<u8>>;
 
-/// A resumable build of the chunks of a list of writes against `base`,
-/// then of the edge chunks a shrink cuts.
+/// A resumable build against `base`: first the chunks resizes bring back
+/// (the fill value) and the edge chunks they cut, then the writes, which
+/// patch over both.
 #[derive(Clone, Debug)]
 pub(crate) struct Builder {
     base: CommitId,
@@ -59,6 +61,8 @@ pub(crate) struct Builder {
     /// array's (new) shape, the fill value past it.
     cuts: Vec<(ArrayPath, Vec<u64>)>,
     cut: usize,
+    /// Chunks set to the fill value.
+    fills: Vec<(ArrayPath, Vec<u64>)>,
     /// The new buffers so far; later writes patch earlier ones.
     pub(crate) buffers: Buffers,
 }
@@ -72,14 +76,16 @@ impl Builder {
             part: 0,
             cuts: Vec::new(),
             cut: 0,
+            fills: Vec::new(),
             buffers: BTreeMap::new(),
         }
     }
 
-    /// Also rebuilds these chunks, cut to their array's shape, after the
-    /// writes.
-    pub(crate) fn with_cuts(mut self, cuts: Vec<(ArrayPath, Vec<u64>)>) -> Self {
-        self.cuts = cuts;
+    /// Also rebuilds the chunks of `resized`: fills, then cuts to their
+    /// array's shape, before the writes.
+    pub(crate) fn with_resized(mut self, resized: Resized) -> Self {
+        self.cuts = resized.cuts;
+        self.fills = resized.fills;
         self
     }
 
@@ -90,6 +96,13 @@ impl Builder {
         src: &Sources<'_>,
         writes: &[(ArrayPath, Region, ArrayData)],
     ) -> Result<Option<Want>, FloeError> {
+        for (path, coord) in std::mem::take(&mut self.fills) {
+            let meta = meta_of(src.arrays, &path)?;
+            self.buffers.insert((path, coord), fill_chunk(meta));
+        }
+        if let Some(want) = self.run_cuts(src)? {
+            return Ok(Some(want));
+        }
         while let Some((path, region, data)) = writes.get(self.write) {
             let meta = meta_of(src.arrays, path)?;
             if self.part == 0 {
@@ -111,7 +124,7 @@ impl Builder {
                 .insert((path.clone(), part.coord.clone()), buffer);
             self.part += 1;
         }
-        self.run_cuts(src)
+        Ok(None)
     }
 
     /// The cut chunks: the current chunk (ours, else the base's, else fill)

@@ -17,6 +17,7 @@ use crate::format::{object_key, Manifest, ObjectKind};
 use crate::resolve::History;
 
 use super::build::{Buffers, Builder, Sources, Want};
+use super::view::Resized;
 use super::{unexpected, Outbox, Requester};
 
 /// Attempts per object read before the build fails.
@@ -62,10 +63,10 @@ pub(crate) struct Build {
 }
 
 impl Build {
-    /// Also rebuilds these chunks cut to their array's shape (see
-    /// [`Builder::with_cuts`]).
-    pub(crate) fn with_cuts(mut self, cuts: Vec<(ArrayPath, Vec<u64>)>) -> Self {
-        self.builder = self.builder.with_cuts(cuts);
+    /// Also builds the chunks a resize must write (see
+    /// [`Builder::with_resized`]).
+    pub(crate) fn with_resized(mut self, resized: Resized) -> Self {
+        self.builder = self.builder.with_resized(resized);
         self
     }
 

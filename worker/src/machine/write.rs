@@ -18,6 +18,7 @@ use crate::resolve::History;
 use super::build::Buffers;
 use super::fetch::{Build, Built, Cache};
 use super::upload::{Progress, Upload};
+use super::view::Resized;
 use super::{Caller, Effect, Input, Machine, Outbox, Requester};
 
 /// The chunks a [`WriteTask`] stored: array, chunk coordinate, object id.
@@ -91,11 +92,11 @@ impl WriteTask {
         }
     }
 
-    /// Also rewrites these chunks keeping only what lies inside their
-    /// array's shape (a shrink's cut edge chunks), the fill value past it.
-    pub fn with_cuts(mut self, cuts: Vec<(ArrayPath, Vec<u64>)>) -> Self {
+    /// Also writes the chunks a resize must write (see
+    /// [`super::View::resize_array`]), before the writes.
+    pub fn with_resized(mut self, resized: Resized) -> Self {
         if let Phase::Idle(build) = std::mem::replace(&mut self.phase, Phase::Done) {
-            self.phase = Phase::Idle(build.with_cuts(cuts));
+            self.phase = Phase::Idle(build.with_resized(resized));
         }
         self
     }
