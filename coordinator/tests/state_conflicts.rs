@@ -239,6 +239,30 @@ fn solver_theirs_drops_the_shared_chunks_from_the_landed_footprint() {
     assert!(h.record(c).footprint.is_empty());
 }
 
+/// A shrink to 15 rewrites edge chunk 1 (elements past 15 set to fill) in
+/// the resize commit. `theirs` must not give that chunk up to a concurrent
+/// write: the write's values past the new edge would come back on a grow.
+#[test]
+fn solver_theirs_keeps_a_resize_conflict_on_its_rewritten_edge_chunk() {
+    let (mut h, m) = setup();
+    committed(h.commit(CommitId(1), writes("/t", &m, "10:20"), CommitMode::Strict));
+    let mut shrunk = m.clone();
+    shrunk.shape = vec![15];
+    let mut resize = meta_change("/t", &shrunk, MetaChange::Update(shrunk.clone()));
+    resize.add_region(&path("/t"), &shrunk, &region("10:15"));
+    let refused = h.commit(CommitId(1), resize.clone(), rebase(Solver::Theirs));
+    assert!(
+        matches!(&refused, Err(FloeError::Conflict { conflicts, .. }) if conflicts.iter().any(|c| matches!(
+            &c.kind,
+            ConflictKind::ChunkDoubleUpdate { chunks, .. } if chunks == &vec![vec![1]]
+        ))),
+        "{refused:?}"
+    );
+    // `ours` still settles it: our rewritten chunk replaces theirs.
+    let c = committed(h.commit(CommitId(1), resize.clone(), rebase(Solver::Ours)));
+    assert_eq!(h.record(c).footprint, resize);
+}
+
 #[test]
 fn solvers_do_not_resolve_metadata_conflicts() {
     for solver in [Solver::Ours, Solver::Theirs] {

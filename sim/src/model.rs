@@ -8,7 +8,7 @@ use floe_protocol::footprint::MAX_LISTED_CHUNKS;
 use floe_protocol::region::{chunk_region, copy_box};
 use floe_protocol::{
     ArrayMeta, ArrayPath, CommitId, CommitMode, CommitRecord, Conflict, ConflictKind, Footprint,
-    MetaChange, Region,
+    MetaChange, Region, Span,
 };
 
 /// One region written by an attempt, with its bytes (row-major, LE).
@@ -28,6 +28,8 @@ pub struct Write {
 pub struct Attempt {
     /// The base its data was computed against.
     pub base: CommitId,
+    /// The resizes made before the writes, in order: array and shape.
+    pub resizes: Vec<(ArrayPath, Vec<u64>)>,
     /// The regions written.
     pub writes: Vec<Write>,
     /// Its footprint as sent.
@@ -103,6 +105,9 @@ pub fn check_conflicts(
     let mut truth: BTreeMap<ArrayPath, BTreeSet<Vec<u64>>> = BTreeMap::new();
     for rec in between {
         for (p, s) in shared(ours, &rec.footprint) {
+            if !reported_as_chunks(ours, &rec.footprint, &p) {
+                continue;
+            }
             truth.entry(p).or_default().extend(s);
         }
     }
@@ -161,6 +166,20 @@ pub fn check_conflicts(
         ));
     }
     Ok(())
+}
+
+/// Whether chunks of `path` that both touch are a chunk double update. Not
+/// when they resized or deleted the array and we wrote to it without
+/// creating it: that is the "written to resized/deleted" conflict, which
+/// names all our chunks; nor when we delete it (a delete writes no chunk).
+fn reported_as_chunks(ours: &Footprint, theirs: &Footprint, path: &ArrayPath) -> bool {
+    use MetaChange::{Create, Delete, Update};
+    let (Some(a), Some(b)) = (ours.arrays.get(path), theirs.arrays.get(path)) else {
+        return false;
+    };
+    let changed = matches!(b.meta, Some(Update(_) | Delete));
+    let created = matches!(a.meta, Some(Create(_)));
+    (!changed || created) && !matches!(a.meta, Some(Delete))
 }
 
 /// Metadata conflicts: per array, what collided.
@@ -317,7 +336,13 @@ impl<'a> Model<'a> {
                 }
             }
             let base = self.contents(attempt.base)?;
-            apply_chunks(rec, attempt, &base, &mut contents);
+            let base_arrays = self.records.get(&attempt.base).map(|b| b.arrays.clone());
+            apply_chunks(
+                rec,
+                attempt,
+                (&base, &base_arrays.unwrap_or_default()),
+                &mut contents,
+            );
         } else if !rec.footprint.arrays.values().all(|c| c.chunks.is_empty()) {
             return Err(format!("{commit} ({:?}) was never attempted", rec.message));
         }
@@ -327,8 +352,15 @@ impl<'a> Model<'a> {
 }
 
 /// For every chunk the landed commit wrote: the base's chunk patched with
-/// the attempt's writes.
-fn apply_chunks(rec: &CommitRecord, attempt: &Attempt, base: &Contents, out: &mut Contents) {
+/// the attempt's writes. A chunk of an array the attempt resized holds what
+/// every shape the resizes went through kept of the base (the fill value
+/// elsewhere), then the writes.
+fn apply_chunks(
+    rec: &CommitRecord,
+    attempt: &Attempt,
+    (base, base_arrays): (&Contents, &BTreeMap<ArrayPath, ArrayMeta>),
+    out: &mut Contents,
+) {
     for (path, change) in &rec.footprint.arrays {
         let Some(meta) = rec.arrays.get(path) else {
             continue;
@@ -336,10 +368,20 @@ fn apply_chunks(rec: &CommitRecord, attempt: &Attempt, base: &Contents, out: &mu
         let Some(dst) = out.get_mut(path) else {
             continue;
         };
+        let shapes: Vec<&Vec<u64>> = attempt
+            .resizes
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, s)| s)
+            .collect();
         for coord in change.coords() {
             let chunk = chunk_region(&coord, meta);
-            if let Some(src) = base.get(path) {
-                copy_region(src, dst, meta, &chunk);
+            match (base.get(path), base_arrays.get(path)) {
+                (Some(src), Some(then)) if !shapes.is_empty() => {
+                    cut_chunk(src, &then.shape, &shapes, dst, meta, &chunk)
+                }
+                (Some(src), _) => copy_region(src, dst, meta, &chunk),
+                (None, _) => {}
             }
             for w in attempt.writes.iter().filter(|w| &w.path == path) {
                 if let Some(part) = w.region.intersect(&chunk) {
@@ -360,6 +402,51 @@ fn apply_chunks(rec: &CommitRecord, attempt: &Attempt, base: &Contents, out: &mu
             }
         }
     }
+}
+
+/// Sets `chunk` of `dst` (of `meta`'s shape) to what survives of the base
+/// `src` (of shape `then`) through every shape in `shapes`: the elements
+/// inside all of them, the fill value elsewhere.
+fn cut_chunk(
+    src: &[u8],
+    then: &[u64],
+    shapes: &[&Vec<u64>],
+    dst: &mut [u8],
+    meta: &ArrayMeta,
+    chunk: &Region,
+) {
+    let size = meta.dtype.size();
+    let zero = vec![0; chunk.rank()];
+    let fill = meta.fill_value.repeat(chunk.elements() as usize);
+    let at: Vec<u64> = chunk.0.iter().map(|s| s.lo).collect();
+    copy_box(
+        &fill,
+        &chunk.shape(),
+        &zero,
+        dst,
+        &meta.shape,
+        &at,
+        &chunk.shape(),
+        size,
+    );
+    let kept: Vec<Span> = (0..chunk.rank())
+        .map(|d| {
+            let edge = shapes
+                .iter()
+                .map(|s| s[d])
+                .fold(then[d].min(meta.shape[d]), u64::min);
+            Span {
+                lo: chunk.0[d].lo,
+                hi: chunk.0[d].hi.min(edge).max(chunk.0[d].lo),
+            }
+        })
+        .collect();
+    if kept.iter().any(|s| s.hi == s.lo) {
+        return;
+    }
+    let kept = Region(kept);
+    let at: Vec<u64> = kept.0.iter().map(|s| s.lo).collect();
+    copy_box(src, then, &at, dst, &meta.shape, &at, &kept.shape(), size);
 }
 
 fn copy_region(src: &[u8], dst: &mut [u8], meta: &ArrayMeta, region: &Region) {
@@ -482,6 +569,7 @@ mod tests {
             "c1".to_string(),
             Attempt {
                 base: CommitId(0),
+                resizes: Vec::new(),
                 writes: vec![Write {
                     path: path(),
                     region: "0:30".parse().unwrap(),

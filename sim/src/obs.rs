@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use floe_protocol::{
-    CommitId, CommitMode, CommitRecord, Conflict, Footprint, ObjectId, Outcome, PlannedTask,
-    SessionId, TaskId, WorkerId,
+    ArrayPath, CommitId, CommitMode, CommitRecord, Conflict, Footprint, ObjectId, Outcome,
+    PlannedTask, SessionId, TaskId, WorkerId,
 };
 
 use crate::model::{self, Write};
@@ -25,6 +25,8 @@ pub struct Attempt {
     pub base_sent: CommitId,
     /// The footprint in the request.
     pub footprint: Footprint,
+    /// The resizes made before the writes, in order: array and shape.
+    pub resizes: Vec<(ArrayPath, Vec<u64>)>,
     /// The regions written, with their bytes.
     pub writes: Vec<Write>,
     /// The commit mode.
@@ -161,6 +163,7 @@ impl Observations {
             out.entry(a.message.clone())
                 .or_insert_with(|| model::Attempt {
                     base: a.data_base,
+                    resizes: a.resizes.clone(),
                     writes: a.writes.clone(),
                     footprint: a.footprint.clone(),
                     mode: a.mode,
@@ -207,6 +210,7 @@ impl CoopRun {
         }
         Some(model::Attempt {
             base,
+            resizes: Vec::new(),
             writes,
             footprint,
             mode: self.mode,

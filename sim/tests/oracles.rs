@@ -186,6 +186,7 @@ fn attempt(
         data_base: CommitId(base),
         base_sent: CommitId(sent),
         footprint: footprint(lo, hi),
+        resizes: Vec::new(),
         writes: vec![Write {
             path: t(),
             region: region(lo, hi),
@@ -215,6 +216,7 @@ fn good() -> (History, Observations) {
         data_base: CommitId(0),
         base_sent: CommitId(0),
         footprint: h.records[&CommitId(1)].footprint.clone(),
+        resizes: Vec::new(),
         writes: vec![],
         mode: CommitMode::Strict,
         outcome: Some(committed(1, 0, 0)),

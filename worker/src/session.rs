@@ -384,7 +384,7 @@ impl<C: Coordinator + 'static> Session<C> {
     ) -> Result<(), FloeError> {
         let resized = self.view.resize_array(path, shape)?;
         self.delta = None;
-        if resized != Resized::default() {
+        if !resized.is_empty() {
             let written = self.run_write(Vec::new(), resized).await?;
             self.view.add_chunks(written);
         }
@@ -413,7 +413,7 @@ impl<C: Coordinator + 'static> Session<C> {
         data: &ArrayData,
     ) -> Result<(), FloeError> {
         let writes = vec![(path.clone(), region.clone(), data.clone())];
-        let written = self.run_write(writes, Resized::default()).await?;
+        let written = self.run_write(writes, Resized::new()).await?;
         self.view.add_chunks(written);
         self.delta = None;
         Ok(())

@@ -28,6 +28,7 @@ fn script(tag: &str, writes: Vec<(&str, ArrayData)>) -> WriterScript {
         repo: repo(),
         branch: main_branch(),
         tag: tag.into(),
+        resizes: Vec::new(),
         writes: writes
             .into_iter()
             .map(|(r, d)| (t(), region(r), d))

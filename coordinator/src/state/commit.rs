@@ -321,7 +321,12 @@ fn resolve(
     if found.is_empty() {
         return Ok(footprint);
     }
-    if solver == Solver::Fail || !found.other.is_empty() {
+    // `theirs` gives up our shared chunks, but not those of an array we
+    // resize: they are the resize's edge rewrite, and without it a later
+    // grow would show what the shrink cut off.
+    let resized = |path: &ArrayPath| footprint.arrays.get(path).is_some_and(|a| a.meta.is_some());
+    let unsettled = solver == Solver::Theirs && found.shared.keys().any(resized);
+    if solver == Solver::Fail || !found.other.is_empty() || unsettled {
         return Err(FloeError::Conflict {
             tip,
             conflicts: found.conflicts(&footprint),

@@ -1,12 +1,11 @@
 //! The clients the simulation runs: the real sans-IO client machines of
-//! `worker::machine` (writers, cooperative jobs and their workers) and two
-//! built-in ones (setup, a cheap aligned writer), all driven alike.
+//! `worker::machine` (writers — aligned, unaligned, resizing —, cooperative
+//! jobs and their workers) and the built-in setup, checkpoint and planless
+//! clients, all driven alike.
 
 pub mod checkpoint;
 pub mod planless;
-pub mod resize;
 pub mod setup;
-pub mod simple;
 mod upload;
 
 pub use floe_worker::machine::{Effect, Input, Machine};
@@ -21,8 +20,6 @@ use crate::obs::{Attempt, FfAnswer, Observations};
 pub enum Client {
     /// Creates the repo and arrays.
     Setup(setup::Setup),
-    /// The built-in aligned writer.
-    Simple(simple::SimpleWriter),
     /// A real non-cooperative writer.
     Writer(Box<Writer>),
     /// A cooperative job's driver; `job` numbers the jobs of the run.
@@ -65,7 +62,6 @@ impl Client {
     pub fn machine(&mut self) -> &mut dyn Machine {
         match self {
             Client::Setup(m) => m,
-            Client::Simple(m) => m,
             Client::Writer(m) => m.as_mut(),
             Client::Checkpoint(m) => m,
             Client::Job { job, .. } => job.as_mut(),
@@ -79,7 +75,6 @@ impl Client {
     pub fn is_done(&self) -> bool {
         match self {
             Client::Setup(m) => m.is_done(),
-            Client::Simple(m) => m.is_done(),
             Client::Writer(m) => m.is_done(),
             Client::Checkpoint(m) => m.is_done(),
             Client::Job { job, .. } => job.is_done(),
@@ -104,10 +99,6 @@ impl Client {
     pub fn observe(&self, index: u32, obs: &mut Observations) {
         match self {
             Client::Setup(m) => obs.attempts.extend(m.attempt.iter().cloned()),
-            Client::Simple(m) => {
-                obs.attempts.extend(m.attempts.iter().cloned());
-                obs.ff_answers.extend(m.ff_answers.iter().cloned());
-            }
             Client::Writer(m) => observe_writer(m, index, obs),
             Client::Job { .. }
             | Client::Worker { .. }
@@ -121,7 +112,6 @@ impl Client {
     pub fn kind(&self) -> &'static str {
         match self {
             Client::Setup(_) => "setup",
-            Client::Simple(_) => "simple-writer",
             Client::Writer(_) => "writer",
             Client::Checkpoint(_) => "checkpointer",
             Client::Job { .. } => "job",
@@ -143,6 +133,7 @@ fn observe_writer(w: &Writer, client: u32, obs: &mut Observations) {
             data_base: a.data_base,
             base_sent: a.base_sent,
             footprint: a.footprint.clone(),
+            resizes: w.script().resizes.clone(),
             writes: writes.clone(),
             mode: a.mode,
             outcome: a.outcome.clone(),

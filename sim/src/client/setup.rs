@@ -70,6 +70,7 @@ impl Setup {
             data_base: CommitId(0),
             base_sent: CommitId(0),
             footprint,
+            resizes: Vec::new(),
             writes: Vec::new(),
             mode,
             outcome: None,

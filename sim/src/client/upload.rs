@@ -120,11 +120,6 @@ impl Upload {
         }
     }
 
-    /// Forgets the puts in flight.
-    pub(super) fn abandon(&mut self) {
-        self.puts.clear();
-    }
-
     fn put(&mut self, out: &mut Outbox, what: Object, bytes: Vec<u8>, tries: u32) {
         let repo = &self.repo;
         let (id, token) = put_fresh(&mut self.rng, out, &bytes, |id| match &what {

@@ -194,6 +194,14 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
                 show(&coord_sets(&a.footprint))
             ))
         }
+        CommitMode::Rebase { solver: Solver::Theirs }
+            if resizes_shared(&a.footprint, &truth(&a.footprint, &rebased)) =>
+        {
+            fail(format!(
+                "{what} landed with solver theirs giving up chunks of an array it resizes ({})",
+                show(&truth(&a.footprint, &rebased))
+            ))
+        }
         CommitMode::Rebase { solver: Solver::Theirs } => {
             // The server settles against what landed since the base sent.
             let mut expect = coord_sets(&a.footprint);
@@ -217,6 +225,14 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
     }
 }
 
+/// True when chunks in `shared` belong to an array `ours` resizes (has a
+/// metadata change for): the solver `theirs` cannot give those up.
+fn resizes_shared(ours: &Footprint, shared: &Coords) -> bool {
+    shared
+        .keys()
+        .any(|p| ours.arrays.get(p).is_some_and(|a| a.meta.is_some()))
+}
+
 /// A conflict or out-of-date answer names a real tip after the base and
 /// exactly the truly shared chunks.
 fn answer(
@@ -231,13 +247,19 @@ fn answer(
         Some(Err(FloeError::Conflict { tip, conflicts })) => {
             let commits = between(r, what, base, *tip)?;
             let meta = model::meta_conflicts(footprint, &commits);
-            if let CommitMode::Rebase {
-                solver: Solver::Ours | Solver::Theirs,
-            } = mode
-            {
-                if meta.is_empty() {
-                    return fail(format!("{what} is a conflict although the solver settles chunk conflicts: {conflicts:?}"));
-                }
+            let settles = match mode {
+                CommitMode::Rebase {
+                    solver: Solver::Ours,
+                } => true,
+                CommitMode::Rebase {
+                    solver: Solver::Theirs,
+                } => !resizes_shared(footprint, &truth(footprint, &commits)),
+                _ => false,
+            };
+            if settles && meta.is_empty() {
+                return fail(format!(
+                    "{what} is a conflict although the solver settles chunk conflicts: {conflicts:?}"
+                ));
             }
             if truth(footprint, &commits).is_empty() && meta.is_empty() {
                 return fail(format!(

@@ -191,12 +191,7 @@ impl World {
         };
         let writers = self.rngs.fault.gen_bool(0.3);
         let mut busy = if writers {
-            pick(&|s| {
-                matches!(
-                    s.client,
-                    Client::Writer(_) | Client::Simple(_) | Client::Contributor { .. }
-                )
-            })
+            pick(&|s| matches!(s.client, Client::Writer(_) | Client::Contributor { .. }))
         } else {
             pick(&|s| s.client.holds_task())
         };

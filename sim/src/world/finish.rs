@@ -55,8 +55,13 @@ impl World {
                 .outcome
                 .as_ref()
                 .map(|o| crate::codes::outcome_name(crate::codes::outcome(o)));
+            let resizes: String = a
+                .resizes
+                .iter()
+                .map(|(p, s)| format!(" resize {p} to {s:?};"))
+                .collect();
             let line = format!(
-                "c{} {:?} data on {} sent on {} {:?} -> {outcome:?}",
+                "c{} {:?} data on {} sent on {}{resizes} {:?} -> {outcome:?}",
                 a.client.wrapping_add(1),
                 a.message,
                 a.data_base,

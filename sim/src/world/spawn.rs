@@ -15,9 +15,7 @@ use rand::Rng;
 use super::{client_id, Ev, Life, Slot, World};
 use crate::client::checkpoint::Checkpointer;
 use crate::client::planless::{Contributor, PlanlessLead};
-use crate::client::resize::Resize;
 use crate::client::setup::Setup;
-use crate::client::simple::{SimpleScript, SimpleWriter};
 use crate::client::Client;
 use crate::workload;
 
@@ -142,46 +140,48 @@ impl World {
         let index = self.clients.len() as u32;
         let seed = self.rngs.work.gen();
         let nodes = self.client_nodes();
-        if self.rngs.work.gen_bool(self.shape.simple_share) {
-            let script = self.simple_script(n);
-            return Client::Simple(SimpleWriter::new(
-                index,
-                client_id(index),
-                nodes,
-                script,
-                seed,
-            ));
-        }
-        let script = self.writer_script(n);
+        let script = if self.rngs.work.gen_bool(self.shape.simple_share) {
+            self.aligned_script(n)
+        } else {
+            self.writer_script(n)
+        };
         Client::Writer(Box::new(Writer::new(client_id(index), nodes, script, seed)))
     }
 
-    fn simple_script(&mut self, n: usize) -> SimpleScript {
+    /// Whole-chunk writes only (no read-modify-write): cheap, so many of
+    /// them drive high-contention commit traffic.
+    fn aligned_script(&mut self, n: usize) -> WriterScript {
         let rng = &mut self.rngs.work;
-        let mut writes = Vec::new();
+        let mut writes: Vec<(ArrayPath, Region, ArrayData)> = Vec::new();
         for _ in 0..rng.gen_range(1..=2) {
             let (path, meta) = &self.arrays[rng.gen_range(0..self.arrays.len())];
             if writes.iter().any(|(p, _, _)| p == path) {
                 continue;
             }
             let region = workload::region(rng, meta, true, self.shape.hot);
-            let data = workload::data(meta, &region, rng.gen());
+            let data = ArrayData {
+                dtype: meta.dtype,
+                shape: region.shape(),
+                bytes: workload::data(meta, &region, rng.gen()),
+            };
             writes.push((path.clone(), region, data));
         }
         let (mode, seed_loop) = workload::mode(rng);
-        SimpleScript {
+        WriterScript {
             repo: workload::repo(),
+            branch: main(),
             tag: format!("s{n}"),
+            resizes: Vec::new(),
             writes,
             mode,
             seed_loop,
             manual_retry: rng.gen_bool(0.3),
-            resize: None,
         }
     }
 
     /// On some seeds without cooperative runs (whose plans are drawn on the
-    /// original shapes), one to three resizes of one array, racing with the
+    /// original shapes), one to three writers that resize one array, one to
+    /// three times each (shrinks to any length, grows), racing with the
     /// writers.
     fn spawn_resizers(&mut self, end: u64, waves: &[u64]) {
         let rng = &mut self.rngs.work;
@@ -191,19 +191,19 @@ impl World {
         let (path, meta) = self.arrays[rng.gen_range(0..self.arrays.len())].clone();
         for n in 0..rng.gen_range(1..=3) {
             let rng = &mut self.rngs.work;
-            let shape = workload::resized_shape(rng, &meta);
+            let resizes = (0..rng.gen_range(1..=3))
+                .map(|_| (path.clone(), workload::resized_shape(rng, &meta)))
+                .collect();
             let (mode, seed_loop) = workload::mode(rng);
-            let script = SimpleScript {
+            let script = WriterScript {
                 repo: workload::repo(),
+                branch: main(),
                 tag: format!("r{n}"),
+                resizes,
                 writes: Vec::new(),
                 mode,
                 seed_loop,
                 manual_retry: rng.gen_bool(0.3),
-                resize: Some(Resize {
-                    path: path.clone(),
-                    shape,
-                }),
             };
             // Mostly within a wave of writers, so that they race.
             let at = if !waves.is_empty() && rng.gen_bool(0.8) {
@@ -213,8 +213,8 @@ impl World {
             };
             let seed = rng.gen();
             let index = self.clients.len() as u32;
-            let w = SimpleWriter::new(index, client_id(index), self.client_nodes(), script, seed);
-            self.spawn(Client::Simple(w), at);
+            let w = Writer::new(client_id(index), self.client_nodes(), script, seed);
+            self.spawn(Client::Writer(Box::new(w)), at);
         }
     }
 
@@ -238,6 +238,7 @@ impl World {
             repo: workload::repo(),
             branch: main(),
             tag: format!("w{n}"),
+            resizes: Vec::new(),
             writes,
             mode,
             seed_loop,

@@ -8,7 +8,7 @@ use floe_protocol::{
     ArrayMeta, ArrayPath, ChunkPart, CommitId, FloeError, Footprint, ObjectId, Region,
 };
 
-use super::view::Resized;
+use super::view::{Resized, Rewrite};
 use crate::chunk::{covers_whole_chunk, fill_chunk, patch_chunk};
 use floe_protocol::region::{chunk_region, copy_box};
 
@@ -49,20 +49,17 @@ pub(crate) struct Sources<'a> {
 /// New chunk buffers, keyed by array and chunk coordinate.
 pub(crate) type Buffers = BTreeMap<(ArrayPath, Vec<u64>), Vec<u8>>;
 
-/// A resumable build against `base`: first the chunks resizes bring back
-/// (the fill value) and the edge chunks they cut, then the writes, which
-/// patch over both.
+/// A resumable build against `base`: first the chunks resizes rewrite
+/// (edge chunks cut, chunks brought back as the fill value), in order, then
+/// the writes, which patch over them.
 #[derive(Clone, Debug)]
 pub(crate) struct Builder {
     base: CommitId,
     write: usize,
     part: usize,
-    /// Chunks cut by a shrink: rebuilt keeping only what lies inside the
-    /// array's (new) shape, the fill value past it.
-    cuts: Vec<(ArrayPath, Vec<u64>)>,
-    cut: usize,
-    /// Chunks set to the fill value.
-    fills: Vec<(ArrayPath, Vec<u64>)>,
+    /// What resizes rewrite, and how far that went.
+    rewrites: Resized,
+    rewritten: usize,
     /// The new buffers so far; later writes patch earlier ones.
     pub(crate) buffers: Buffers,
 }
@@ -74,18 +71,15 @@ impl Builder {
             base,
             write: 0,
             part: 0,
-            cuts: Vec::new(),
-            cut: 0,
-            fills: Vec::new(),
+            rewrites: Vec::new(),
+            rewritten: 0,
             buffers: BTreeMap::new(),
         }
     }
 
-    /// Also rebuilds the chunks of `resized`: fills, then cuts to their
-    /// array's shape, before the writes.
+    /// Also rebuilds the chunks `resized` rewrites, before the writes.
     pub(crate) fn with_resized(mut self, resized: Resized) -> Self {
-        self.cuts = resized.cuts;
-        self.fills = resized.fills;
+        self.rewrites = resized;
         self
     }
 
@@ -96,11 +90,7 @@ impl Builder {
         src: &Sources<'_>,
         writes: &[(ArrayPath, Region, ArrayData)],
     ) -> Result<Option<Want>, FloeError> {
-        for (path, coord) in std::mem::take(&mut self.fills) {
-            let meta = meta_of(src.arrays, &path)?;
-            self.buffers.insert((path, coord), fill_chunk(meta));
-        }
-        if let Some(want) = self.run_cuts(src)? {
+        if let Some(want) = self.run_rewrites(src)? {
             return Ok(Some(want));
         }
         while let Some((path, region, data)) = writes.get(self.write) {
@@ -127,26 +117,37 @@ impl Builder {
         Ok(None)
     }
 
-    /// The cut chunks: the current chunk (ours, else the base's, else fill)
-    /// with every element past the array's edge set to the fill value.
-    fn run_cuts(&mut self, src: &Sources<'_>) -> Result<Option<Want>, FloeError> {
-        while let Some((path, coord)) = self.cuts.get(self.cut) {
-            let meta = meta_of(src.arrays, path)?;
-            let mut after = fill_chunk(meta);
-            match self.current(src, path, meta, coord)? {
-                Err(want) => return Ok(Some(want)),
-                Ok(None) => {}
-                Ok(Some(before)) => {
-                    let keep = chunk_region(coord, meta).shape();
-                    let origin = vec![0; coord.len()];
-                    let (chunk, elem) = (&meta.chunk_shape, meta.dtype.size());
-                    copy_box(
-                        &before, chunk, &origin, &mut after, chunk, &origin, &keep, elem,
-                    );
+    /// The resizes' rewrites: a cut keeps the current chunk (ours, else
+    /// the base's, else fill) inside the shape right after its shrink, the
+    /// fill value past it; a fill is the fill value.
+    fn run_rewrites(&mut self, src: &Sources<'_>) -> Result<Option<Want>, FloeError> {
+        while let Some(rewrite) = self.rewrites.get(self.rewritten) {
+            let (path, coord, buffer) = match rewrite {
+                Rewrite::Fill { path, coord } => {
+                    let meta = meta_of(src.arrays, path)?;
+                    (path, coord, fill_chunk(meta))
                 }
-            }
-            self.buffers.insert((path.clone(), coord.clone()), after);
-            self.cut += 1;
+                Rewrite::Cut { path, coord, shape } => {
+                    let mut meta = meta_of(src.arrays, path)?.clone();
+                    meta.shape = shape.clone();
+                    let mut after = fill_chunk(&meta);
+                    match self.current(src, path, &meta, coord)? {
+                        Err(want) => return Ok(Some(want)),
+                        Ok(None) => {}
+                        Ok(Some(before)) => {
+                            let keep = chunk_region(coord, &meta).shape();
+                            let origin = vec![0; coord.len()];
+                            let (chunk, elem) = (&meta.chunk_shape, meta.dtype.size());
+                            copy_box(
+                                &before, chunk, &origin, &mut after, chunk, &origin, &keep, elem,
+                            );
+                        }
+                    }
+                    (path, coord, after)
+                }
+            };
+            self.buffers.insert((path.clone(), coord.clone()), buffer);
+            self.rewritten += 1;
         }
         Ok(None)
     }

@@ -15,16 +15,32 @@ use crate::chunk::regrown_chunks;
 use crate::data::meta_of;
 use crate::format::Manifest;
 
-/// The chunks a resize must write: edge chunks it cut (rebuilt keeping what
-/// lies inside the new shape) and chunks a grow brings back (the fill value).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Resized {
-    /// Edge chunks left inside a chunk by a shrink.
-    pub cuts: Vec<(ArrayPath, Vec<u64>)>,
-    /// Chunks an earlier shrink of this view cut off that the base may
-    /// still hold data for.
-    pub fills: Vec<(ArrayPath, Vec<u64>)>,
+/// One chunk a resize must rewrite.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// An edge chunk a shrink left inside a chunk: rebuilt keeping what lies
+    /// inside `shape`, the fill value past it.
+    Cut {
+        /// The array.
+        path: ArrayPath,
+        /// The chunk.
+        coord: Vec<u64>,
+        /// The array's shape right after the shrink.
+        shape: Vec<u64>,
+    },
+    /// A chunk an earlier shrink of the view cut off that the base may
+    /// still hold data for: the fill value.
+    Fill {
+        /// The array.
+        path: ArrayPath,
+        /// The chunk.
+        coord: Vec<u64>,
+    },
 }
+
+/// The chunks resizes must write, in order (later ones build on earlier
+/// ones).
+pub type Resized = Vec<Rewrite>;
 
 /// See the module docs.
 #[derive(Clone, Debug)]
@@ -191,16 +207,27 @@ impl View {
         let fills = match (self.min_shape.get(path), base) {
             (Some(min), Some(base)) => regrown_chunks(&meta, min, &base.shape)
                 .into_iter()
-                .filter(|c| self.pending.get(path, c).is_none() && !cuts.contains(c))
+                .filter(|c| self.pending.get(path, c).is_none())
                 .collect(),
             _ => Vec::new(),
         };
-        let with_path =
-            |coords: Vec<Vec<u64>>| coords.into_iter().map(|c| (path.clone(), c)).collect();
-        Ok(Resized {
-            cuts: with_path(cuts),
-            fills: with_path(fills),
-        })
+        // Cuts first: a chunk both cut (an edge along one dimension) and
+        // brought back (past the smallest shape along another) lies wholly
+        // outside what survives, so its fill comes last.
+        let cut = |coord| Rewrite::Cut {
+            path: path.clone(),
+            coord,
+            shape: meta.shape.clone(),
+        };
+        let fill = |coord| Rewrite::Fill {
+            path: path.clone(),
+            coord,
+        };
+        Ok(cuts
+            .into_iter()
+            .map(cut)
+            .chain(fills.into_iter().map(fill))
+            .collect())
     }
 
     /// The commit landed as `record`: the view continues from it, clean.

@@ -16,12 +16,12 @@ use floe_protocol::{
 use crate::data::ArrayData;
 use crate::format::{encode_chunk, Manifest, ObjectKind};
 
-use super::build::{delta_of, Buffers};
+use super::build::Buffers;
 use super::commit::{CommitEnd, CommitSpec, Committer};
 use super::fetch::{Build, Built, Cache};
 use super::upload::{Progress, Upload};
+use super::view::View;
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
-use crate::data::meta_of;
 
 /// Most commits sent on one checkout by the fast-forward loop.
 pub const MAX_FAST_FORWARDS: usize = 64;
@@ -36,7 +36,11 @@ pub struct WriterScript {
     /// Unique base of the commit messages: `"{tag}#{n}"`, n counting
     /// fresh checkouts from 1.
     pub tag: String,
-    /// The regions written, in order, with their data.
+    /// Resizes made first, in order: array and new shape (see
+    /// [`super::View::resize_array`]: edge chunks cut, chunks brought back
+    /// by a grow after a shrink set to the fill value).
+    pub resizes: Vec<(ArrayPath, Vec<u64>)>,
+    /// The regions written next, in order, with their data.
     pub writes: Vec<(ArrayPath, Region, ArrayData)>,
     /// How commits are sent.
     pub mode: CommitMode,
@@ -115,6 +119,8 @@ struct Checkout {
     n: u32,
     record: CommitRecord,
     base_sent: CommitId,
+    /// The checkout's changes: the script's resizes, then its chunks.
+    view: View,
     footprint: Footprint,
     deltas: Vec<ObjectId>,
 }
@@ -217,20 +223,30 @@ impl Writer {
         let n = self.checkout.as_ref().map_or(1, |c| c.n + 1);
         self.report.checkouts.push(record.id);
         self.cache.history.insert_record(record.clone());
+        let mut view = View::new(record.clone());
+        let mut rewrites = Vec::new();
+        for (path, shape) in &self.script.resizes {
+            match view.resize_array(path, shape.clone()) {
+                Ok(r) => rewrites.extend(r),
+                Err(e) => return self.fail(e),
+            }
+        }
+        let build = Build::new(
+            self.script.repo.clone(),
+            record.id,
+            view.arrays().clone(),
+            Manifest::new(),
+            self.script.writes.clone(),
+        )
+        .with_resized(rewrites);
         self.checkout = Some(Checkout {
             n,
             base_sent: record.id,
+            view,
             footprint: Footprint::new(),
             deltas: Vec::new(),
             record,
         });
-        let build = Build::new(
-            self.script.repo.clone(),
-            self.base(),
-            self.arrays(),
-            Manifest::new(),
-            self.script.writes.clone(),
-        );
         self.phase = Phase::Building(build);
         self.build();
     }
@@ -239,10 +255,11 @@ impl Writer {
         self.checkout.as_ref().map_or(CommitId(0), |c| c.record.id)
     }
 
+    /// The arrays as the checkout's changes leave them.
     fn arrays(&self) -> BTreeMap<ArrayPath, ArrayMeta> {
         self.checkout
             .as_ref()
-            .map(|c| c.record.arrays.clone())
+            .map(|c| c.view.arrays().clone())
             .unwrap_or_default()
     }
 
@@ -289,7 +306,14 @@ impl Writer {
         let mut keys = Vec::new();
         let mut objects = Vec::new();
         for ((path, coord), buffer) in buffers {
-            let encoded = meta_of(arrays, &path).and_then(|m| encode_chunk(m, &buffer));
+            let Some(meta) = arrays.get(&path) else {
+                continue;
+            };
+            // A chunk an earlier resize rewrote that a later shrink cut off.
+            if coord.iter().zip(meta.grid()).any(|(c, g)| *c >= g) {
+                continue;
+            }
+            let encoded = encode_chunk(meta, &buffer);
             match encoded {
                 Ok(bytes) => objects.push((ObjectKind::Chunk, bytes)),
                 Err(e) => return self.fail(e),
@@ -297,7 +321,7 @@ impl Writer {
             keys.push((path, coord));
         }
         if keys.is_empty() {
-            return self.send_commit();
+            return self.put_manifest(&[], &[]);
         }
         let upload = Upload::start(&mut self.out, &mut self.rng, &self.script.repo, objects);
         self.phase = Phase::PuttingChunks(upload, keys);
@@ -325,10 +349,25 @@ impl Writer {
         }
     }
 
+    /// Records the chunks in the checkout's view and puts its delta
+    /// manifest (none for a change without chunks: a resize alone).
     fn put_manifest(&mut self, keys: &[(ArrayPath, Vec<u64>)], ids: &[ObjectId]) {
-        let built = delta_of(&self.arrays(), keys, ids).and_then(|(f, m)| Ok((f, m.encode()?)));
-        match built {
-            Ok((footprint, bytes)) => {
+        let Some(c) = self.checkout.as_mut() else {
+            return;
+        };
+        let written = keys
+            .iter()
+            .zip(ids)
+            .map(|((p, k), id)| (p.clone(), k.clone(), *id));
+        c.view.add_chunks(written);
+        let footprint = c.view.footprint();
+        if c.view.pending().is_empty() {
+            c.footprint = footprint;
+            c.deltas = Vec::new();
+            return self.send_commit();
+        }
+        match c.view.pending().encode() {
+            Ok(bytes) => {
                 let objects = vec![(ObjectKind::Manifest, bytes)];
                 let up = Upload::start(&mut self.out, &mut self.rng, &self.script.repo, objects);
                 self.phase = Phase::PuttingManifest(up, footprint);
