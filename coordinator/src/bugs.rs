@@ -18,4 +18,7 @@ pub struct Bugs {
     /// Restoring a snapshot drops the idempotency table, so a retry after a
     /// snapshot install is executed a second time.
     pub forget_idempotency_on_restore: bool,
+    /// The solver `theirs` gives up a resize's rewritten edge chunks like
+    /// any chunk, so a later grow shows what the shrink cut off.
+    pub theirs_drops_resize_chunks: bool,
 }

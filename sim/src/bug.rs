@@ -1,9 +1,11 @@
-//! Planted bugs: switches in the coordinator (built with its
-//! `planted-bugs` feature) that the simulation turns on to prove its oracles
-//! have teeth. Each must be caught within a small budget of seeds.
+//! Planted bugs: switches in the coordinator and the client core (built
+//! with their `planted-bugs` features, which only this crate enables) that
+//! the simulation turns on to prove its oracles have teeth. Each must be
+//! caught within a small budget of seeds.
 
 use floe_coordinator::bugs::Bugs;
 use floe_coordinator::node::NodeBugs;
+use floe_worker::machine::ClientBugs;
 
 /// One planted bug, switchable only through the simulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,17 +22,28 @@ pub enum Bug {
     ForgetIdempotencyOnRestore,
     /// A follower restores a stale (older) snapshot, rolling back.
     SnapshotOutOfOrder,
+    /// A writer's shrink that ends inside a chunk does not rewrite the edge
+    /// chunk (client core).
+    ForgetEdgeRewrite,
+    /// A writer's grow after a shrink in the same commit does not blank the
+    /// chunks the shrink cut off (client core).
+    ForgetRegrow,
+    /// The solver `theirs` gives up a resize's rewritten edge chunks.
+    TheirsDropsResizeChunks,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 9] = [
         Bug::SkipConflictCheck,
         Bug::CheckOnlyTip,
         Bug::ReplyBeforeCommit,
         Bug::AcceptStaleEpoch,
         Bug::ForgetIdempotencyOnRestore,
         Bug::SnapshotOutOfOrder,
+        Bug::ForgetEdgeRewrite,
+        Bug::ForgetRegrow,
+        Bug::TheirsDropsResizeChunks,
     ];
 
     /// The bug's name on the command line (`floe-sim --bug NAME`).
@@ -42,6 +55,9 @@ impl Bug {
             Bug::AcceptStaleEpoch => "accept-stale-epoch",
             Bug::ForgetIdempotencyOnRestore => "forget-idempotency-on-restore",
             Bug::SnapshotOutOfOrder => "snapshot-out-of-order",
+            Bug::ForgetEdgeRewrite => "forget-edge-rewrite",
+            Bug::ForgetRegrow => "forget-regrow",
+            Bug::TheirsDropsResizeChunks => "theirs-drops-resize-chunks",
         }
     }
 
@@ -57,6 +73,15 @@ impl Bug {
             check_only_tip: bug == Some(Bug::CheckOnlyTip),
             accept_stale_epoch: bug == Some(Bug::AcceptStaleEpoch),
             forget_idempotency_on_restore: bug == Some(Bug::ForgetIdempotencyOnRestore),
+            theirs_drops_resize_chunks: bug == Some(Bug::TheirsDropsResizeChunks),
+        }
+    }
+
+    /// The client-core switches for `bug`.
+    pub(crate) fn client_bugs(bug: Option<Bug>) -> ClientBugs {
+        ClientBugs {
+            forget_edge_rewrite: bug == Some(Bug::ForgetEdgeRewrite),
+            forget_regrow: bug == Some(Bug::ForgetRegrow),
         }
     }
 

@@ -52,6 +52,9 @@ pub struct Shape {
     pub checkpointers: usize,
     /// Planless cooperative sessions (each with 2-4 contributors).
     pub planless: usize,
+    /// Resizers on every seed without cooperative runs: more of them, each
+    /// resizing two or three times, half of them with the solver `theirs`.
+    pub busy_resizes: bool,
 }
 
 impl Shape {
@@ -106,6 +109,7 @@ impl Shape {
             } else {
                 0
             },
+            busy_resizes: false,
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {
@@ -131,6 +135,14 @@ impl Shape {
                 s.partition_ms = Some(rng.gen_range(150..400));
                 s.crash_ms = Some(rng.gen_range(300..1_000));
                 s.isolate_leader = 0.7;
+            }
+            Some(Bug::ForgetEdgeRewrite | Bug::ForgetRegrow | Bug::TheirsDropsResizeChunks) => {
+                // Resizers race the writers only on seeds without
+                // cooperative runs; hot chunks make them collide.
+                s.jobs = 0;
+                s.planless = 0;
+                s.hot = true;
+                s.busy_resizes = true;
             }
             Some(Bug::AcceptStaleEpoch) => {
                 s.jobs = rng.gen_range(2..=3);

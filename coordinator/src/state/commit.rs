@@ -67,7 +67,7 @@ impl State {
             let since = collect_since_base(repo, &change.branch, change.base, tip, &self.config)?;
             let found = detect(&self.config, &change.footprint, &since);
             rebased_over = u32::try_from(since.len()).unwrap_or(u32::MAX);
-            change.footprint = resolve(change.footprint, &found, solver, tip)?;
+            change.footprint = resolve(&self.config, change.footprint, &found, solver, tip)?;
         }
         let time = self.time;
         let commit = land(self.repo_mut(repo_name)?, change, tip, rebased_over, time)?;
@@ -313,6 +313,7 @@ fn shared_in_our_grid(ours: &ArrayChange, theirs: &ArrayChange) -> RoaringTreema
 
 /// Step 4's resolution: fail, or let the solver settle chunk double updates.
 fn resolve(
+    config: &Config,
     mut footprint: Footprint,
     found: &Detection,
     solver: Solver,
@@ -325,7 +326,13 @@ fn resolve(
     // resize: they are the resize's edge rewrite, and without it a later
     // grow would show what the shrink cut off.
     let resized = |path: &ArrayPath| footprint.arrays.get(path).is_some_and(|a| a.meta.is_some());
-    let unsettled = solver == Solver::Theirs && found.shared.keys().any(resized);
+    #[allow(unused_mut)]
+    let mut unsettled = solver == Solver::Theirs && found.shared.keys().any(resized);
+    #[cfg(feature = "planted-bugs")]
+    if config.bugs.theirs_drops_resize_chunks {
+        unsettled = false;
+    }
+    let _ = config;
     if solver == Solver::Fail || !found.other.is_empty() || unsettled {
         return Err(FloeError::Conflict {
             tip,

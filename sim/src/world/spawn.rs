@@ -145,7 +145,9 @@ impl World {
         } else {
             self.writer_script(n)
         };
-        Client::Writer(Box::new(Writer::new(client_id(index), nodes, script, seed)))
+        let writer = Writer::new(client_id(index), nodes, script, seed)
+            .with_bugs(crate::bug::Bug::client_bugs(self.opts.bug));
+        Client::Writer(Box::new(writer))
     }
 
     /// Whole-chunk writes only (no read-modify-write): cheap, so many of
@@ -185,16 +187,38 @@ impl World {
     /// writers.
     fn spawn_resizers(&mut self, end: u64, waves: &[u64]) {
         let rng = &mut self.rngs.work;
-        if self.shape.jobs > 0 || self.shape.planless > 0 || rng.gen_bool(0.2) {
+        let busy = self.shape.busy_resizes;
+        if self.shape.jobs > 0 || self.shape.planless > 0 || (!busy && rng.gen_bool(0.2)) {
             return;
         }
         let (path, meta) = self.arrays[rng.gen_range(0..self.arrays.len())].clone();
-        for n in 0..rng.gen_range(1..=3) {
+        let (writers, resizes) = if busy { (2..=4, 2..=3) } else { (1..=3, 1..=3) };
+        for n in 0..rng.gen_range(writers) {
             let rng = &mut self.rngs.work;
-            let resizes = (0..rng.gen_range(1..=3))
-                .map(|_| (path.clone(), workload::resized_shape(rng, &meta)))
+            let resizes = (0..rng.gen_range(resizes.clone()))
+                .map(|i| {
+                    // Busy: a shrink, then a grow past the original shape.
+                    let shape = match (busy, i) {
+                        (true, 0) => meta.shape.iter().map(|&n| rng.gen_range(1..=n)).collect(),
+                        (true, 1) => meta
+                            .shape
+                            .iter()
+                            .map(|&n| rng.gen_range(n..=2 * n))
+                            .collect(),
+                        _ => workload::resized_shape(rng, &meta),
+                    };
+                    (path.clone(), shape)
+                })
                 .collect();
-            let (mode, seed_loop) = workload::mode(rng);
+            let (mode, seed_loop) = match busy && rng.gen_bool(0.5) {
+                true => (
+                    CommitMode::Rebase {
+                        solver: Solver::Theirs,
+                    },
+                    false,
+                ),
+                false => workload::mode(rng),
+            };
             let script = WriterScript {
                 repo: workload::repo(),
                 branch: main(),
@@ -213,7 +237,8 @@ impl World {
             };
             let seed = rng.gen();
             let index = self.clients.len() as u32;
-            let w = Writer::new(client_id(index), self.client_nodes(), script, seed);
+            let w = Writer::new(client_id(index), self.client_nodes(), script, seed)
+                .with_bugs(crate::bug::Bug::client_bugs(self.opts.bug));
             self.spawn(Client::Writer(Box::new(w)), at);
         }
     }

@@ -42,6 +42,8 @@ pub use fetch::MAX_GET_ATTEMPTS;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
 pub use requester::{Caller, Requester, RetryPolicy, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;
+#[cfg(feature = "planted-bugs")]
+pub use view::ClientBugs;
 pub use view::{Resized, Rewrite, View};
 pub use worker::{CompletionLog, SourceFn, Worker, WorkerReport, WorkerStatus, WORKER_IDLE_MS};
 pub use write::{WriteBase, WriteTask, Written};

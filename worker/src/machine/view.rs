@@ -42,6 +42,18 @@ pub enum Rewrite {
 /// ones).
 pub type Resized = Vec<Rewrite>;
 
+/// Planted client bugs (simulation self-test only; see `floe-sim --list-bugs`).
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientBugs {
+    /// A shrink that ends inside a chunk does not rewrite the edge chunk,
+    /// so a later grow shows what it cut off.
+    pub forget_edge_rewrite: bool,
+    /// A grow after a shrink in the same change does not blank the chunks
+    /// the shrink cut off (the shrink-then-grow bug of issue 7).
+    pub forget_regrow: bool,
+}
+
 /// See the module docs.
 #[derive(Clone, Debug)]
 pub struct View {
@@ -52,9 +64,18 @@ pub struct View {
     /// The smallest shape each base array had in this view, per dimension,
     /// once it was resized: what a later grow must blank.
     min_shape: BTreeMap<ArrayPath, Vec<u64>>,
+    #[cfg(feature = "planted-bugs")]
+    bugs: ClientBugs,
 }
 
 impl View {
+    /// Plants client bugs in this view's decisions.
+    #[cfg(feature = "planted-bugs")]
+    pub fn with_bugs(mut self, bugs: ClientBugs) -> Self {
+        self.bugs = bugs;
+        self
+    }
+
     /// A clean view of `base`.
     pub fn new(base: CommitRecord) -> Self {
         View {
@@ -63,6 +84,8 @@ impl View {
             changes: BTreeMap::new(),
             pending: Manifest::new(),
             min_shape: BTreeMap::new(),
+            #[cfg(feature = "planted-bugs")]
+            bugs: ClientBugs::default(),
         }
     }
 
@@ -203,14 +226,25 @@ impl View {
             None => self.changes.remove(path),
         };
         self.arrays.insert(path.clone(), meta.clone());
-        let cuts = cut_edges(&old, &meta);
-        let fills = match (self.min_shape.get(path), base) {
+        #[allow(unused_mut)]
+        let mut cuts = cut_edges(&old, &meta);
+        #[allow(unused_mut)]
+        let mut fills = match (self.min_shape.get(path), base) {
             (Some(min), Some(base)) => regrown_chunks(&meta, min, &base.shape)
                 .into_iter()
                 .filter(|c| self.pending.get(path, c).is_none())
                 .collect(),
             _ => Vec::new(),
         };
+        #[cfg(feature = "planted-bugs")]
+        {
+            if self.bugs.forget_edge_rewrite {
+                cuts.clear();
+            }
+            if self.bugs.forget_regrow {
+                fills.clear();
+            }
+        }
         // Cuts first: a chunk both cut (an edge along one dimension) and
         // brought back (past the smallest shape along another) lies wholly
         // outside what survives, so its fill comes last.
@@ -232,7 +266,10 @@ impl View {
 
     /// The commit landed as `record`: the view continues from it, clean.
     pub fn landed(&mut self, record: CommitRecord) {
-        *self = View::new(record);
+        let view = View::new(record);
+        #[cfg(feature = "planted-bugs")]
+        let view = view.with_bugs(self.bugs);
+        *self = view;
     }
 
     /// Moves the base to `record`, keeping the changes (after a "yes" to

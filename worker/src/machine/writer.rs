@@ -138,6 +138,8 @@ pub struct Writer {
     retries_left: u32,
     author: String,
     report: WriterReport,
+    #[cfg(feature = "planted-bugs")]
+    bugs: super::ClientBugs,
 }
 
 impl Writer {
@@ -154,6 +156,8 @@ impl Writer {
             phase: Phase::Idle,
             checkout: None,
             author: "floe-writer".into(),
+            #[cfg(feature = "planted-bugs")]
+            bugs: super::ClientBugs::default(),
             report: WriterReport {
                 checkouts: Vec::new(),
                 attempts: Vec::new(),
@@ -166,6 +170,13 @@ impl Writer {
     /// Replaces the retry policy of its requests.
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.requester.set_policy(policy);
+        self
+    }
+
+    /// Plants client bugs in its decisions (simulation self-test only).
+    #[cfg(feature = "planted-bugs")]
+    pub fn with_bugs(mut self, bugs: super::ClientBugs) -> Self {
+        self.bugs = bugs;
         self
     }
 
@@ -223,7 +234,10 @@ impl Writer {
         let n = self.checkout.as_ref().map_or(1, |c| c.n + 1);
         self.report.checkouts.push(record.id);
         self.cache.history.insert_record(record.clone());
-        let mut view = View::new(record.clone());
+        let view = View::new(record.clone());
+        #[cfg(feature = "planted-bugs")]
+        let view = view.with_bugs(self.bugs);
+        let mut view = view;
         let mut rewrites = Vec::new();
         for (path, shape) in &self.script.resizes {
             match view.resize_array(path, shape.clone()) {
