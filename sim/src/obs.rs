@@ -151,6 +151,39 @@ pub struct Observations {
     pub ff_answers: Vec<FfAnswer>,
     /// Every cooperative job.
     pub coops: Vec<CoopRun>,
+    /// How every client of the core (writers, jobs, workers) ended.
+    pub ends: Vec<ClientEnd>,
+    /// The faults injected during the run.
+    pub faults: crate::faults::FaultCounts,
+}
+
+/// How a client ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum End {
+    /// Its commit landed (a writer, a job).
+    Landed,
+    /// Refused with a conflict and no retry left (a writer).
+    Conflict,
+    /// Its work is over (a worker: no task left).
+    Finished,
+    /// It stopped on an error.
+    Failed(floe_protocol::FloeError),
+    /// It never finished.
+    Running,
+}
+
+/// One client's end, for the client-ends oracle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientEnd {
+    /// The client (sim index).
+    pub client: u32,
+    /// What kind of client.
+    pub kind: &'static str,
+    /// How it ended.
+    pub end: End,
+    /// For a job: whether its plan is invalid (tasks sharing chunks), by
+    /// plain division of each task's bounds by the chunk shape.
+    pub invalid_plan: bool,
 }
 
 impl Observations {

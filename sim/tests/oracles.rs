@@ -12,8 +12,11 @@ use floe_protocol::{
     DType, FloeError, Footprint, MetaChange, ObjectId, Outcome, Region, Reply, RepoName, SessionId,
     Solver, TaskId, WorkerId,
 };
+use floe_sim::faults::{FaultCounts, FaultKind};
 use floe_sim::model::Write;
-use floe_sim::obs::{Attempt, Completion, Contribution, CoopRun, Grant, Observations, Replica};
+use floe_sim::obs::{
+    Attempt, ClientEnd, Completion, Contribution, CoopRun, End, Grant, Observations, Replica,
+};
 use floe_sim::oracle::{self, DigestBook, Failure};
 use floe_worker::chunk::patch_chunk;
 use floe_worker::data::ArrayData;
@@ -245,6 +248,7 @@ fn all(obs: &Observations, h: &History) -> Result<(), Failure> {
     oracle::one_history(obs, &r)?;
     oracle::exact_conflicts(obs, &r)?;
     oracle::cooperative(obs, &r)?;
+    oracle::client_ends(obs, &r)?;
     oracle::data(obs, &r, &repo(), &h.store)
 }
 
@@ -639,5 +643,70 @@ fn planless_overlaps_are_checked_by_brute_force() {
         oracle::cooperative(&obs, &h.replica()),
         oracle::EXACT_CONFLICTS,
         "both were accepted",
+    );
+}
+
+fn ended(kind: &'static str, end: End, invalid_plan: bool) -> ClientEnd {
+    ClientEnd {
+        client: 4,
+        kind,
+        end,
+        invalid_plan,
+    }
+}
+
+#[test]
+fn a_client_ending_on_an_unexplained_error_is_reported() {
+    let (h, mut obs) = good();
+    obs.ends = vec![
+        ended("writer", End::Landed, false),
+        ended("writer", End::Conflict, false),
+        ended("worker", End::Finished, false),
+        ended(
+            "writer",
+            End::Failed(FloeError::OutOfDate { tip: CommitId(3) }),
+            false,
+        ),
+    ];
+    all(&obs, &h).unwrap();
+    obs.ends.push(ended(
+        "writer",
+        End::Failed(FloeError::Codec("truncated".into())),
+        false,
+    ));
+    expect(
+        all(&obs, &h),
+        "client-ends",
+        "writer c5 failed with codec: truncated",
+    );
+}
+
+#[test]
+fn giving_up_without_a_fault_to_blame_is_reported() {
+    let (h, mut obs) = good();
+    let gave_up = FloeError::Unavailable("request 3 given up after 20 sends".into());
+    obs.ends = vec![ended("writer", End::Failed(gave_up), false)];
+    expect(all(&obs, &h), "client-ends", "given up");
+    obs.faults.add(FaultKind::Partition);
+    all(&obs, &h).unwrap();
+    // A store fault explains store trouble, not a coordinator that never answers.
+    obs.faults = FaultCounts::default();
+    obs.faults.add(FaultKind::PutFailure);
+    expect(all(&obs, &h), "client-ends", "given up");
+}
+
+#[test]
+fn a_valid_plan_refused_is_reported() {
+    let (h, mut obs) = good();
+    let refused = FloeError::InvalidPlan {
+        why: "tasks 0 and 1 share chunks".into(),
+    };
+    obs.ends = vec![ended("job", End::Failed(refused.clone()), true)];
+    all(&obs, &h).unwrap();
+    obs.ends = vec![ended("job", End::Failed(refused), false)];
+    expect(
+        all(&obs, &h),
+        "client-ends",
+        "job c5 failed with invalid plan",
     );
 }

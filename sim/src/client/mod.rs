@@ -14,7 +14,7 @@ use floe_protocol::{BranchName, Outcome, Reply};
 use floe_worker::machine::{Job, Outbox, Requester, TimerOutcome, Worker, Writer};
 
 use crate::model::Write;
-use crate::obs::{Attempt, FfAnswer, Observations};
+use crate::obs::{Attempt, ClientEnd, End, FfAnswer, Observations};
 
 /// One client of the simulation.
 pub enum Client {
@@ -106,6 +106,45 @@ impl Client {
             | Client::Lead { .. }
             | Client::Contributor { .. } => {}
         }
+    }
+
+    /// How a client of the core ended (`None` for the simulation's own
+    /// setup, checkpoint and planless clients). `arrays` are the setup's,
+    /// to judge a job's plan.
+    pub fn end(
+        &self,
+        index: u32,
+        arrays: &[(floe_protocol::ArrayPath, floe_protocol::ArrayMeta)],
+    ) -> Option<ClientEnd> {
+        use floe_worker::machine::{CommitEnd, JobStatus, WorkerStatus, WriterStatus};
+        let (end, invalid_plan) = match self {
+            Client::Writer(w) => match w.status() {
+                WriterStatus::Running => (End::Running, false),
+                WriterStatus::Ended(CommitEnd::Committed { .. }) => (End::Landed, false),
+                WriterStatus::Ended(CommitEnd::Conflict { .. }) => (End::Conflict, false),
+                WriterStatus::Ended(CommitEnd::Failed(e)) => (End::Failed(e.clone()), false),
+            },
+            Client::Job { job, .. } => {
+                let invalid = plan_overlaps(&job.spec().plan, arrays);
+                match job.status() {
+                    JobStatus::Running => (End::Running, invalid),
+                    JobStatus::Committed(_) => (End::Landed, invalid),
+                    JobStatus::Failed(e) => (End::Failed(e.clone()), invalid),
+                }
+            }
+            Client::Worker { worker, .. } => match worker.status() {
+                WorkerStatus::Running => (End::Running, false),
+                WorkerStatus::Finished => (End::Finished, false),
+                WorkerStatus::Failed(e) => (End::Failed(e.clone()), false),
+            },
+            _ => return None,
+        };
+        Some(ClientEnd {
+            client: index,
+            kind: self.kind(),
+            end,
+            invalid_plan,
+        })
     }
 
     /// What kind of client it is, for reports.
@@ -203,4 +242,33 @@ fn route(req: &mut Requester, out: &mut Outbox, input: Input) -> Option<Routed> 
 /// The branch the built-in clients work on.
 fn main_branch() -> BranchName {
     BranchName::new("main").expect("valid")
+}
+
+/// Whether two tasks of `plan` share a chunk, computed apart from the
+/// code under test: each task's chunk box is its bounds divided by the
+/// chunk shape (rounding the upper bound up), and two boxes share a chunk
+/// when they overlap along every dimension.
+fn plan_overlaps(
+    plan: &[floe_protocol::PlannedTask],
+    arrays: &[(floe_protocol::ArrayPath, floe_protocol::ArrayMeta)],
+) -> bool {
+    let boxes: Vec<(&floe_protocol::ArrayPath, Vec<(u64, u64)>)> = plan
+        .iter()
+        .filter_map(|t| {
+            let (_, meta) = arrays.iter().find(|(p, _)| *p == t.array)?;
+            let b = t
+                .region
+                .0
+                .iter()
+                .zip(&meta.chunk_shape)
+                .map(|(s, c)| (s.lo / c, s.hi.div_ceil(*c)))
+                .collect();
+            Some((&t.array, b))
+        })
+        .collect();
+    boxes.iter().enumerate().any(|(i, (pa, a))| {
+        boxes[i + 1..]
+            .iter()
+            .any(|(pb, b)| pa == pb && a.iter().zip(b).all(|(x, y)| x.0 < y.1 && y.0 < x.1))
+    })
 }

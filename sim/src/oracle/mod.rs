@@ -5,6 +5,7 @@
 
 mod conflicts;
 mod data;
+mod ends;
 mod history;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use floe_protocol::{CommitId, CommitRecord};
 
 pub use conflicts::{cooperative, exact_conflicts};
 pub use data::data;
+pub use ends::client_ends;
 pub use history::{one_history, replicas_agree, DigestBook};
 
 use crate::obs::Replica;
@@ -31,6 +33,9 @@ pub const DATA: &str = "data";
 pub const REPLICAS_AGREE: &str = "replicas-agree";
 /// Oracle 5: after the faults stop, everything finishes in bounded time.
 pub const LIVENESS: &str = "liveness";
+/// Oracle 6: every client of the core ended landed, in a true conflict,
+/// out of date, or with a failure the injected faults explain.
+pub const CLIENT_ENDS: &str = "client-ends";
 /// Not an oracle: a core panicked (always a bug).
 pub const PANIC: &str = "panic";
 

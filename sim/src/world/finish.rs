@@ -106,7 +106,9 @@ impl World {
         let mut obs = Observations::default();
         for (i, slot) in self.clients.iter().enumerate() {
             slot.client.observe(i as u32, &mut obs);
+            obs.ends.extend(slot.client.end(i as u32, &self.arrays));
         }
+        obs.faults = self.counts.clone();
         for info in &self.jobs {
             if let Some(run) = self.coop_run(info) {
                 obs.coops.push(run);
@@ -256,6 +258,7 @@ fn final_oracles(
     oracle::one_history(obs, r)?;
     oracle::cooperative(obs, r)?;
     oracle::exact_conflicts(obs, r)?;
+    oracle::client_ends(obs, r)?;
     oracle::data(obs, r, &crate::workload::repo(), store)
 }
 

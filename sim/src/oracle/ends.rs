@@ -1,0 +1,78 @@
+//! Oracle 6, client ends: a client that stops on an error nobody can
+//! explain (a codec error, a valid plan refused, a writer that gives up
+//! while nothing was failing) is a bug even when every other oracle is
+//! happy. Each client of the core must end landed, in a conflict (checked
+//! exactly by `exact-conflicts`), out of date, finished, or failed in a way
+//! the injected faults explain.
+
+use floe_protocol::FloeError;
+
+use super::{Check, Failure, CLIENT_ENDS};
+use crate::faults::{FaultCounts, FaultKind};
+use crate::obs::{ClientEnd, End, Observations, Replica};
+
+/// Checks every client's end against the faults of the run and the
+/// history of replica `r`.
+pub fn client_ends(obs: &Observations, r: &Replica) -> Check {
+    for end in &obs.ends {
+        if let End::Failed(e) = &end.end {
+            if !explained(end, e, &obs.faults) && !resized_under(e, r) {
+                return Err(Failure::new(
+                    CLIENT_ENDS,
+                    format!(
+                        "{} c{} failed with {e} ({}), which neither the workload nor the injected faults ({}) explain",
+                        end.kind,
+                        end.client.wrapping_add(1),
+                        e.kind(),
+                        obs.faults
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A write planned on the arrays' first shapes that no longer fits
+/// because a resize of that array landed: the clear refusal the client
+/// must get.
+fn resized_under(e: &FloeError, r: &Replica) -> bool {
+    let FloeError::Geometry { path, .. } = e else {
+        return false;
+    };
+    r.records.values().any(|rec| {
+        let change = rec.footprint.arrays.get(path);
+        change.is_some_and(|c| matches!(c.meta, Some(floe_protocol::MetaChange::Update(_))))
+    })
+}
+
+/// Whether a client's failure has a cause in the workload or the faults.
+fn explained(end: &ClientEnd, e: &FloeError, faults: &FaultCounts) -> bool {
+    let any = |kinds: &[FaultKind]| {
+        kinds
+            .iter()
+            .any(|k| faults.0.get(k).copied().unwrap_or(0) > 0)
+    };
+    let network = [
+        FaultKind::Drop,
+        FaultKind::Delay,
+        FaultKind::Partition,
+        FaultKind::OneWay,
+        FaultKind::Clog,
+        FaultKind::Crash,
+        FaultKind::AddNode,
+        FaultKind::RemoveNode,
+    ];
+    let store = [FaultKind::PutFailure, FaultKind::GetFailure];
+    match e {
+        // Lost a race: the conflict oracles judge it.
+        e if e.is_conflict() => true,
+        FloeError::InvalidPlan { .. } => end.invalid_plan,
+        // Gave up retrying: something must have been failing.
+        FloeError::NotLeader { .. } | FloeError::Unavailable(_) => any(&network),
+        FloeError::StoreUnavailable(_) => any(&store),
+        // Puts that kept failing; a missing object is never explained.
+        FloeError::Store(m) => m.starts_with("put failed") && any(&store),
+        _ => false,
+    }
+}
