@@ -10,13 +10,13 @@ use floe_protocol::{
     ClientId, Command, CommitId, ObjectId, Outcome, Query, Reply, RepoName, Request,
 };
 use floe_worker::format::{checkpoint_key, manifest_key, Manifest};
-use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy, Routed};
 use floe_worker::resolve::{History, Need, Step};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use super::main_branch;
 use super::upload::put_fresh;
-use super::{main_branch, route, Routed};
 
 /// Most tries of one get or put.
 const MAX_TRIES: u32 = 8;
@@ -202,11 +202,11 @@ impl Machine for Checkpointer {
         if self.phase == Phase::Done {
             return;
         }
-        match route(&mut self.req, &mut self.out, input) {
-            Some(Routed::Outcome(o)) => self.on_outcome(o),
-            Some(Routed::Get(token, result)) => self.on_get(token, result),
-            Some(Routed::Put(token, ok)) => self.on_put(token, ok),
-            None => {}
+        match self.req.route(&mut self.out, input) {
+            Routed::Final(o) => self.on_outcome(o),
+            Routed::Other(Input::GetDone { token, result }) => self.on_get(token, result),
+            Routed::Other(Input::PutDone { token, result }) => self.on_put(token, result.is_ok()),
+            Routed::Taken | Routed::Other(_) => {}
         }
     }
 

@@ -10,8 +10,8 @@ mod upload;
 
 pub use floe_worker::machine::{Effect, Input, Machine};
 
-use floe_protocol::{BranchName, Outcome, Reply};
-use floe_worker::machine::{Job, Outbox, Requester, TimerOutcome, Worker, Writer};
+use floe_protocol::{BranchName, Reply};
+use floe_worker::machine::{Job, Worker, Writer};
 
 use crate::model::Write;
 use crate::obs::{Attempt, ClientEnd, End, FfAnswer, Observations};
@@ -213,29 +213,6 @@ fn to_write(
         path: path.clone(),
         region: region.clone(),
         data: data.bytes.clone(),
-    }
-}
-
-/// An input left for a built-in client once its requester had its part.
-enum Routed {
-    /// A request's final outcome.
-    Outcome(Outcome),
-    /// A put finished: its token and whether it succeeded.
-    Put(u64, bool),
-    /// A get finished: its token and result.
-    Get(u64, Result<Option<Vec<u8>>, String>),
-}
-
-/// Hands responses and timers to `req`; returns what is left to handle.
-fn route(req: &mut Requester, out: &mut Outbox, input: Input) -> Option<Routed> {
-    match input {
-        Input::Response { seq, outcome } => req.on_response(out, seq, outcome).map(Routed::Outcome),
-        Input::Timer { token } => match req.on_timer(out, token) {
-            TimerOutcome::GaveUp(outcome) => Some(Routed::Outcome(outcome)),
-            TimerOutcome::Resent | TimerOutcome::NotMine => None,
-        },
-        Input::PutDone { token, result } => Some(Routed::Put(token, result.is_ok())),
-        Input::GetDone { token, result } => Some(Routed::Get(token, result)),
     }
 }
 

@@ -12,10 +12,10 @@ use floe_protocol::{
     ArrayMeta, ArrayPath, ClientId, Command, CommitId, CommitMode, Outcome, Region, Reply,
     RepoName, Request, SessionId, WorkerId,
 };
-use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy, Routed};
 
+use super::main_branch;
 use super::upload::{Progress, Upload};
-use super::{main_branch, route, Routed};
 use crate::model::Write;
 use crate::obs::Contribution;
 
@@ -128,7 +128,7 @@ impl Machine for PlanlessLead {
     }
 
     fn handle(&mut self, _now_ms: u64, input: Input) {
-        if let Some(Routed::Outcome(o)) = route(&mut self.req, &mut self.out, input) {
+        if let Some(o) = self.req.on_input(&mut self.out, input) {
             self.on_outcome(o);
         }
     }
@@ -230,18 +230,18 @@ impl Machine for Contributor {
         if self.done {
             return;
         }
-        match route(&mut self.req, &mut self.out, input) {
-            Some(Routed::Outcome(o)) => {
+        match self.req.route(&mut self.out, input) {
+            Routed::Final(o) => {
                 if let Some(c) = self.contribution.as_mut() {
                     c.outcome = Some(o);
                 }
                 self.done = true;
             }
-            Some(Routed::Put(token, ok)) => {
-                let progress = self.upload.on_put(&mut self.out, token, ok);
+            Routed::Other(Input::PutDone { token, result }) => {
+                let progress = self.upload.on_put(&mut self.out, token, result.is_ok());
                 self.on_progress(progress);
             }
-            Some(Routed::Get(..)) | None => {}
+            Routed::Taken | Routed::Other(_) => {}
         }
     }
 

@@ -6,7 +6,7 @@ use floe_protocol::{
     MetaChange, Outcome, Reply, RepoName, Request,
 };
 
-use super::{main_branch, route, Routed};
+use super::main_branch;
 use crate::obs::Attempt;
 use floe_worker::machine::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
 
@@ -105,7 +105,7 @@ impl Machine for Setup {
     }
 
     fn handle(&mut self, _now_ms: u64, input: Input) {
-        if let Some(Routed::Outcome(outcome)) = route(&mut self.req, &mut self.out, input) {
+        if let Some(outcome) = self.req.on_input(&mut self.out, input) {
             self.finished(outcome);
         }
     }

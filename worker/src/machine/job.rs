@@ -8,7 +8,7 @@ use floe_protocol::{
     PlannedTask, Query, Reply, RepoName, Request, SessionId, SessionStatus, Solver, TaskState,
 };
 
-use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, Routed};
 
 /// How often the job polls its session's state, ms.
 pub const JOB_POLL_MS: u64 = 100;
@@ -270,22 +270,12 @@ impl Machine for Job {
         if self.is_done() {
             return;
         }
-        match input {
-            Input::Response { seq, outcome } => {
-                if let Some(outcome) = self.requester.on_response(&mut self.out, seq, outcome) {
-                    self.on_outcome(outcome);
-                }
+        match self.requester.route(&mut self.out, input) {
+            Routed::Final(outcome) => self.on_outcome(outcome),
+            Routed::Other(Input::Timer { token }) if self.phase == Phase::Sleeping(token) => {
+                self.poll_status()
             }
-            Input::Timer { token } => match self.requester.on_timer(&mut self.out, token) {
-                TimerOutcome::Resent => {}
-                TimerOutcome::GaveUp(outcome) => self.on_outcome(outcome),
-                TimerOutcome::NotMine => {
-                    if self.phase == Phase::Sleeping(token) {
-                        self.poll_status();
-                    }
-                }
-            },
-            Input::PutDone { .. } | Input::GetDone { .. } => {}
+            Routed::Taken | Routed::Other(_) => {}
         }
     }
 

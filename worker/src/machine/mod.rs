@@ -40,7 +40,7 @@ pub use call::Call;
 pub use commit::{CommitEnd, CommitSpec, CommitTask, Committer, SeedStep, Sent};
 pub use fetch::MAX_GET_ATTEMPTS;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
-pub use requester::{Caller, Requester, RetryPolicy, TimerOutcome};
+pub use requester::{Caller, Requester, RetryPolicy, Routed, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;
 #[cfg(feature = "planted-bugs")]
 pub use view::ClientBugs;

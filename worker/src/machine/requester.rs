@@ -73,6 +73,17 @@ impl Caller {
     }
 }
 
+/// What [`Requester::route`] made of an input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Routed {
+    /// The final outcome of the request in flight (an answer, or giving up).
+    Final(Outcome),
+    /// The requester's business, done (a resend, a stale answer).
+    Taken,
+    /// Not the requester's: a put, a get, another timer of the machine.
+    Other(Input),
+}
+
 /// What [`Requester::on_timer`] made of a timer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TimerOutcome {
@@ -268,17 +279,29 @@ impl Requester {
         TimerOutcome::Resent
     }
 
-    /// Handles a response or a timer: the final outcome of the request in
-    /// flight when this input brought one (an answer, or giving up); `None`
-    /// for anything else (resends, stale inputs, puts, gets, other timers).
-    pub fn on_input(&mut self, out: &mut Outbox, input: Input) -> Option<Outcome> {
+    /// Takes what is the requester's in `input` (responses, its timers)
+    /// and hands back the rest: see [`Routed`].
+    pub fn route(&mut self, out: &mut Outbox, input: Input) -> Routed {
         match input {
-            Input::Response { seq, outcome } => self.on_response(out, seq, outcome),
-            Input::Timer { token } => match self.on_timer(out, token) {
-                TimerOutcome::GaveUp(outcome) => Some(outcome),
-                TimerOutcome::Resent | TimerOutcome::NotMine => None,
+            Input::Response { seq, outcome } => match self.on_response(out, seq, outcome) {
+                Some(outcome) => Routed::Final(outcome),
+                None => Routed::Taken,
             },
-            Input::PutDone { .. } | Input::GetDone { .. } => None,
+            Input::Timer { token } => match self.on_timer(out, token) {
+                TimerOutcome::GaveUp(outcome) => Routed::Final(outcome),
+                TimerOutcome::Resent => Routed::Taken,
+                TimerOutcome::NotMine => Routed::Other(Input::Timer { token }),
+            },
+            other => Routed::Other(other),
+        }
+    }
+
+    /// The final outcome `input` brought, if any (for machines with no
+    /// other inputs of their own).
+    pub fn on_input(&mut self, out: &mut Outbox, input: Input) -> Option<Outcome> {
+        match self.route(out, input) {
+            Routed::Final(outcome) => Some(outcome),
+            Routed::Taken | Routed::Other(_) => None,
         }
     }
 

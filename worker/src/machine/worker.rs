@@ -23,7 +23,7 @@ use crate::format::{encode_chunk, ObjectKind};
 
 use super::build::delta_of;
 use super::upload::{Progress, Upload};
-use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, Routed};
 
 /// How long a worker waits before claiming again when every remaining task
 /// is held by another worker, ms.
@@ -490,12 +490,8 @@ impl Worker {
         }
     }
 
-    fn on_timer(&mut self, now_ms: u64, token: u64) {
-        match self.requester.on_timer(&mut self.out, token) {
-            TimerOutcome::Resent => return,
-            TimerOutcome::GaveUp(outcome) => return self.on_outcome(now_ms, outcome),
-            TimerOutcome::NotMine => {}
-        }
+    /// One of its own timers (the requester's are routed before).
+    fn on_timer(&mut self, token: u64) {
         if self.on_renew_timer(token) {
             return;
         }
@@ -524,15 +520,11 @@ impl Machine for Worker {
         if self.is_done() {
             return;
         }
-        match input {
-            Input::Response { seq, outcome } => {
-                if let Some(outcome) = self.requester.on_response(&mut self.out, seq, outcome) {
-                    self.on_outcome(now_ms, outcome);
-                }
-            }
-            Input::Timer { token } => self.on_timer(now_ms, token),
-            Input::PutDone { token, result } => self.on_put(token, result),
-            Input::GetDone { .. } => {}
+        match self.requester.route(&mut self.out, input) {
+            Routed::Final(outcome) => self.on_outcome(now_ms, outcome),
+            Routed::Other(Input::Timer { token }) => self.on_timer(token),
+            Routed::Other(Input::PutDone { token, result }) => self.on_put(token, result),
+            Routed::Taken | Routed::Other(_) => {}
         }
     }
 

@@ -21,7 +21,7 @@ use super::commit::{CommitEnd, CommitSpec, Committer};
 use super::fetch::{Build, Built, Cache};
 use super::upload::{Progress, Upload};
 use super::view::View;
-use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, TimerOutcome};
+use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, Routed};
 
 /// Most commits sent on one checkout by the fast-forward loop.
 pub const MAX_FAST_FORWARDS: usize = 64;
@@ -502,20 +502,11 @@ impl Machine for Writer {
         if self.is_done() {
             return;
         }
-        match input {
-            Input::Response { seq, outcome } => {
-                if let Some(outcome) = self.requester.on_response(&mut self.out, seq, outcome) {
-                    self.on_outcome(outcome);
-                }
-            }
-            Input::Timer { token } => {
-                if let TimerOutcome::GaveUp(outcome) = self.requester.on_timer(&mut self.out, token)
-                {
-                    self.on_outcome(outcome);
-                }
-            }
-            Input::PutDone { token, result } => self.on_put(token, result),
-            Input::GetDone { token, result } => self.on_get(token, result),
+        match self.requester.route(&mut self.out, input) {
+            Routed::Final(outcome) => self.on_outcome(outcome),
+            Routed::Other(Input::PutDone { token, result }) => self.on_put(token, result),
+            Routed::Other(Input::GetDone { token, result }) => self.on_get(token, result),
+            Routed::Taken | Routed::Other(_) => {}
         }
     }
 
