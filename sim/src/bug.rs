@@ -30,11 +30,13 @@ pub enum Bug {
     ForgetRegrow,
     /// The solver `theirs` gives up a resize's rewritten edge chunks.
     TheirsDropsResizeChunks,
+    /// Every node answers reads from its own state without ReadIndex.
+    StaleReads,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::SkipConflictCheck,
         Bug::CheckOnlyTip,
         Bug::ReplyBeforeCommit,
@@ -44,6 +46,7 @@ impl Bug {
         Bug::ForgetEdgeRewrite,
         Bug::ForgetRegrow,
         Bug::TheirsDropsResizeChunks,
+        Bug::StaleReads,
     ];
 
     /// The bug's name on the command line (`floe-sim --bug NAME`).
@@ -58,6 +61,7 @@ impl Bug {
             Bug::ForgetEdgeRewrite => "forget-edge-rewrite",
             Bug::ForgetRegrow => "forget-regrow",
             Bug::TheirsDropsResizeChunks => "theirs-drops-resize-chunks",
+            Bug::StaleReads => "stale-reads",
         }
     }
 
@@ -90,6 +94,7 @@ impl Bug {
         NodeBugs {
             reply_before_commit: bug == Some(Bug::ReplyBeforeCommit),
             apply_snapshot_out_of_order: bug == Some(Bug::SnapshotOutOfOrder),
+            serve_stale_reads: bug == Some(Bug::StaleReads),
         }
     }
 }

@@ -155,6 +155,90 @@ pub struct Observations {
     pub ends: Vec<ClientEnd>,
     /// The faults injected during the run.
     pub faults: crate::faults::FaultCounts,
+    /// Every checkout a client received, with when it was asked and
+    /// answered.
+    pub reads: Vec<Read>,
+    /// Every commit acknowledged to a client, with when.
+    pub acks: Vec<Ack>,
+}
+
+/// A checkout (`Query::Checkout`) as a client saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    /// The client (sim index).
+    pub client: u32,
+    /// When it first sent the request (simulated ms).
+    pub invoked_ms: u64,
+    /// When the answer reached it.
+    pub replied_ms: u64,
+    /// The tip it was told.
+    pub tip: CommitId,
+}
+
+/// A commit acknowledged to a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The client (sim index).
+    pub client: u32,
+    /// When the acknowledgement reached it (simulated ms).
+    pub at_ms: u64,
+    /// The commit.
+    pub commit: CommitId,
+}
+
+/// The world's record of reads and acknowledgements as they happen.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    /// Checkouts in flight: (client, seq) -> first send time.
+    asked: BTreeMap<(u32, u64), u64>,
+    /// Requests whose answer was already recorded.
+    answered: std::collections::BTreeSet<(u32, u64)>,
+    /// The reads so far.
+    pub reads: Vec<Read>,
+    /// The acknowledgements so far.
+    pub acks: Vec<Ack>,
+}
+
+impl Timeline {
+    /// A client sent `request` under `seq` at `now`.
+    pub fn sent(&mut self, client: u32, seq: u64, request: &floe_protocol::Request, now: u64) {
+        let checkout = matches!(
+            request,
+            floe_protocol::Request::Query(floe_protocol::Query::Checkout { .. })
+        );
+        if checkout && !self.answered.contains(&(client, seq)) {
+            self.asked.entry((client, seq)).or_insert(now);
+        }
+    }
+
+    /// A live client received `outcome` for `seq` at `now`.
+    pub fn received(&mut self, client: u32, seq: u64, outcome: &Outcome, now: u64) {
+        if self.answered.contains(&(client, seq)) {
+            return;
+        }
+        match outcome {
+            Ok(floe_protocol::Reply::Commit(rec)) => {
+                if let Some(invoked_ms) = self.asked.remove(&(client, seq)) {
+                    self.answered.insert((client, seq));
+                    self.reads.push(Read {
+                        client,
+                        invoked_ms,
+                        replied_ms: now,
+                        tip: rec.id,
+                    });
+                }
+            }
+            Ok(floe_protocol::Reply::Committed { commit, .. }) => {
+                self.answered.insert((client, seq));
+                self.acks.push(Ack {
+                    client,
+                    at_ms: now,
+                    commit: *commit,
+                });
+            }
+            _ => {}
+        }
+    }
 }
 
 /// How a client ended.

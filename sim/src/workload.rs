@@ -136,6 +136,12 @@ impl Shape {
                 s.crash_ms = Some(rng.gen_range(300..1_000));
                 s.isolate_leader = 0.7;
             }
+            Some(Bug::StaleReads) => {
+                // Busy writers; partitions leave followers behind.
+                s.writers = rng.gen_range(16..32);
+                s.partition_ms = Some(rng.gen_range(150..400));
+                s.isolate_leader = 0.7;
+            }
             Some(Bug::ForgetEdgeRewrite | Bug::ForgetRegrow | Bug::TheirsDropsResizeChunks) => {
                 // Resizers race the writers only on seeds without
                 // cooperative runs; hot chunks make them collide.

@@ -15,7 +15,8 @@ use floe_protocol::{
 use floe_sim::faults::{FaultCounts, FaultKind};
 use floe_sim::model::Write;
 use floe_sim::obs::{
-    Attempt, ClientEnd, Completion, Contribution, CoopRun, End, Grant, Observations, Replica,
+    Ack, Attempt, ClientEnd, Completion, Contribution, CoopRun, End, Grant, Observations, Read,
+    Replica,
 };
 use floe_sim::oracle::{self, DigestBook, Failure};
 use floe_worker::chunk::patch_chunk;
@@ -249,6 +250,7 @@ fn all(obs: &Observations, h: &History) -> Result<(), Failure> {
     oracle::exact_conflicts(obs, &r)?;
     oracle::cooperative(obs, &r)?;
     oracle::client_ends(obs, &r)?;
+    oracle::linearizable_reads(obs, &r)?;
     oracle::data(obs, &r, &repo(), &h.store)
 }
 
@@ -708,5 +710,44 @@ fn a_valid_plan_refused_is_reported() {
         all(&obs, &h),
         "client-ends",
         "job c5 failed with invalid plan",
+    );
+}
+
+fn read(invoked_ms: u64, tip: u64) -> Read {
+    Read {
+        client: 6,
+        invoked_ms,
+        replied_ms: invoked_ms + 5,
+        tip: CommitId(tip),
+    }
+}
+
+#[test]
+fn a_stale_read_is_reported() {
+    let (h, mut obs) = good();
+    obs.acks = vec![Ack {
+        client: 2,
+        at_ms: 50,
+        commit: CommitId(3),
+    }];
+    // Asked before C3 was acknowledged: C2 is a state that existed.
+    obs.reads = vec![read(40, 2), read(60, 3)];
+    all(&obs, &h).unwrap();
+    obs.reads.push(read(100, 2));
+    expect(
+        all(&obs, &h),
+        "linearizable-reads",
+        "stale read: checkout by c7 asked at 100 ms (answered at 105 ms) returned tip C2, but C3 was acknowledged",
+    );
+}
+
+#[test]
+fn a_read_of_a_commit_that_never_landed_is_reported() {
+    let (h, mut obs) = good();
+    obs.reads = vec![read(10, 9)];
+    expect(
+        all(&obs, &h),
+        "linearizable-reads",
+        "returned C9, which is not in the final history",
     );
 }

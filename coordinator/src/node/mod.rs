@@ -58,6 +58,9 @@ pub struct NodeBugs {
     /// A follower restores a snapshot older than what it has applied (a
     /// delayed duplicate), rolling its state back.
     pub apply_snapshot_out_of_order: bool,
+    /// Every node answers reads at once from its own applied state, with no
+    /// ReadIndex round: a follower or a deposed leader serves stale reads.
+    pub serve_stale_reads: bool,
 }
 
 /// Static configuration of one node.
@@ -414,6 +417,11 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     /// up to the read index. A non-leader answers `NotLeader`.
     pub fn read(&mut self, query: Query, client: ClientId, seq: u64) {
         let caller = Caller { client, seq };
+        #[cfg(feature = "planted-bugs")]
+        if self.cfg.bugs.serve_stale_reads && !self.halted() {
+            let outcome = self.machine.query(&query);
+            return self.reply(caller, outcome);
+        }
         if !self.is_leader() || self.halted() {
             return self.reply_not_leader(caller);
         }

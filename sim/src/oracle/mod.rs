@@ -7,6 +7,7 @@ mod conflicts;
 mod data;
 mod ends;
 mod history;
+mod reads;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +18,7 @@ pub use conflicts::{cooperative, exact_conflicts};
 pub use data::data;
 pub use ends::client_ends;
 pub use history::{one_history, replicas_agree, DigestBook};
+pub use reads::linearizable_reads;
 
 use crate::obs::Replica;
 
@@ -36,6 +38,9 @@ pub const LIVENESS: &str = "liveness";
 /// Oracle 6: every client of the core ended landed, in a true conflict,
 /// out of date, or with a failure the injected faults explain.
 pub const CLIENT_ENDS: &str = "client-ends";
+/// Oracle 7: a checkout returns a state that existed between its request
+/// and its answer: every commit acknowledged before it began is there.
+pub const LINEARIZABLE_READS: &str = "linearizable-reads";
 /// Not an oracle: a core panicked (always a bug).
 pub const PANIC: &str = "panic";
 

@@ -67,6 +67,13 @@ impl World {
     fn on_reply(&mut self, node: u64, client: u32, seq: u64, outcome: Outcome) {
         let n = [node, u64::from(client) + 1, seq, codes::outcome(&outcome)];
         self.trace.rec(self.now, Kind::Reply, n);
+        let live = self
+            .clients
+            .get(client as usize)
+            .is_some_and(|slot| matches!(slot.life, Life::Live));
+        if live {
+            self.timeline.received(client, seq, &outcome, self.now);
+        }
         self.deliver(client, Input::Response { seq, outcome });
     }
 
@@ -287,6 +294,8 @@ impl World {
     fn client_effect(&mut self, index: u32, effect: Effect) {
         match effect {
             Effect::Send { to, envelope } => {
+                let seq = envelope.seq;
+                self.timeline.sent(index, seq, &envelope.request, self.now);
                 let delays = self.route(Addr::Client(index), Addr::Node(to));
                 for d in delays {
                     let env = Box::new(envelope.clone());

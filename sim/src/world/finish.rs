@@ -109,6 +109,8 @@ impl World {
             obs.ends.extend(slot.client.end(i as u32, &self.arrays));
         }
         obs.faults = self.counts.clone();
+        obs.reads = self.timeline.reads.clone();
+        obs.acks = self.timeline.acks.clone();
         for info in &self.jobs {
             if let Some(run) = self.coop_run(info) {
                 obs.coops.push(run);
@@ -259,6 +261,7 @@ fn final_oracles(
     oracle::cooperative(obs, r)?;
     oracle::exact_conflicts(obs, r)?;
     oracle::client_ends(obs, r)?;
+    oracle::linearizable_reads(obs, r)?;
     oracle::data(obs, r, &crate::workload::repo(), store)
 }
 

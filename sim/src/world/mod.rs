@@ -155,6 +155,8 @@ pub(crate) struct World {
     pub(crate) found_at_end: bool,
     /// Membership changes: the plan and its progress.
     pub(crate) members: members::Members,
+    /// Reads and acknowledgements with their times.
+    pub(crate) timeline: crate::obs::Timeline,
 }
 
 impl World {
@@ -205,6 +207,7 @@ impl World {
             safety_end,
             found_at_end: false,
             members,
+            timeline: crate::obs::Timeline::default(),
         };
         if let Some(id) = w.tweaks.keep_down {
             w.cluster.crash(id);
