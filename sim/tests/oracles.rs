@@ -751,3 +751,17 @@ fn a_read_of_a_commit_that_never_landed_is_reported() {
         "returned C9, which is not in the final history",
     );
 }
+
+/// A footprint that misses a chunk its writes touch (as a wrong
+/// region-to-chunk mapping in the client would make) is reported, the
+/// truth computed by plain division, not by the client's helpers.
+#[test]
+fn a_footprint_missing_a_written_chunk_is_reported() {
+    let (h, mut obs) = good();
+    obs.attempts[1].footprint = footprint(0, 10);
+    expect(
+        all(&obs, &h),
+        "exact-conflicts",
+        "sent a footprint naming chunks /t [0] but its writes touch /t [0] [1]",
+    );
+}

@@ -11,7 +11,7 @@ use floe_protocol::{
 
 use super::{by_message, chain, Check, Failure, COOPERATIVE, EXACT_CONFLICTS, ONE_HISTORY};
 use crate::model::{self, coord_sets, shared, show, since};
-use crate::obs::{Contribution, CoopRun, Observations, Replica};
+use crate::obs::{Attempt, Contribution, CoopRun, Observations, Replica};
 
 type Coords = BTreeMap<floe_protocol::ArrayPath, BTreeSet<Vec<u64>>>;
 
@@ -90,6 +90,7 @@ pub fn exact_conflicts(obs: &Observations, r: &Replica) -> Check {
         landed(obs, r, &r.records[&id], attempt)?;
     }
     for a in &obs.attempts {
+        footprint_is_the_writes(a, r)?;
         let what = format!(
             "the reply to {:?} (client c{})",
             a.message,
@@ -223,6 +224,61 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
         }
         _ => Ok(()),
     }
+}
+
+/// The chunks a footprint names are exactly those its writes touch, the
+/// truth computed apart from the client's code: along each dimension the
+/// elements `lo..hi` fall in chunks `lo / c ..= (hi - 1) / c` (plain
+/// division by the chunk extent `c`), and a region touches the product of
+/// those ranges. (Attempts that resize also rewrite edge chunks; they are
+/// checked by the data oracle instead.)
+fn footprint_is_the_writes(a: &Attempt, r: &Replica) -> Check {
+    if !a.resizes.is_empty() {
+        return Ok(());
+    }
+    let Some(base) = r.records.get(&a.data_base) else {
+        return Ok(());
+    };
+    let mut truth: Coords = Coords::new();
+    for w in &a.writes {
+        let Some(meta) = base.arrays.get(&w.path) else {
+            continue;
+        };
+        let ranges: Vec<(u64, u64)> = w
+            .region
+            .0
+            .iter()
+            .zip(&meta.chunk_shape)
+            .map(|(s, c)| (s.lo / c, (s.hi.max(s.lo + 1) - 1) / c))
+            .collect();
+        let set = truth.entry(w.path.clone()).or_default();
+        let mut coord: Vec<u64> = ranges.iter().map(|r| r.0).collect();
+        'odometer: loop {
+            set.insert(coord.clone());
+            for d in (0..coord.len()).rev() {
+                if coord[d] < ranges[d].1 {
+                    coord[d] += 1;
+                    continue 'odometer;
+                }
+                coord[d] = ranges[d].0;
+            }
+            break;
+        }
+    }
+    let sent: Coords = coord_sets(&a.footprint)
+        .into_iter()
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
+    if sent != truth {
+        return fail(format!(
+            "{:?} (client c{}) sent a footprint naming chunks {} but its writes touch {}",
+            a.message,
+            a.client.wrapping_add(1),
+            show(&sent),
+            show(&truth)
+        ));
+    }
+    Ok(())
 }
 
 /// True when chunks in `shared` belong to an array `ours` resizes (has a
