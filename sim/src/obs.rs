@@ -27,6 +27,8 @@ pub struct Attempt {
     pub footprint: Footprint,
     /// The resizes made before the writes, in order: array and shape.
     pub resizes: Vec<(ArrayPath, Vec<u64>)>,
+    /// True when it also deleted or created arrays.
+    pub recreates: bool,
     /// The regions written, with their bytes.
     pub writes: Vec<Write>,
     /// The commit mode.

@@ -177,7 +177,8 @@ pub fn arrays(rng: &mut SmallRng) -> Vec<(ArrayPath, ArrayMeta)> {
         .collect()
 }
 
-fn array(rng: &mut SmallRng) -> ArrayMeta {
+/// Draws one array's metadata.
+pub fn array(rng: &mut SmallRng) -> ArrayMeta {
     let (shape, chunks) = if rng.gen_bool(0.6) {
         let len: u64 = rng.gen_range(4..=200);
         let chunk = rng.gen_range(1..=len.min(40));

@@ -191,6 +191,7 @@ fn attempt(
         base_sent: CommitId(sent),
         footprint: footprint(lo, hi),
         resizes: Vec::new(),
+        recreates: false,
         writes: vec![Write {
             path: t(),
             region: region(lo, hi),
@@ -221,6 +222,7 @@ fn good() -> (History, Observations) {
         base_sent: CommitId(0),
         footprint: h.records[&CommitId(1)].footprint.clone(),
         resizes: Vec::new(),
+        recreates: false,
         writes: vec![],
         mode: CommitMode::Strict,
         outcome: Some(committed(1, 0, 0)),

@@ -28,6 +28,8 @@ fn script(tag: &str, writes: Vec<(&str, ArrayData)>) -> WriterScript {
         repo: repo(),
         branch: main_branch(),
         tag: tag.into(),
+        deletes: Vec::new(),
+        creates: Vec::new(),
         resizes: Vec::new(),
         writes: writes
             .into_iter()

@@ -173,6 +173,7 @@ fn observe_writer(w: &Writer, client: u32, obs: &mut Observations) {
             base_sent: a.base_sent,
             footprint: a.footprint.clone(),
             resizes: w.script().resizes.clone(),
+            recreates: !w.script().deletes.is_empty() || !w.script().creates.is_empty(),
             writes: writes.clone(),
             mode: a.mode,
             outcome: a.outcome.clone(),

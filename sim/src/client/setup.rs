@@ -71,6 +71,7 @@ impl Setup {
             base_sent: CommitId(0),
             footprint,
             resizes: Vec::new(),
+            recreates: false,
             writes: Vec::new(),
             mode,
             outcome: None,

@@ -233,7 +233,7 @@ fn landed(obs: &Observations, r: &Replica, rec: &CommitRecord, a: &model::Attemp
 /// those ranges. (Attempts that resize also rewrite edge chunks; they are
 /// checked by the data oracle instead.)
 fn footprint_is_the_writes(a: &Attempt, r: &Replica) -> Check {
-    if !a.resizes.is_empty() {
+    if !a.resizes.is_empty() || a.recreates {
         return Ok(());
     }
     let Some(base) = r.records.get(&a.data_base) else {

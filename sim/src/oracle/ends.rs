@@ -33,16 +33,20 @@ pub fn client_ends(obs: &Observations, r: &Replica) -> Check {
     Ok(())
 }
 
-/// A write planned on the arrays' first shapes that no longer fits
-/// because a resize of that array landed: the clear refusal the client
-/// must get.
+/// A write planned on the arrays' first metadata that no longer fits
+/// because a resize or a delete (and re-create) of that array landed: the
+/// clear refusal the client must get.
 fn resized_under(e: &FloeError, r: &Replica) -> bool {
-    let FloeError::Geometry { path, .. } = e else {
-        return false;
+    use floe_protocol::MetaChange::{Delete, Update};
+    let path = match e {
+        FloeError::Geometry { path, .. }
+        | FloeError::DTypeMismatch { path, .. }
+        | FloeError::UnknownArray { path } => path,
+        _ => return false,
     };
     r.records.values().any(|rec| {
         let change = rec.footprint.arrays.get(path);
-        change.is_some_and(|c| matches!(c.meta, Some(floe_protocol::MetaChange::Update(_))))
+        change.is_some_and(|c| matches!(c.meta, Some(Update(_) | Delete)))
     })
 }
 

@@ -157,6 +157,8 @@ pub(crate) struct World {
     pub(crate) members: members::Members,
     /// Reads and acknowledgements with their times.
     pub(crate) timeline: crate::obs::Timeline,
+    /// The writer deleting an array to be re-created, and the array.
+    pub(crate) deleter: Option<(u32, floe_protocol::ArrayPath)>,
 }
 
 impl World {
@@ -208,6 +210,7 @@ impl World {
             found_at_end: false,
             members,
             timeline: crate::obs::Timeline::default(),
+            deleter: None,
         };
         if let Some(id) = w.tweaks.keep_down {
             w.cluster.crash(id);

@@ -9,7 +9,9 @@ use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, CommitMode, Region, SessionId, Solver, WorkerId,
 };
 use floe_worker::data::ArrayData;
-use floe_worker::machine::{Job, JobSpec, SourceFn, Worker, Writer, WriterScript};
+use floe_worker::machine::{
+    CommitEnd, Job, JobSpec, SourceFn, Worker, Writer, WriterScript, WriterStatus,
+};
 use rand::Rng;
 
 use super::{client_id, Ev, Life, Slot, World};
@@ -72,6 +74,12 @@ impl World {
         match self.clients[index as usize].client {
             Client::Setup(_) => self.spawn_workload(),
             Client::Contributor { number, .. } => self.maybe_commit_planless(number),
+            Client::Writer(ref w) if self.deleter.as_ref().is_some_and(|(i, _)| *i == index) => {
+                let landed = matches!(w.status(), WriterStatus::Ended(CommitEnd::Committed { .. }));
+                if let (true, Some((_, path))) = (landed, self.deleter.take()) {
+                    self.spawn_creator(path);
+                }
+            }
             _ => {}
         }
     }
@@ -134,6 +142,56 @@ impl World {
             );
             self.spawn(Client::Checkpoint(c), at);
         }
+        self.spawn_deleter(end);
+    }
+
+    /// On some seeds without cooperative runs: a writer deletes one array;
+    /// once that lands, another creates an array at the same path with new
+    /// metadata and writes into it, while the other writers still hold
+    /// scripts for the old one.
+    fn spawn_deleter(&mut self, end: u64) {
+        let rng = &mut self.rngs.work;
+        if self.shape.jobs > 0 || self.shape.planless > 0 || !rng.gen_bool(0.3) {
+            return;
+        }
+        let (path, _) = self.arrays[rng.gen_range(0..self.arrays.len())].clone();
+        let at = rng.gen_range(self.now..end);
+        let script = WriterScript {
+            deletes: vec![path.clone()],
+            ..retrying_script(rng, "delete")
+        };
+        let index = self.spawn_writer(script, at);
+        self.deleter = Some((index, path));
+    }
+
+    /// The delete landed: re-create the array with new metadata and write
+    /// into it.
+    fn spawn_creator(&mut self, path: ArrayPath) {
+        let rng = &mut self.rngs.work;
+        let meta = workload::array(rng);
+        let aligned = rng.gen_bool(0.5);
+        let region = workload::region(rng, &meta, aligned, false);
+        let data = ArrayData {
+            dtype: meta.dtype,
+            shape: region.shape(),
+            bytes: workload::data(&meta, &region, rng.gen()),
+        };
+        let script = WriterScript {
+            creates: vec![(path.clone(), meta)],
+            writes: vec![(path, region, data)],
+            ..retrying_script(rng, "recreate")
+        };
+        self.spawn_writer(script, self.now + 1);
+    }
+
+    /// Spawns a writer running `script` at `at`; returns its index.
+    fn spawn_writer(&mut self, script: WriterScript, at: u64) -> u32 {
+        let seed = self.rngs.work.gen();
+        let index = self.clients.len() as u32;
+        let w = Writer::new(client_id(index), self.client_nodes(), script, seed)
+            .with_bugs(crate::bug::Bug::client_bugs(self.opts.bug));
+        self.spawn(Client::Writer(Box::new(w)), at);
+        index
     }
 
     fn writer(&mut self, n: usize) -> Client {
@@ -173,6 +231,8 @@ impl World {
             repo: workload::repo(),
             branch: main(),
             tag: format!("s{n}"),
+            deletes: Vec::new(),
+            creates: Vec::new(),
             resizes: Vec::new(),
             writes,
             mode,
@@ -223,6 +283,8 @@ impl World {
                 repo: workload::repo(),
                 branch: main(),
                 tag: format!("r{n}"),
+                deletes: Vec::new(),
+                creates: Vec::new(),
                 resizes,
                 writes: Vec::new(),
                 mode,
@@ -263,6 +325,8 @@ impl World {
             repo: workload::repo(),
             branch: main(),
             tag: format!("w{n}"),
+            deletes: Vec::new(),
+            creates: Vec::new(),
             resizes: Vec::new(),
             writes,
             mode,
@@ -440,6 +504,24 @@ impl World {
             let at = self.now + self.rngs.work.gen_range(50..1_000);
             self.spawn_worker(number, at);
         }
+    }
+}
+
+/// An empty script tagged `tag` on `main` in a drawn mode, retrying once
+/// after a conflict.
+fn retrying_script(rng: &mut rand::rngs::SmallRng, tag: &str) -> WriterScript {
+    let (mode, seed_loop) = workload::mode(rng);
+    WriterScript {
+        repo: workload::repo(),
+        branch: main(),
+        tag: tag.into(),
+        deletes: Vec::new(),
+        creates: Vec::new(),
+        resizes: Vec::new(),
+        writes: Vec::new(),
+        mode,
+        seed_loop,
+        manual_retry: true,
     }
 }
 

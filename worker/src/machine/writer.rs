@@ -36,7 +36,11 @@ pub struct WriterScript {
     /// Unique base of the commit messages: `"{tag}#{n}"`, n counting
     /// fresh checkouts from 1.
     pub tag: String,
-    /// Resizes made first, in order: array and new shape (see
+    /// Arrays deleted first (see [`super::View::delete_array`]).
+    pub deletes: Vec<ArrayPath>,
+    /// Arrays created next, with their metadata.
+    pub creates: Vec<(ArrayPath, ArrayMeta)>,
+    /// Resizes made next, in order: array and new shape (see
     /// [`super::View::resize_array`]: edge chunks cut, chunks brought back
     /// by a grow after a shrink set to the fill value).
     pub resizes: Vec<(ArrayPath, Vec<u64>)>,
@@ -238,6 +242,16 @@ impl Writer {
         #[cfg(feature = "planted-bugs")]
         let view = view.with_bugs(self.bugs);
         let mut view = view;
+        for path in &self.script.deletes {
+            if let Err(e) = view.delete_array(path) {
+                return self.fail(e);
+            }
+        }
+        for (path, meta) in &self.script.creates {
+            if let Err(e) = view.create_array(path, meta.clone()) {
+                return self.fail(e);
+            }
+        }
         let mut rewrites = Vec::new();
         for (path, shape) in &self.script.resizes {
             match view.resize_array(path, shape.clone()) {
