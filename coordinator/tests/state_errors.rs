@@ -379,7 +379,17 @@ fn checkpoints_are_set_once() {
     };
     assert_eq!(h.cmd(record(CommitId(1), 5)), Ok(Reply::Done));
     assert_eq!(h.cmd(record(CommitId(1), 5)), Ok(Reply::Done));
-    change_error(h.cmd(record(CommitId(1), 6)));
+    // A second writer lost the race: the commit is checkpointed, and the
+    // error names the checkpoint it has.
+    let lost = h.cmd(record(CommitId(1), 6));
+    assert_eq!(
+        lost,
+        Err(FloeError::CheckpointExists {
+            commit: CommitId(1),
+            checkpoint: ObjectId(5)
+        })
+    );
+    assert!(lost.unwrap_err().is_conflict());
     assert_eq!(h.record(CommitId(1)).checkpoint, Some(ObjectId(5)));
     assert_eq!(
         h.cmd(record(CommitId(9), 5)),

@@ -5,7 +5,7 @@ use thiserror::Error;
 
 use crate::array::DType;
 use crate::footprint::Conflict;
-use crate::ids::{ArrayPath, BranchName, CommitId, RepoName, SessionId, TagName, TaskId};
+use crate::ids::{ArrayPath, BranchName, CommitId, ObjectId, RepoName, SessionId, TagName, TaskId};
 
 /// A region or array shape that does not make sense.
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
@@ -301,6 +301,15 @@ pub enum FloeError {
     /// dropped connection, a 5xx) and kept failing after the store's retries.
     #[error("object store unavailable: {0}")]
     StoreUnavailable(String),
+    /// Another writer recorded a checkpoint of this commit first; it holds
+    /// the same chunk map, so the commit is checkpointed.
+    #[error("commit {commit} already has checkpoint {checkpoint}")]
+    CheckpointExists {
+        /// The commit.
+        commit: CommitId,
+        /// Its checkpoint.
+        checkpoint: ObjectId,
+    },
 }
 
 /// What a caller can do about a [`FloeError`]: see [`FloeError::kind`].
@@ -353,7 +362,8 @@ impl FloeError {
             | E::Conflict { .. }
             | E::OverlappingContribution { .. }
             | E::StaleEpoch { .. }
-            | E::BaseTooOld { .. } => ErrorKind::Conflict,
+            | E::BaseTooOld { .. }
+            | E::CheckpointExists { .. } => ErrorKind::Conflict,
             E::InvalidName { .. }
             | E::Geometry { .. }
             | E::DTypeMismatch { .. }

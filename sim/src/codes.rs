@@ -47,7 +47,7 @@ const REPLIES: [&str; 13] = [
     "?",
 ];
 
-const ERRORS: [&str; 30] = [
+const ERRORS: [&str; 31] = [
     "InvalidName",
     "Geometry",
     "DTypeMismatch",
@@ -78,6 +78,7 @@ const ERRORS: [&str; 30] = [
     "Store",
     "Unavailable",
     "StoreUnavailable",
+    "CheckpointExists",
 ];
 
 /// A code for an outcome: replies below 100, errors from 100 on.
@@ -138,6 +139,7 @@ fn error(e: &FloeError) -> u64 {
         Store(_) => 27,
         Unavailable(_) => 28,
         StoreUnavailable(_) => 29,
+        CheckpointExists { .. } => 30,
     }
 }
 

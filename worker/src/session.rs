@@ -15,8 +15,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, CommitRecord, CommitRequest,
-    Conflict, Coordinator, FloeError, Footprint, ObjectId, Query, Region, Reply, RepoName,
+    ArrayMeta, ArrayPath, BranchName, CommitId, CommitMode, CommitRecord, CommitRequest, Conflict,
+    Coordinator, FloeError, Footprint, ObjectId, Query, Region, Reply, RepoName,
 };
 
 use crate::chunk::extract_part;
@@ -25,7 +25,8 @@ use crate::data::{check_region, meta_of, ArrayData};
 use crate::driver::{drive, Driven};
 use crate::format::Manifest;
 use crate::machine::{
-    CommitSpec, CommitTask, Resized, SeedStep, View, WriteBase, WriteTask, Written,
+    CheckpointOf, CheckpointTask, CommitSpec, CommitTask, Resized, SeedStep, View, WriteBase,
+    WriteTask, Written,
 };
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
@@ -145,30 +146,20 @@ impl<C: Coordinator + 'static> Reader<C> {
         }
     }
 
-    /// Materialises `commit`'s chunk map into checkpoint object `id` and
-    /// records it with the coordinator (`Command::RecordCheckpoint`).
-    pub async fn write_checkpoint(
-        &mut self,
-        commit: CommitId,
-        id: ObjectId,
-    ) -> Result<(), FloeError> {
-        let manifest = self.materialize(commit).await?;
-        self.store.put_checkpoint(&self.repo, id, &manifest).await?;
-        let cmd = Command::RecordCheckpoint {
-            repo: self.repo.clone(),
-            commit,
-            checkpoint: id,
-        };
-        match self.client.command(cmd).await? {
-            Reply::Done => {}
-            other => return Err(unexpected("RecordCheckpoint", &other)),
-        }
-        if let Some(mut rec) = self.history.record(commit).cloned() {
-            rec.checkpoint = Some(id);
-            self.history.insert_record(rec);
-        }
-        self.history.insert_manifest(id, Arc::new(manifest));
-        Ok(())
+    /// Materialises `commit`'s chunk map into a checkpoint object and
+    /// records it with the coordinator (`Command::RecordCheckpoint`): the
+    /// [`CheckpointTask`] machine, run by the driver. Returns the object.
+    pub async fn write_checkpoint(&mut self, commit: CommitId) -> Result<ObjectId, FloeError> {
+        // A fetch per commit on the chain, and the record command.
+        let caller = self.client.caller(commit.0 + 3);
+        let history = std::mem::take(&mut self.history);
+        let of = CheckpointOf::Commit(commit);
+        let task = CheckpointTask::new(caller, rand::random(), self.repo.clone(), of, history);
+        let coord = self.client.coordinator().clone();
+        let task = drive(task, coord, Some(self.store.clone())).await?;
+        let (result, history) = task.finish();
+        self.history = history;
+        result.map(|(_, id)| id)
     }
 
     /// Reads `region` of `path` at `commit`: the fill value where nothing
@@ -616,8 +607,7 @@ impl<C: Coordinator + 'static> Session<C> {
     /// Materialises the full chunk map of `commit` into a checkpoint
     /// object and records it (`Command::RecordCheckpoint`).
     pub async fn write_checkpoint(&mut self, commit: CommitId) -> Result<ObjectId, FloeError> {
-        let id = self.fresh_id();
-        self.reader.write_checkpoint(commit, id).await?;
+        let id = self.reader.write_checkpoint(commit).await?;
         if let Some(record) = self.reader.history().record(commit).cloned() {
             self.view.set_base_checkpoint(&record);
         }

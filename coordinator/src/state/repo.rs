@@ -120,10 +120,9 @@ impl Repo {
             None => record.checkpoint = Some(checkpoint),
             Some(existing) if existing == checkpoint => {}
             Some(existing) => {
-                return Err(FloeError::InvalidChange {
-                    why: format!(
-                        "commit {commit} already has checkpoint {existing}, not {checkpoint}"
-                    ),
+                return Err(FloeError::CheckpointExists {
+                    commit,
+                    checkpoint: existing,
                 })
             }
         }

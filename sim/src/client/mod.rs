@@ -3,7 +3,6 @@
 //! jobs and their workers) and the built-in setup, checkpoint and planless
 //! clients, all driven alike.
 
-pub mod checkpoint;
 pub mod planless;
 pub mod setup;
 mod upload;
@@ -32,7 +31,7 @@ pub enum Client {
         staffed: bool,
     },
     /// Writes a checkpoint of the tip.
-    Checkpoint(checkpoint::Checkpointer),
+    Checkpoint(Box<floe_worker::machine::CheckpointTask>),
     /// Opens a planless session and commits it; `number` numbers the
     /// planless runs.
     Lead {
@@ -63,7 +62,7 @@ impl Client {
         match self {
             Client::Setup(m) => m,
             Client::Writer(m) => m.as_mut(),
-            Client::Checkpoint(m) => m,
+            Client::Checkpoint(m) => m.as_mut(),
             Client::Job { job, .. } => job.as_mut(),
             Client::Worker { worker, .. } => worker.as_mut(),
             Client::Lead { lead, .. } => lead,
@@ -109,7 +108,7 @@ impl Client {
     }
 
     /// How a client of the core ended (`None` for the simulation's own
-    /// setup, checkpoint and planless clients). `arrays` are the setup's,
+    /// setup and planless clients). `arrays` are the setup's,
     /// to judge a job's plan.
     pub fn end(
         &self,
@@ -132,6 +131,11 @@ impl Client {
                     JobStatus::Failed(e) => (End::Failed(e.clone()), invalid),
                 }
             }
+            Client::Checkpoint(c) => match c.result() {
+                None => (End::Running, false),
+                Some(Ok(_)) => (End::Finished, false),
+                Some(Err(e)) => (End::Failed(e.clone()), false),
+            },
             Client::Worker { worker, .. } => match worker.status() {
                 WorkerStatus::Running => (End::Running, false),
                 WorkerStatus::Finished => (End::Finished, false),

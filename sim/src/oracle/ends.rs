@@ -1,7 +1,8 @@
 //! Oracle 6, client ends: a client that stops on an error nobody can
 //! explain (a codec error, a valid plan refused, a writer that gives up
 //! while nothing was failing) is a bug even when every other oracle is
-//! happy. Each client of the core must end landed, in a conflict (checked
+//! happy. Each client of the core (writers, jobs, workers, checkpoint
+//! writers) must end landed, in a conflict (checked
 //! exactly by `exact-conflicts`), out of date, finished, or failed in a way
 //! the injected faults explain.
 

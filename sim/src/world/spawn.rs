@@ -10,12 +10,13 @@ use floe_protocol::{
 };
 use floe_worker::data::ArrayData;
 use floe_worker::machine::{
-    CommitEnd, Job, JobSpec, SourceFn, Worker, Writer, WriterScript, WriterStatus,
+    Caller, CheckpointOf, CheckpointTask, CommitEnd, Job, JobSpec, RetryPolicy, SourceFn, Worker,
+    Writer, WriterScript, WriterStatus,
 };
+use floe_worker::resolve::History;
 use rand::Rng;
 
 use super::{client_id, Ev, Life, Slot, World};
-use crate::client::checkpoint::Checkpointer;
 use crate::client::planless::{Contributor, PlanlessLead};
 use crate::client::setup::Setup;
 use crate::client::Client;
@@ -134,13 +135,15 @@ impl World {
             let at = self.rngs.work.gen_range(self.now..end);
             let index = self.clients.len() as u32;
             let seed = self.rngs.work.gen();
-            let c = Checkpointer::new(
-                client_id(index),
-                self.client_nodes(),
-                workload::repo(),
-                seed,
-            );
-            self.spawn(Client::Checkpoint(c), at);
+            let caller = Caller {
+                client: client_id(index),
+                last_seq: 0,
+                nodes: self.client_nodes(),
+                policy: RetryPolicy::default(),
+            };
+            let of = CheckpointOf::Tip(main());
+            let c = CheckpointTask::new(caller, seed, workload::repo(), of, History::new());
+            self.spawn(Client::Checkpoint(Box::new(c)), at);
         }
         self.spawn_deleter(end);
     }

@@ -51,15 +51,118 @@ pub(crate) struct Cache {
     pub(crate) chunks: BTreeMap<ObjectId, Vec<u8>>,
 }
 
+/// What a fetched object or record came to.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    /// In the cache now: go on.
+    Stored,
+    /// Asked again (a failed get).
+    Retrying,
+    /// It cannot be had.
+    Failed(FloeError),
+}
+
+/// Fetching what a pure walk wants: a commit record through the
+/// requester, a manifest, checkpoint or chunk object through a get,
+/// retried up to [`MAX_GET_ATTEMPTS`] times.
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    repo: RepoName,
+    get: Option<Get>,
+}
+
+impl Fetch {
+    /// Fetches objects of `repo`.
+    pub(crate) fn new(repo: RepoName) -> Self {
+        Fetch { repo, get: None }
+    }
+
+    /// Asks for `want`.
+    pub(crate) fn ask(&mut self, req: &mut Requester, out: &mut Outbox, want: Want) {
+        match want {
+            Want::Record(commit) => {
+                let q = Query::GetCommit {
+                    repo: self.repo.clone(),
+                    commit,
+                };
+                req.request(out, Request::Query(q));
+            }
+            Want::Object(kind, id) => self.send_get(out, kind, id, 1),
+        }
+    }
+
+    /// The final outcome of a `GetCommit` asked for.
+    pub(crate) fn on_record(&mut self, cache: &mut Cache, outcome: Outcome) -> Fetched {
+        match outcome {
+            Ok(Reply::Commit(record)) => {
+                cache.history.insert_record(*record);
+                Fetched::Stored
+            }
+            Ok(other) => Fetched::Failed(unexpected("GetCommit", &other)),
+            Err(e) => Fetched::Failed(e),
+        }
+    }
+
+    /// A get finished; `None` when it was not this fetch's.
+    pub(crate) fn on_get(
+        &mut self,
+        out: &mut Outbox,
+        cache: &mut Cache,
+        token: u64,
+        result: Result<Option<Vec<u8>>, String>,
+    ) -> Option<Fetched> {
+        let get = self.get.filter(|g| g.token == token)?;
+        self.get = None;
+        let bytes = match result {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                let missing = FloeError::Store(format!("object {} is missing", get.id));
+                return Some(Fetched::Failed(missing));
+            }
+            Err(e) if get.attempts >= MAX_GET_ATTEMPTS => {
+                let failed = FloeError::StoreUnavailable(format!(
+                    "get failed {} times, last: {e}",
+                    get.attempts
+                ));
+                return Some(Fetched::Failed(failed));
+            }
+            Err(_) => {
+                self.send_get(out, get.kind, get.id, get.attempts + 1);
+                return Some(Fetched::Retrying);
+            }
+        };
+        match get.kind {
+            ObjectKind::Chunk => {
+                cache.chunks.insert(get.id, bytes);
+            }
+            ObjectKind::Manifest | ObjectKind::Checkpoint => match Manifest::decode(&bytes) {
+                Ok(m) => cache.history.insert_manifest(get.id, Arc::new(m)),
+                Err(e) => return Some(Fetched::Failed(e)),
+            },
+        }
+        Some(Fetched::Stored)
+    }
+
+    fn send_get(&mut self, out: &mut Outbox, kind: ObjectKind, id: ObjectId, attempts: u32) {
+        let key = object_key(&self.repo, kind, id).to_string();
+        let token = out.get(key);
+        self.get = Some(Get {
+            token,
+            kind,
+            id,
+            attempts,
+        });
+    }
+}
+
 /// A resumable build of `writes` against `base` (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Build {
-    repo: RepoName,
     builder: Builder,
     writes: Vec<(ArrayPath, Region, ArrayData)>,
     arrays: BTreeMap<ArrayPath, ArrayMeta>,
     overlay: Manifest,
-    get: Option<Get>,
+    fetch: Fetch,
 }
 
 impl Build {
@@ -81,12 +184,11 @@ impl Build {
         writes: Vec<(ArrayPath, Region, ArrayData)>,
     ) -> Self {
         Build {
-            repo,
             builder: Builder::new(base),
             writes,
             arrays,
             overlay,
-            get: None,
+            fetch: Fetch::new(repo),
         }
     }
 
@@ -101,16 +203,8 @@ impl Build {
         match self.builder.run(&src, &self.writes) {
             Err(e) => Built::Failed(e),
             Ok(None) => Built::Done(std::mem::take(&mut self.builder.buffers)),
-            Ok(Some(Want::Record(commit))) => {
-                let q = Query::GetCommit {
-                    repo: self.repo.clone(),
-                    commit,
-                };
-                req.request(out, Request::Query(q));
-                Built::Waiting
-            }
-            Ok(Some(Want::Object(kind, id))) => {
-                self.send_get(out, kind, id, 1);
+            Ok(Some(want)) => {
+                self.fetch.ask(req, out, want);
                 Built::Waiting
             }
         }
@@ -124,14 +218,8 @@ impl Build {
         cache: &mut Cache,
         outcome: Outcome,
     ) -> Built {
-        match outcome {
-            Ok(Reply::Commit(record)) => {
-                cache.history.insert_record(*record);
-                self.step(req, out, cache)
-            }
-            Ok(other) => Built::Failed(unexpected("GetCommit", &other)),
-            Err(e) => Built::Failed(e),
-        }
+        let fetched = self.fetch.on_record(cache, outcome);
+        self.after(req, out, cache, fetched)
     }
 
     /// A get finished; `None` when it was not this build's.
@@ -143,46 +231,15 @@ impl Build {
         token: u64,
         result: Result<Option<Vec<u8>>, String>,
     ) -> Option<Built> {
-        let get = self.get.filter(|g| g.token == token)?;
-        self.get = None;
-        let bytes = match result {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                let missing = FloeError::Store(format!("object {} is missing", get.id));
-                return Some(Built::Failed(missing));
-            }
-            Err(e) if get.attempts >= MAX_GET_ATTEMPTS => {
-                let failed = FloeError::StoreUnavailable(format!(
-                    "get failed {} times, last: {e}",
-                    get.attempts
-                ));
-                return Some(Built::Failed(failed));
-            }
-            Err(_) => {
-                self.send_get(out, get.kind, get.id, get.attempts + 1);
-                return Some(Built::Waiting);
-            }
-        };
-        match get.kind {
-            ObjectKind::Chunk => {
-                cache.chunks.insert(get.id, bytes);
-            }
-            ObjectKind::Manifest | ObjectKind::Checkpoint => match Manifest::decode(&bytes) {
-                Ok(m) => cache.history.insert_manifest(get.id, Arc::new(m)),
-                Err(e) => return Some(Built::Failed(e)),
-            },
-        }
-        Some(self.step(req, out, cache))
+        let fetched = self.fetch.on_get(out, cache, token, result)?;
+        Some(self.after(req, out, cache, fetched))
     }
 
-    fn send_get(&mut self, out: &mut Outbox, kind: ObjectKind, id: ObjectId, attempts: u32) {
-        let key = object_key(&self.repo, kind, id).to_string();
-        let token = out.get(key);
-        self.get = Some(Get {
-            token,
-            kind,
-            id,
-            attempts,
-        });
+    fn after(&mut self, req: &mut Requester, out: &mut Outbox, cache: &Cache, f: Fetched) -> Built {
+        match f {
+            Fetched::Stored => self.step(req, out, cache),
+            Fetched::Retrying => Built::Waiting,
+            Fetched::Failed(e) => Built::Failed(e),
+        }
     }
 }

@@ -20,6 +20,7 @@
 
 mod build;
 mod call;
+mod checkpoint;
 mod commit;
 mod fetch;
 mod job;
@@ -37,6 +38,7 @@ use floe_protocol::{Envelope, Outcome};
 use crate::session::unexpected;
 
 pub use call::Call;
+pub use checkpoint::{CheckpointOf, CheckpointTask};
 pub use commit::{CommitEnd, CommitSpec, CommitTask, Committer, SeedStep, Sent};
 pub use fetch::MAX_GET_ATTEMPTS;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
