@@ -18,6 +18,8 @@ pub struct Client<C: ?Sized> {
     id: ClientId,
     last_seq: AtomicU64,
     policy: RetryPolicy,
+    /// The leader last learnt of (0: none).
+    leader: AtomicU64,
 }
 
 impl<C: Coordinator + ?Sized + 'static> Client<C> {
@@ -35,6 +37,7 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
             id,
             last_seq: AtomicU64::new(0),
             policy: RetryPolicy::default(),
+            leader: AtomicU64::new(0),
         }
     }
 
@@ -63,6 +66,20 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
             last_seq: self.last_seq.fetch_add(n, Ordering::Relaxed),
             nodes: self.coord.nodes(),
             policy: self.policy,
+            leader: self.leader(),
+        }
+    }
+
+    /// The leader last learnt of by any of its machines.
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.leader.load(Ordering::Relaxed)).filter(|&l| l != 0)
+    }
+
+    /// Remembers the leader a finished machine learnt of, so the next
+    /// request goes straight there.
+    pub fn learn(&self, leader: Option<u64>) {
+        if let Some(l) = leader {
+            self.leader.store(l, Ordering::Relaxed);
         }
     }
 
@@ -75,8 +92,11 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
     /// are retried by the policy; giving up is `Unavailable`).
     pub async fn call(&self, request: Request) -> Outcome {
         let seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let call = Call::new(self.id, seq, self.coord.nodes(), self.policy, request);
-        drive(call, self.coord.clone(), None).await?.into_outcome()
+        let call = Call::new(self.id, seq, self.coord.nodes(), self.policy, request)
+            .with_leader(self.leader());
+        let call = drive(call, self.coord.clone(), None).await?;
+        self.learn(call.leader());
+        call.into_outcome()
     }
 
     /// Sends a command.

@@ -157,6 +157,7 @@ impl<C: Coordinator + 'static> Reader<C> {
         let task = CheckpointTask::new(caller, rand::random(), self.repo.clone(), of, history);
         let coord = self.client.coordinator().clone();
         let task = drive(task, coord, Some(self.store.clone())).await?;
+        self.client.learn(task.leader());
         let (result, history) = task.finish();
         self.history = history;
         result.map(|(_, id)| id)
@@ -430,11 +431,9 @@ impl<C: Coordinator + 'static> Session<C> {
             WriteTask::new(caller, self.rng.gen(), at, writes, history).with_resized(resized);
         let store = Some(self.reader.store.clone());
         let coord = self.reader.client.coordinator().clone();
-        let task = drive(task, coord, store).await;
-        let (result, history) = match task {
-            Ok(task) => task.finish(),
-            Err(e) => return Err(e),
-        };
+        let task = drive(task, coord, store).await?;
+        self.reader.client.learn(task.leader());
+        let (result, history) = task.finish();
         self.reader.history = history;
         result
     }
@@ -536,6 +535,7 @@ impl<C: Coordinator + 'static> Session<C> {
             .await?;
         // The last steps came with the input that finished the machine.
         report(driven.machine());
+        self.reader.client.learn(driven.machine().leader());
         let end = driven.machine().committer().end().cloned();
         let commit = end
             .ok_or_else(|| FloeError::Unavailable("the commit did not finish".into()))?

@@ -140,6 +140,7 @@ impl World {
                 last_seq: 0,
                 nodes: self.client_nodes(),
                 policy: RetryPolicy::default(),
+                leader: None,
             };
             let of = CheckpointOf::Tip(main());
             let c = CheckpointTask::new(caller, seed, workload::repo(), of, History::new());

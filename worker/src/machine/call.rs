@@ -3,7 +3,7 @@
 
 use floe_protocol::{ClientId, FloeError, Outcome, Request};
 
-use super::{Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use super::{Caller, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
 
 /// Sends one request (under sequence number `seq`, so several calls can
 /// share a client id) and ends with its final outcome.
@@ -35,6 +35,24 @@ impl Call {
             out: Outbox::new(),
             outcome: None,
         }
+    }
+
+    /// Starts with `leader` as the leader hint (the first send goes there).
+    pub fn with_leader(mut self, leader: Option<u64>) -> Self {
+        let caller = Caller {
+            client: self.requester.client(),
+            last_seq: self.seq.saturating_sub(1),
+            nodes: self.requester.nodes().to_vec(),
+            policy: self.requester.policy(),
+            leader,
+        };
+        self.requester = caller.requester();
+        self
+    }
+
+    /// The leader its requester last learnt of.
+    pub fn leader(&self) -> Option<u64> {
+        self.requester.leader()
     }
 
     /// The final outcome; `Unavailable` if the call never ran.

@@ -53,6 +53,11 @@ pub struct CheckpointTask {
 }
 
 impl CheckpointTask {
+    /// The leader its requester last learnt of.
+    pub fn leader(&self) -> Option<u64> {
+        self.requester.leader()
+    }
+
     /// A checkpoint of `of` in `repo` for `caller`, drawing its object id
     /// from `seed`, walking through `history` (handed back by
     /// [`CheckpointTask::finish`]).

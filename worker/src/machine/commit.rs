@@ -288,6 +288,11 @@ pub struct CommitTask {
 }
 
 impl CommitTask {
+    /// The leader its requester last learnt of.
+    pub fn leader(&self) -> Option<u64> {
+        self.requester.leader()
+    }
+
     /// Commits `spec` for `caller`.
     pub fn new(caller: Caller, spec: CommitSpec) -> Self {
         CommitTask {

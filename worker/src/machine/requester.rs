@@ -62,6 +62,9 @@ pub struct Caller {
     pub nodes: Vec<u64>,
     /// How to retry.
     pub policy: RetryPolicy,
+    /// The leader as last seen by this client, if known: the first send
+    /// goes there instead of to a node at random.
+    pub leader: Option<u64>,
 }
 
 impl Caller {
@@ -69,6 +72,7 @@ impl Caller {
     pub fn requester(self) -> Requester {
         let mut requester = Requester::new(self.client, self.nodes, self.policy);
         requester.continue_after(self.last_seq);
+        requester.leader = self.leader.filter(|l| requester.nodes.contains(l));
         requester
     }
 }
@@ -168,9 +172,19 @@ impl Requester {
         self.policy = policy;
     }
 
+    /// Its retry policy.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
     /// The coordinator nodes it sends to.
     pub fn nodes(&self) -> &[u64] {
         &self.nodes
+    }
+
+    /// The leader as last learnt from a hint, if any.
+    pub fn leader(&self) -> Option<u64> {
+        self.leader
     }
 
     /// The sequence number of the latest request.

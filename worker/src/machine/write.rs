@@ -59,6 +59,11 @@ pub struct WriteBase {
 }
 
 impl WriteTask {
+    /// The leader its requester last learnt of.
+    pub fn leader(&self) -> Option<u64> {
+        self.requester.leader()
+    }
+
     /// Writes `writes` on `at` for `caller`, drawing object ids from
     /// `seed`, reading records and manifests through `history` (handed back
     /// by [`WriteTask::finish`]).
