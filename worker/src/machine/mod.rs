@@ -25,6 +25,7 @@ mod commit;
 mod fetch;
 mod job;
 mod requester;
+mod stage;
 mod upload;
 mod view;
 mod worker;

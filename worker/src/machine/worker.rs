@@ -19,10 +19,10 @@ use crate::coop::{
     ClaimDecision, CompleteDecision, RenewDecision,
 };
 use crate::data::{meta_of, ArrayData};
-use crate::format::{encode_chunk, ObjectKind};
+use crate::format::encode_chunk;
 
 use super::build::delta_of;
-use super::upload::{Progress, Upload};
+use super::stage::Staged;
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, Routed};
 
 /// How long a worker waits before claiming again when every remaining task
@@ -95,8 +95,8 @@ enum Asked {
 /// Where the task in hand is.
 #[derive(Debug)]
 enum Stage {
-    Chunks(Upload, Vec<(ArrayPath, Vec<u64>)>),
-    Manifest(Upload, Footprint),
+    /// Putting the task's chunks, then its delta manifest.
+    Storing(super::stage::Stage),
     Completing,
 }
 
@@ -309,13 +309,13 @@ impl Worker {
         region: Region,
         every: u64,
     ) {
-        let built = self.task_chunks(&array, &region);
-        let (keys, objects) = match built {
-            Ok(b) => b,
+        let objects = match self.task_chunks(&array, &region) {
+            Ok(objects) => objects,
             Err(e) => return self.finish(WorkerStatus::Failed(e)),
         };
         let chunks = objects.len() as u64;
-        let upload = Upload::start(&mut self.out, &mut self.rng, &self.repo, objects);
+        let (stage, staged) =
+            super::stage::Stage::start(&mut self.out, &mut self.rng, &self.repo, objects);
         let renew_timer = self.out.timer(every);
         self.held = Some(Held {
             task,
@@ -325,8 +325,9 @@ impl Worker {
             chunks,
             renew_timer,
             every,
-            stage: Stage::Chunks(upload, keys),
+            stage: Stage::Storing(stage),
         });
+        self.on_staged(staged);
     }
 
     /// The encoded chunk objects of a task, from its source's data (which
@@ -336,7 +337,7 @@ impl Worker {
         &self,
         array: &ArrayPath,
         region: &Region,
-    ) -> Result<(Vec<(ArrayPath, Vec<u64>)>, Vec<(ObjectKind, Vec<u8>)>), FloeError> {
+    ) -> Result<super::stage::Chunks, FloeError> {
         let arrays = self
             .arrays
             .as_ref()
@@ -347,56 +348,50 @@ impl Worker {
         let parts = task_parts(array, meta, region)?;
         let data = (self.source)(array, meta, region, self.worker)?;
         check_task_data(array, meta, region, &data)?;
-        let mut keys = Vec::with_capacity(parts.len());
         let mut objects = Vec::with_capacity(parts.len());
         for part in parts {
             let buffer = task_chunk(meta, &part, &data)?;
-            objects.push((ObjectKind::Chunk, encode_chunk(meta, &buffer)?));
-            keys.push((array.clone(), part.coord));
+            objects.push(((array.clone(), part.coord), encode_chunk(meta, &buffer)?));
         }
-        Ok((keys, objects))
+        Ok(objects)
     }
 
     fn on_put(&mut self, token: u64, result: Result<(), String>) {
-        let Some(held) = self.held.as_mut() else {
+        let Some(Held {
+            stage: Stage::Storing(stage),
+            ..
+        }) = self.held.as_mut()
+        else {
             return;
         };
-        let progress = match &mut held.stage {
-            Stage::Chunks(up, _) | Stage::Manifest(up, _) => {
-                up.on_put(&mut self.out, &mut self.rng, &self.repo, token, result)
-            }
-            Stage::Completing => return,
-        };
-        match progress {
-            Progress::Ignored | Progress::Waiting => {}
-            Progress::Failed(_) => self.abandon(),
-            Progress::Done(ids) => self.stage_done(ids),
-        }
+        let staged = stage.on_put(&mut self.out, &mut self.rng, &self.repo, token, result);
+        self.on_staged(staged);
     }
 
-    /// An upload of the task in hand finished: put the manifest, or complete.
-    fn stage_done(&mut self, ids: Vec<ObjectId>) {
-        let Some(held) = self.held.as_mut() else {
-            return;
-        };
-        match std::mem::replace(&mut held.stage, Stage::Completing) {
-            Stage::Chunks(_, keys) => {
+    /// The task's chunks and manifest are stored: complete it. A put that
+    /// keeps failing drops the task (its lease will lapse).
+    fn on_staged(&mut self, staged: Staged) {
+        match staged {
+            Staged::Waiting => {}
+            Staged::Failed(_) => self.abandon(),
+            Staged::Done { delta: None, .. } => self.abandon(),
+            Staged::Done {
+                written,
+                delta: Some(delta),
+            } => {
                 let arrays = self.arrays.clone().unwrap_or_default();
-                let built = delta_of(&arrays, &keys, &ids).and_then(|(f, m)| Ok((f, m.encode()?)));
-                match built {
-                    Ok((footprint, bytes)) => {
-                        let objects = vec![(ObjectKind::Manifest, bytes)];
-                        let up = Upload::start(&mut self.out, &mut self.rng, &self.repo, objects);
-                        held.stage = Stage::Manifest(up, footprint);
+                let (keys, ids): (Vec<_>, Vec<_>) =
+                    written.into_iter().map(|(p, c, id)| ((p, c), id)).unzip();
+                match delta_of(&arrays, &keys, &ids) {
+                    Ok((footprint, _)) => {
+                        if let Some(held) = self.held.as_mut() {
+                            held.stage = Stage::Completing;
+                        }
+                        self.complete(delta, footprint);
                     }
                     Err(e) => self.finish(WorkerStatus::Failed(e)),
                 }
             }
-            Stage::Manifest(_, footprint) => match ids.first() {
-                Some(&delta) => self.complete(delta, footprint),
-                None => self.abandon(),
-            },
-            Stage::Completing => {}
         }
     }
 

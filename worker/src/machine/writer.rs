@@ -14,12 +14,12 @@ use floe_protocol::{
 };
 
 use crate::data::ArrayData;
-use crate::format::{encode_chunk, Manifest, ObjectKind};
+use crate::format::{encode_chunk, Manifest};
 
 use super::build::Buffers;
 use super::commit::{CommitEnd, CommitSpec, Committer};
 use super::fetch::{Build, Built, Cache};
-use super::upload::{Progress, Upload};
+use super::stage::{Stage, Staged};
 use super::view::View;
 use super::{unexpected, Effect, Input, Machine, Outbox, Requester, RetryPolicy, Routed};
 
@@ -105,8 +105,8 @@ enum Phase {
     CheckingOut,
     /// Building chunks; waiting for a fetch (a `GetCommit` or a get).
     Building(Build),
-    PuttingChunks(Upload, Vec<(ArrayPath, Vec<u64>)>),
-    PuttingManifest(Upload, Footprint),
+    /// Putting the chunks, then the delta manifest.
+    Staging(Stage),
     /// Committing (the seed loop included); the report's attempts and
     /// fast-forward answers from these indexes on are this commit's.
     Committing {
@@ -331,8 +331,7 @@ impl Writer {
     }
 
     fn put_chunks(&mut self, buffers: Buffers, arrays: &BTreeMap<ArrayPath, ArrayMeta>) {
-        let mut keys = Vec::new();
-        let mut objects = Vec::new();
+        let mut chunks = Vec::new();
         for ((path, coord), buffer) in buffers {
             let Some(meta) = arrays.get(&path) else {
                 continue;
@@ -341,66 +340,40 @@ impl Writer {
             if coord.iter().zip(meta.grid()).any(|(c, g)| *c >= g) {
                 continue;
             }
-            let encoded = encode_chunk(meta, &buffer);
-            match encoded {
-                Ok(bytes) => objects.push((ObjectKind::Chunk, bytes)),
+            match encode_chunk(meta, &buffer) {
+                Ok(bytes) => chunks.push(((path, coord), bytes)),
                 Err(e) => return self.fail(e),
             }
-            keys.push((path, coord));
         }
-        if keys.is_empty() {
-            return self.put_manifest(&[], &[]);
-        }
-        let upload = Upload::start(&mut self.out, &mut self.rng, &self.script.repo, objects);
-        self.phase = Phase::PuttingChunks(upload, keys);
+        let (stage, staged) = Stage::start(&mut self.out, &mut self.rng, &self.script.repo, chunks);
+        self.phase = Phase::Staging(stage);
+        self.on_staged(staged);
     }
 
     fn on_put(&mut self, token: u64, result: Result<(), String>) {
-        let repo = self.script.repo.clone();
-        let progress = match &mut self.phase {
-            Phase::PuttingChunks(up, _) | Phase::PuttingManifest(up, _) => {
-                up.on_put(&mut self.out, &mut self.rng, &repo, token, result)
-            }
-            _ => return,
-        };
-        match (progress, std::mem::replace(&mut self.phase, Phase::Idle)) {
-            (Progress::Done(ids), Phase::PuttingChunks(_, keys)) => self.put_manifest(&keys, &ids),
-            (Progress::Done(ids), Phase::PuttingManifest(_, footprint)) => {
-                if let Some(c) = self.checkout.as_mut() {
-                    c.footprint = footprint;
-                    c.deltas = ids;
-                }
-                self.send_commit();
-            }
-            (Progress::Failed(e), _) => self.fail(e),
-            (_, phase) => self.phase = phase,
-        }
-    }
-
-    /// Records the chunks in the checkout's view and puts its delta
-    /// manifest (none for a change without chunks: a resize alone).
-    fn put_manifest(&mut self, keys: &[(ArrayPath, Vec<u64>)], ids: &[ObjectId]) {
-        let Some(c) = self.checkout.as_mut() else {
+        let Phase::Staging(stage) = &mut self.phase else {
             return;
         };
-        let written = keys
-            .iter()
-            .zip(ids)
-            .map(|((p, k), id)| (p.clone(), k.clone(), *id));
-        c.view.add_chunks(written);
-        let footprint = c.view.footprint();
-        if c.view.pending().is_empty() {
-            c.footprint = footprint;
-            c.deltas = Vec::new();
-            return self.send_commit();
-        }
-        match c.view.pending().encode() {
-            Ok(bytes) => {
-                let objects = vec![(ObjectKind::Manifest, bytes)];
-                let up = Upload::start(&mut self.out, &mut self.rng, &self.script.repo, objects);
-                self.phase = Phase::PuttingManifest(up, footprint);
+        let repo = &self.script.repo;
+        let staged = stage.on_put(&mut self.out, &mut self.rng, repo, token, result);
+        self.on_staged(staged);
+    }
+
+    /// The chunks and the manifest are stored: record them in the
+    /// checkout's view and commit.
+    fn on_staged(&mut self, staged: Staged) {
+        match staged {
+            Staged::Waiting => {}
+            Staged::Failed(e) => self.fail(e),
+            Staged::Done { written, delta } => {
+                let Some(c) = self.checkout.as_mut() else {
+                    return;
+                };
+                c.view.add_chunks(written);
+                c.footprint = c.view.footprint();
+                c.deltas = delta.into_iter().collect();
+                self.send_commit();
             }
-            Err(e) => self.fail(e),
         }
     }
 
