@@ -5,7 +5,6 @@
 
 pub mod planless;
 pub mod setup;
-mod upload;
 
 pub use floe_worker::machine::{Effect, Input, Machine};
 
@@ -43,7 +42,11 @@ pub enum Client {
     /// A planless writer of run `number`.
     Contributor {
         /// The machine.
-        contributor: Box<planless::Contributor>,
+        contributor: Box<floe_worker::machine::ContributeTask>,
+        /// What it writes (for the model).
+        writes: Vec<Write>,
+        /// Its worker id.
+        worker: floe_protocol::WorkerId,
         /// Its run's number.
         number: usize,
     },
@@ -108,7 +111,7 @@ impl Client {
     }
 
     /// How a client of the core ended (`None` for the simulation's own
-    /// setup and planless clients). `arrays` are the setup's,
+    /// setup client and planless lead). `arrays` are the setup's,
     /// to judge a job's plan.
     pub fn end(
         &self,
@@ -131,6 +134,11 @@ impl Client {
                     JobStatus::Failed(e) => (End::Failed(e.clone()), invalid),
                 }
             }
+            Client::Contributor { contributor, .. } => match contributor.outcome() {
+                None => (End::Running, false),
+                Some(Ok(_)) => (End::Finished, false),
+                Some(Err(e)) => (End::Failed(e.clone()), false),
+            },
             Client::Checkpoint(c) => match c.result() {
                 None => (End::Running, false),
                 Some(Ok(_)) => (End::Finished, false),

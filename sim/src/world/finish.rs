@@ -10,7 +10,7 @@ use super::{Life, World};
 use crate::client::Client;
 use crate::cluster::SimNode;
 use crate::model::Write;
-use crate::obs::{Completion, CoopRun, Grant, Observations, Replica};
+use crate::obs::{Completion, Contribution, CoopRun, Grant, Observations, Replica};
 use crate::oracle::{self, Check, Failure, LIVENESS};
 use floe_worker::coop::task_footprint;
 use floe_worker::machine::Worker;
@@ -139,8 +139,22 @@ impl World {
             ..CoopRun::default()
         };
         for &c in &info.contributors {
-            if let Client::Contributor { contributor, .. } = &self.clients[c as usize].client {
-                run.contributions.extend(contributor.contribution.clone());
+            if let Client::Contributor {
+                contributor,
+                writes,
+                worker,
+                ..
+            } = &self.clients[c as usize].client
+            {
+                if let Some((delta, footprint)) = contributor.sent() {
+                    run.contributions.push(Contribution {
+                        worker: *worker,
+                        delta: *delta,
+                        footprint: footprint.clone(),
+                        writes: writes.clone(),
+                        outcome: contributor.outcome().cloned(),
+                    });
+                }
             }
         }
         Some(run)

@@ -10,14 +10,14 @@ use floe_protocol::{
 };
 use floe_worker::data::ArrayData;
 use floe_worker::machine::{
-    Caller, CheckpointOf, CheckpointTask, CommitEnd, Job, JobSpec, RetryPolicy, SourceFn, Worker,
-    Writer, WriterScript, WriterStatus,
+    Caller, CheckpointOf, CheckpointTask, CommitEnd, ContributeTask, ContributeTo, Job, JobSpec,
+    RetryPolicy, SourceFn, Worker, Writer, WriterScript, WriterStatus,
 };
 use floe_worker::resolve::History;
 use rand::Rng;
 
 use super::{client_id, Ev, Life, Slot, World};
-use crate::client::planless::{Contributor, PlanlessLead};
+use crate::client::planless::PlanlessLead;
 use crate::client::setup::Setup;
 use crate::client::Client;
 use crate::workload;
@@ -135,13 +135,7 @@ impl World {
             let at = self.rngs.work.gen_range(self.now..end);
             let index = self.clients.len() as u32;
             let seed = self.rngs.work.gen();
-            let caller = Caller {
-                client: client_id(index),
-                last_seq: 0,
-                nodes: self.client_nodes(),
-                policy: RetryPolicy::default(),
-                leader: None,
-            };
+            let caller = self.caller(index);
             let of = CheckpointOf::Tip(main());
             let c = CheckpointTask::new(caller, seed, workload::repo(), of, History::new());
             self.spawn(Client::Checkpoint(Box::new(c)), at);
@@ -186,6 +180,18 @@ impl World {
             ..retrying_script(rng, "recreate")
         };
         self.spawn_writer(script, self.now + 1);
+    }
+
+    /// The caller of a task machine for client `index` (its own client id,
+    /// numbering from 1, no leader known).
+    fn caller(&self, index: u32) -> Caller {
+        Caller {
+            client: client_id(index),
+            last_seq: 0,
+            nodes: self.client_nodes(),
+            policy: RetryPolicy::default(),
+            leader: None,
+        }
     }
 
     /// Spawns a writer running `script` at `at`; returns its index.
@@ -387,8 +393,8 @@ impl World {
         let Client::Lead { lead, .. } = &self.clients[info.index as usize].client else {
             return;
         };
-        let (Some(session), Some(arrays), false) =
-            (lead.session, lead.arrays.clone(), info.staffed)
+        let (Some(session), Some(base), Some(arrays), false) =
+            (lead.session, lead.base, lead.arrays.clone(), info.staffed)
         else {
             return;
         };
@@ -406,23 +412,38 @@ impl World {
                 }
                 let meta = &arrays[path];
                 let region = workload::region(rng, meta, true, hot);
-                let data = workload::data(meta, &region, rng.gen());
+                let data = ArrayData {
+                    dtype: meta.dtype,
+                    shape: region.shape(),
+                    bytes: workload::data(meta, &region, rng.gen()),
+                };
                 writes.push((path.clone(), region, data));
             }
             let index = self.clients.len() as u32;
             let at = self.now + rng.gen_range(0..300);
             let seed = rng.gen();
-            let c = Contributor::new(
-                client_id(index),
-                self.client_nodes(),
-                WorkerId(u64::from(index) + 1),
+            let worker = WorkerId(u64::from(index) + 1);
+            let caller = self.caller(index);
+            let to = ContributeTo {
+                repo: workload::repo(),
                 session,
-                arrays.clone(),
-                writes,
-                seed,
-            );
+                worker,
+                base,
+                arrays: arrays.clone(),
+            };
+            let model_writes = writes
+                .iter()
+                .map(|(path, region, data)| crate::model::Write {
+                    path: path.clone(),
+                    region: region.clone(),
+                    data: data.bytes.clone(),
+                })
+                .collect();
+            let c = ContributeTask::new(caller, seed, to, writes, History::new());
             let client = Client::Contributor {
                 contributor: Box::new(c),
+                writes: model_writes,
+                worker,
                 number,
             };
             self.spawn(client, at);
