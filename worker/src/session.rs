@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::stream::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -19,14 +18,13 @@ use floe_protocol::{
     Coordinator, FloeError, Footprint, ObjectId, Query, Region, Reply, RepoName,
 };
 
-use crate::chunk::extract_part;
 use crate::client::Client;
-use crate::data::{check_region, meta_of, ArrayData};
+use crate::data::ArrayData;
 use crate::driver::{drive, Driven};
 use crate::format::Manifest;
 use crate::machine::{
-    CheckpointOf, CheckpointTask, CommitSpec, CommitTask, Resized, SeedStep, View, WriteBase,
-    WriteTask, Written,
+    CheckpointOf, CheckpointTask, CommitSpec, CommitTask, ReadSpec, ReadTask, Resized, SeedStep,
+    View, WriteBase, WriteTask, Written,
 };
 use crate::resolve::{History, Location, Need, Step};
 use crate::store::Store;
@@ -171,48 +169,39 @@ impl<C: Coordinator + 'static> Reader<C> {
         path: &ArrayPath,
         region: &Region,
     ) -> Result<ArrayData, FloeError> {
-        let rec = self.record(commit).await?;
-        let meta = meta_of(&rec.arrays, path)?.clone();
-        self.read_with(commit, path, &meta, region, &Manifest::new())
+        self.read_with(commit, path, None, region, &Manifest::new())
             .await
     }
 
-    /// Reads `region` of `path` (whose metadata is `meta`): chunks listed in
-    /// `overlay` first, else as resolved at `commit`.
+    /// Reads `region` of `path` (with metadata `meta` when the caller knows
+    /// better than the commit): chunks listed in `overlay` first, else as
+    /// resolved at `commit` — the [`ReadTask`] machine, run by the driver.
     async fn read_with(
         &mut self,
         commit: CommitId,
         path: &ArrayPath,
-        meta: &ArrayMeta,
+        meta: Option<ArrayMeta>,
         region: &Region,
         overlay: &Manifest,
     ) -> Result<ArrayData, FloeError> {
-        check_region(path, meta, region)?;
-        let mut out = ArrayData::filled(meta, &region.shape())?;
-        let mut located = Vec::new();
-        for part in region.chunk_parts(meta) {
-            let loc = match overlay.get(path, &part.coord) {
-                Some(id) => Location::Chunk(id),
-                None => self.locate(commit, path, &part.coord).await?,
-            };
-            if let Location::Chunk(id) = loc {
-                located.push((part, id));
-            }
-        }
-        let mut reads = futures::stream::iter(located.into_iter().map(|(part, id)| {
-            let store = self.store.clone();
-            let repo = self.repo.clone();
-            async move {
-                let chunk = store.get_chunk(&repo, meta, id).await?;
-                Ok::<_, FloeError>((part, chunk))
-            }
-        }))
-        .buffer_unordered(MAX_IN_FLIGHT);
-        while let Some(done) = reads.next().await {
-            let (part, chunk) = done?;
-            extract_part(meta, &chunk, &part, &mut out)?;
-        }
-        Ok(out)
+        let spec = ReadSpec {
+            repo: self.repo.clone(),
+            commit,
+            path: path.clone(),
+            region: region.clone(),
+            meta,
+            overlay: overlay.clone(),
+        };
+        // A record or manifest fetch per commit on the chain, at most.
+        let caller = self.client.caller(commit.0 + 2);
+        let history = std::mem::take(&mut self.history);
+        let task = ReadTask::new(caller, spec, history);
+        let coord = self.client.coordinator().clone();
+        let task = drive(task, coord, Some(self.store.clone())).await?;
+        self.client.learn(task.leader());
+        let (result, history) = task.finish();
+        self.history = history;
+        result
     }
 }
 
@@ -447,10 +436,11 @@ impl<C: Coordinator + 'static> Session<C> {
     ) -> Result<ArrayData, FloeError> {
         let meta = self.view.meta(path)?.clone();
         let base = self.view.base().id;
+        let overlay = self.view.pending().clone();
         // An array created in this session is absent at the base, so only
         // our own chunks and the fill value show.
         self.reader
-            .read_with(base, path, &meta, region, self.view.pending())
+            .read_with(base, path, Some(meta), region, &overlay)
             .await
     }
 

@@ -646,3 +646,23 @@ async fn an_aligned_shrink_then_a_larger_grow_keeps_only_later_writes() {
         .collect();
     assert_eq!(ints_at(&coord, &store, grown, "0:40").await, expected);
 }
+
+/// A read of more chunks than are read at once (50 chunks, 16 in flight)
+/// gets every one of them, the fill value where nothing was written.
+#[tokio::test]
+async fn a_read_of_many_chunks_gets_them_all() {
+    let coord = coordinator();
+    let store = Store::memory();
+    let meta = ArrayMeta::new(vec![100], vec![2], DType::I32, -1.0).unwrap();
+    create(&coord, &store, meta).await;
+    let mut s = session(&coord, &store).await;
+    write_ints(&mut s, &region("0:90"), |i| i as i32).await;
+    let c = s.commit("many", CommitMode::Strict).await.unwrap();
+    let got = ints_at(&coord, &store, c, "0:100").await;
+    let want: Vec<i32> = (0..90).chain([-1; 10]).collect();
+    assert_eq!(got, want);
+    // The session's own view reads the same before anything is pending.
+    let mine = s.read_region(&t(), &region("85:95")).await.unwrap();
+    let expected: Vec<i32> = (85..90).chain([-1; 5]).collect();
+    assert_eq!(mine, ArrayData::from_slice(&[10], &expected).unwrap());
+}

@@ -25,6 +25,7 @@ mod commit;
 mod contribute;
 mod fetch;
 mod job;
+mod read;
 mod requester;
 mod stage;
 mod upload;
@@ -45,6 +46,7 @@ pub use commit::{CommitEnd, CommitSpec, CommitTask, Committer, SeedStep, Sent};
 pub use contribute::{ContributeTask, ContributeTo};
 pub use fetch::MAX_GET_ATTEMPTS;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
+pub use read::{ReadSpec, ReadTask, MAX_READS_IN_FLIGHT};
 pub use requester::{Caller, Requester, RetryPolicy, Routed, TimerOutcome};
 pub use upload::MAX_PUT_ATTEMPTS;
 #[cfg(feature = "planted-bugs")]
