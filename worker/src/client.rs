@@ -91,9 +91,7 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
     /// Sends `request` and waits for its final outcome (retryable errors
     /// are retried by the policy; giving up is `Unavailable`).
     pub async fn call(&self, request: Request) -> Outcome {
-        let seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let call = Call::new(self.id, seq, self.coord.nodes(), self.policy, request)
-            .with_leader(self.leader());
+        let call = Call::new(self.caller(1), request);
         let call = drive(call, self.coord.clone(), None).await?;
         self.learn(call.leader());
         call.into_outcome()

@@ -26,11 +26,8 @@ use crate::machine::{
     CheckpointOf, CheckpointTask, CommitSpec, CommitTask, ReadSpec, ReadTask, Resized, SeedStep,
     View, WriteBase, WriteTask, Written,
 };
-use crate::resolve::{History, Location, Need, Step};
+use crate::resolve::History;
 use crate::store::Store;
-
-/// Most chunk objects read or written concurrently by one call.
-pub const MAX_IN_FLIGHT: usize = 16;
 
 /// An error for a reply that does not answer the request sent.
 pub(crate) fn unexpected(what: &str, reply: &Reply) -> FloeError {
@@ -76,72 +73,22 @@ impl<C: Coordinator + 'static> Reader<C> {
         if let Some(rec) = self.history.record(commit) {
             return Ok(rec.clone());
         }
-        self.fetch(Need::Record(commit)).await?;
-        self.history
-            .record(commit)
-            .cloned()
-            .ok_or(FloeError::UnknownCommit {
-                repo: self.repo.clone(),
-                commit,
-            })
+        let q = Query::GetCommit {
+            repo: self.repo.clone(),
+            commit,
+        };
+        match self.client.query(q).await? {
+            Reply::Commit(rec) if rec.id == commit => {
+                self.history.insert_record((*rec).clone());
+                Ok(*rec)
+            }
+            other => Err(unexpected("GetCommit", &other)),
+        }
     }
 
     /// Adds a record to the cache (e.g. one a checkout returned).
     pub fn remember(&mut self, record: CommitRecord) {
         self.history.insert_record(record);
-    }
-
-    /// Fetches what a walk needs into the cache.
-    async fn fetch(&mut self, need: Need) -> Result<(), FloeError> {
-        match need {
-            Need::Record(commit) => {
-                let q = Query::GetCommit {
-                    repo: self.repo.clone(),
-                    commit,
-                };
-                match self.client.query(q).await? {
-                    Reply::Commit(rec) if rec.id == commit => self.history.insert_record(*rec),
-                    other => return Err(unexpected("GetCommit", &other)),
-                }
-            }
-            Need::Manifest(id) => {
-                let m = self.store.get_manifest(&self.repo, id).await?;
-                self.history.insert_manifest(id, Arc::new(m));
-            }
-            Need::Checkpoint(id) => {
-                let m = self.store.get_checkpoint(&self.repo, id).await?;
-                self.history.insert_manifest(id, Arc::new(m));
-            }
-        }
-        Ok(())
-    }
-
-    /// Where chunk `coord` of `path` comes from at `commit`.
-    pub async fn locate(
-        &mut self,
-        commit: CommitId,
-        path: &ArrayPath,
-        coord: &[u64],
-    ) -> Result<Location, FloeError> {
-        loop {
-            match self.history.resolve(commit, path, coord)? {
-                Step::Done(loc) => return Ok(loc),
-                Step::Need(need) => self.fetch(need).await?,
-            }
-        }
-    }
-
-    /// The full chunk map of `commit` (what a checkpoint of it holds).
-    pub async fn materialize(&mut self, commit: CommitId) -> Result<Manifest, FloeError> {
-        while let Some(missing) = self.history.missing_on_chain(commit) {
-            self.fetch(Need::Record(missing)).await?;
-        }
-        loop {
-            match self.history.materialize(commit)? {
-                Step::Done(m) => return Ok(m),
-                Step::Need(need) => self.fetch(need).await?,
-            }
-        }
     }
 
     /// Materialises `commit`'s chunk map into a checkpoint object and

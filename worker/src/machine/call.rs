@@ -1,9 +1,9 @@
 //! The smallest client machine: one request, retried by the [`Requester`]
 //! until it has a final outcome.
 
-use floe_protocol::{ClientId, FloeError, Outcome, Request};
+use floe_protocol::{FloeError, Outcome, Request};
 
-use super::{Caller, Effect, Input, Machine, Outbox, Requester, RetryPolicy};
+use super::{Caller, Effect, Input, Machine, Outbox, Requester};
 
 /// Sends one request (under sequence number `seq`, so several calls can
 /// share a client id) and ends with its final outcome.
@@ -17,37 +17,17 @@ pub struct Call {
 }
 
 impl Call {
-    /// A call of `request` as `client`, sent with sequence number `seq`, to
-    /// coordinator `nodes`.
-    pub fn new(
-        client: ClientId,
-        seq: u64,
-        nodes: Vec<u64>,
-        policy: RetryPolicy,
-        request: Request,
-    ) -> Self {
-        let mut requester = Requester::new(client, nodes, policy);
-        requester.continue_after(seq.saturating_sub(1));
+    /// A call of `request` for `caller`: sent under the sequence number
+    /// after `caller.last_seq`, first to the leader `caller` knows of.
+    pub fn new(caller: Caller, request: Request) -> Self {
+        let seq = caller.last_seq + 1;
         Call {
-            requester,
+            requester: caller.requester(),
             request: Some(request),
             seq,
             out: Outbox::new(),
             outcome: None,
         }
-    }
-
-    /// Starts with `leader` as the leader hint (the first send goes there).
-    pub fn with_leader(mut self, leader: Option<u64>) -> Self {
-        let caller = Caller {
-            client: self.requester.client(),
-            last_seq: self.seq.saturating_sub(1),
-            nodes: self.requester.nodes().to_vec(),
-            policy: self.requester.policy(),
-            leader,
-        };
-        self.requester = caller.requester();
-        self
     }
 
     /// The leader its requester last learnt of.

@@ -172,11 +172,6 @@ impl Requester {
         self.policy = policy;
     }
 
-    /// Its retry policy.
-    pub fn policy(&self) -> RetryPolicy {
-        self.policy
-    }
-
     /// The coordinator nodes it sends to.
     pub fn nodes(&self) -> &[u64] {
         &self.nodes
