@@ -21,4 +21,7 @@ pub struct Bugs {
     /// The solver `theirs` gives up a resize's rewritten edge chunks like
     /// any chunk, so a later grow shows what the shrink cut off.
     pub theirs_drops_resize_chunks: bool,
+    /// A tag resolves to the tip of the branch its commit was made on, so
+    /// it follows the branch instead of staying where it was created.
+    pub tag_follows_branch: bool,
 }

@@ -102,6 +102,10 @@ pub struct SeedReport {
     pub fast_forwards: u64,
     /// Conflict answers the clients received.
     pub conflicts: u64,
+    /// Commits landed on branches other than `main`.
+    pub branch_commits: u64,
+    /// Regions read at tags.
+    pub tag_reads: u64,
     /// The violation, if the seed failed.
     pub violation: Option<Violation>,
 }
@@ -195,6 +199,8 @@ pub fn run_seed_tweaked(seed: u64, opts: &SimOptions, tweaks: &Tweaks) -> SeedRe
         commits: tally.commits,
         fast_forwards: tally.fast_forwards,
         conflicts: tally.conflicts,
+        branch_commits: tally.branch_commits,
+        tag_reads: tally.tag_reads,
         violation,
     }
 }

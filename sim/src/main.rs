@@ -51,6 +51,8 @@ struct Totals {
     commits: u64,
     fast_forwards: u64,
     conflicts: u64,
+    branch_commits: u64,
+    tag_reads: u64,
     faults: FaultCounts,
 }
 
@@ -62,6 +64,8 @@ impl Totals {
         self.commits += r.commits;
         self.fast_forwards += r.fast_forwards;
         self.conflicts += r.conflicts;
+        self.branch_commits += r.branch_commits;
+        self.tag_reads += r.tag_reads;
         self.faults.absorb(&r.faults);
     }
 }
@@ -176,8 +180,8 @@ fn summary(t: &Totals, secs: f64, nodes: usize) {
         t.sim_ms as f64 / 1000.0
     );
     println!(
-        "commits landed {}, fast-forwards {}, conflicts {}",
-        t.commits, t.fast_forwards, t.conflicts
+        "commits landed {} ({} off main), fast-forwards {}, conflicts {}, reads at tags {}",
+        t.commits, t.branch_commits, t.fast_forwards, t.conflicts, t.tag_reads
     );
     println!("faults injected: {}", t.faults);
 }

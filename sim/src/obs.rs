@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use floe_protocol::{
-    ArrayPath, CommitId, CommitMode, CommitRecord, Conflict, Footprint, ObjectId, Outcome,
-    PlannedTask, SessionId, TaskId, WorkerId,
+    ArrayPath, BranchName, CommitId, CommitMode, CommitRecord, Conflict, Footprint, ObjectId,
+    Outcome, PlannedTask, SessionId, TagName, TaskId, WorkerId,
 };
 
 use crate::model::{self, Write};
@@ -162,6 +162,36 @@ pub struct Observations {
     pub reads: Vec<Read>,
     /// Every commit acknowledged to a client, with when.
     pub acks: Vec<Ack>,
+    /// Every tag creation sent.
+    pub tags: Vec<TagMade>,
+    /// Every tag resolution a client received, and what it read there.
+    pub tag_reads: Vec<TagRead>,
+}
+
+/// A `CreateTag` as its client saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TagMade {
+    /// The client (sim index).
+    pub client: u32,
+    /// The tag.
+    pub tag: TagName,
+    /// The commit it was created at.
+    pub at: CommitId,
+    /// The final outcome, if any.
+    pub outcome: Option<Outcome>,
+}
+
+/// A tag resolved by a client, and the region it then read there.
+#[derive(Clone, Debug)]
+pub struct TagRead {
+    /// The client (sim index).
+    pub client: u32,
+    /// The tag.
+    pub tag: TagName,
+    /// The commit the tag resolved to.
+    pub commit: CommitId,
+    /// What was read at it (the region and its bytes), if the read succeeded.
+    pub read: Option<model::Write>,
 }
 
 /// A checkout (`Query::Checkout`) as a client saw it.
@@ -173,6 +203,8 @@ pub struct Read {
     pub invoked_ms: u64,
     /// When the answer reached it.
     pub replied_ms: u64,
+    /// The branch it checked out.
+    pub branch: BranchName,
     /// The tip it was told.
     pub tip: CommitId,
 }
@@ -191,8 +223,8 @@ pub struct Ack {
 /// The world's record of reads and acknowledgements as they happen.
 #[derive(Clone, Debug, Default)]
 pub struct Timeline {
-    /// Checkouts in flight: (client, seq) -> first send time.
-    asked: BTreeMap<(u32, u64), u64>,
+    /// Checkouts in flight: (client, seq) -> first send time and branch.
+    asked: BTreeMap<(u32, u64), (u64, BranchName)>,
     /// Requests whose answer was already recorded.
     answered: std::collections::BTreeSet<(u32, u64)>,
     /// The reads so far.
@@ -204,12 +236,14 @@ pub struct Timeline {
 impl Timeline {
     /// A client sent `request` under `seq` at `now`.
     pub fn sent(&mut self, client: u32, seq: u64, request: &floe_protocol::Request, now: u64) {
-        let checkout = matches!(
-            request,
-            floe_protocol::Request::Query(floe_protocol::Query::Checkout { .. })
-        );
-        if checkout && !self.answered.contains(&(client, seq)) {
-            self.asked.entry((client, seq)).or_insert(now);
+        let floe_protocol::Request::Query(floe_protocol::Query::Checkout { branch, .. }) = request
+        else {
+            return;
+        };
+        if !self.answered.contains(&(client, seq)) {
+            self.asked
+                .entry((client, seq))
+                .or_insert_with(|| (now, branch.clone()));
         }
     }
 
@@ -220,12 +254,13 @@ impl Timeline {
         }
         match outcome {
             Ok(floe_protocol::Reply::Commit(rec)) => {
-                if let Some(invoked_ms) = self.asked.remove(&(client, seq)) {
+                if let Some((invoked_ms, branch)) = self.asked.remove(&(client, seq)) {
                     self.answered.insert((client, seq));
                     self.reads.push(Read {
                         client,
                         invoked_ms,
                         replied_ms: now,
+                        branch,
                         tip: rec.id,
                     });
                 }
@@ -346,8 +381,12 @@ pub struct Replica {
     pub applied: u64,
     /// Its state digest.
     pub digest: u64,
-    /// The branch tip.
+    /// The tip of `main`.
     pub tip: CommitId,
+    /// Every branch's tip (`main` included).
+    pub branches: BTreeMap<BranchName, CommitId>,
+    /// Every tag the workload created, as the replica resolves it.
+    pub tags: BTreeMap<TagName, CommitId>,
     /// Every commit record it holds.
     pub records: BTreeMap<CommitId, CommitRecord>,
     /// Cooperative sessions as it reports them.

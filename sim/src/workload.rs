@@ -55,6 +55,10 @@ pub struct Shape {
     /// Resizers on every seed without cooperative runs: more of them, each
     /// resizing two or three times, half of them with the solver `theirs`.
     pub busy_resizes: bool,
+    /// A branch `dev` is created from a commit of `main` and written to.
+    pub branching: bool,
+    /// Taggers (each tags a branch tip; a reader reads at the tag later).
+    pub taggers: usize,
 }
 
 impl Shape {
@@ -76,6 +80,21 @@ impl Shape {
             plan.duplicate = plan.duplicate.max(rng.gen_range(0.05..0.2));
             plan.max_extra_delay_ms = plan.max_extra_delay_ms.max(rng.gen_range(100..400));
             plan.delay_share = rng.gen_range(0.2..0.5);
+        }
+    }
+
+    /// Draws the branch and tag knobs (from their own stream, so that the
+    /// other draws stay as they were).
+    pub fn draw_branches(&mut self, rng: &mut SmallRng, bug: Option<Bug>) {
+        self.branching = rng.gen_bool(0.4);
+        self.taggers = if rng.gen_bool(0.4) {
+            rng.gen_range(1..=2)
+        } else {
+            0
+        };
+        if bug == Some(Bug::TagFollowsBranch) {
+            self.branching = true;
+            self.taggers = rng.gen_range(2..=4);
         }
     }
 
@@ -110,6 +129,8 @@ impl Shape {
                 0
             },
             busy_resizes: false,
+            branching: false,
+            taggers: 0,
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {
@@ -156,7 +177,7 @@ impl Shape {
                 s.worker_fault_ms = Some(rng.gen_range(100..300));
                 s.slow_store = true;
             }
-            None => {}
+            Some(Bug::TagFollowsBranch) | None => {}
         }
         s
     }

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, CommitId, CommitMode, CommitRecord, Conflict, ConflictKind,
     DType, FloeError, Footprint, MetaChange, ObjectId, Outcome, Region, Reply, RepoName, SessionId,
-    Solver, TaskId, WorkerId,
+    Solver, TagName, TaskId, WorkerId,
 };
 use floe_sim::faults::{FaultCounts, FaultKind};
 use floe_sim::model::Write;
 use floe_sim::obs::{
     Ack, Attempt, ClientEnd, Completion, Contribution, CoopRun, End, Grant, Observations, Read,
-    Replica,
+    Replica, TagMade, TagRead,
 };
 use floe_sim::oracle::{self, DigestBook, Failure};
 use floe_worker::chunk::patch_chunk;
@@ -56,6 +56,13 @@ fn bytes(lo: u64, hi: u64, value: i32) -> Vec<u8> {
 
 /// A history under construction: records plus the store's objects.
 struct History {
+    /// The branch new records are committed to.
+    branch: &'static str,
+    /// Branch tips set by hand (a branch created at a commit), else each
+    /// branch's newest record.
+    tips: BTreeMap<&'static str, u64>,
+    /// Tags as the replica resolves them.
+    tags: BTreeMap<TagName, CommitId>,
     records: BTreeMap<CommitId, CommitRecord>,
     store: BTreeMap<String, Vec<u8>>,
     next: u128,
@@ -64,6 +71,9 @@ struct History {
 impl History {
     fn new() -> Self {
         let mut h = History {
+            branch: "main",
+            tips: BTreeMap::new(),
+            tags: BTreeMap::new(),
             records: BTreeMap::new(),
             store: BTreeMap::new(),
             next: 1,
@@ -107,7 +117,7 @@ impl History {
                 id: CommitId(id),
                 parent: parent.map(CommitId),
                 base: base.map(CommitId),
-                branch: BranchName::new("main").unwrap(),
+                branch: BranchName::new(self.branch).unwrap(),
                 height,
                 deltas,
                 footprint,
@@ -164,11 +174,20 @@ impl History {
     }
 
     fn replica(&self) -> Replica {
+        let mut branches = BTreeMap::new();
+        for rec in self.records.values() {
+            branches.insert(rec.branch.clone(), rec.id);
+        }
+        for (name, tip) in &self.tips {
+            branches.insert(BranchName::new(*name).unwrap(), CommitId(*tip));
+        }
         Replica {
             node: 1,
             applied: 10,
             digest: 7,
-            tip: *self.records.keys().next_back().unwrap(),
+            tip: branches[&BranchName::new("main").unwrap()],
+            branches,
+            tags: self.tags.clone(),
             records: self.records.clone(),
             sessions: BTreeMap::new(),
         }
@@ -253,6 +272,7 @@ fn all(obs: &Observations, h: &History) -> Result<(), Failure> {
     oracle::cooperative(obs, &r)?;
     oracle::client_ends(obs, &r)?;
     oracle::linearizable_reads(obs, &r)?;
+    oracle::tags_stay(obs, &r)?;
     oracle::data(obs, &r, &repo(), &h.store)
 }
 
@@ -720,6 +740,7 @@ fn read(invoked_ms: u64, tip: u64) -> Read {
         client: 6,
         invoked_ms,
         replied_ms: invoked_ms + 5,
+        branch: BranchName::new("main").unwrap(),
         tip: CommitId(tip),
     }
 }
@@ -739,7 +760,7 @@ fn a_stale_read_is_reported() {
     expect(
         all(&obs, &h),
         "linearizable-reads",
-        "stale read: checkout by c7 asked at 100 ms (answered at 105 ms) returned tip C2, but C3 was acknowledged",
+        "stale read: checkout of main by c7 asked at 100 ms (answered at 105 ms) returned tip C2, but C3 was acknowledged",
     );
 }
 
@@ -766,4 +787,132 @@ fn a_footprint_missing_a_written_chunk_is_reported() {
         "exact-conflicts",
         "sent a footprint naming chunks /t [0] but its writes touch /t [0] [1]",
     );
+}
+
+/// The good history plus a branch `dev` created at `C2`, with `C4`
+/// ("d#1", writing `0:10` on `C2`) on it while `main` went on to `C3`.
+fn branched() -> (History, Observations) {
+    let (mut h, mut obs) = good();
+    h.branch = "dev";
+    h.write(4, 2, 2, "d#1", (0, 10), 7);
+    h.branch = "main";
+    obs.attempts.push(attempt(
+        "d#1",
+        2,
+        2,
+        (0, 10),
+        7,
+        CommitMode::Strict,
+        committed(4, 2, 0),
+    ));
+    (h, obs)
+}
+
+#[test]
+fn a_branch_off_an_older_commit_passes_every_oracle() {
+    let (h, obs) = branched();
+    all(&obs, &h).unwrap();
+}
+
+#[test]
+fn a_commit_off_its_branch_is_reported() {
+    let (mut h, obs) = branched();
+    // `dev` says its tip is C2: C4, committed to dev, is on no chain.
+    h.tips.insert("dev", 2);
+    expect(
+        all(&obs, &h),
+        oracle::ONE_HISTORY,
+        "C4 (\"d#1\") is not on the chain of its branch dev (tip C2)",
+    );
+}
+
+#[test]
+fn a_read_of_another_branch_is_not_stale() {
+    let (h, mut obs) = branched();
+    obs.acks = vec![Ack {
+        client: 2,
+        at_ms: 50,
+        commit: CommitId(4),
+    }];
+    // C4 landed on dev: a later checkout of main need not see it.
+    obs.reads = vec![read(100, 3)];
+    all(&obs, &h).unwrap();
+    obs.reads[0].branch = BranchName::new("dev").unwrap();
+    expect(
+        all(&obs, &h),
+        "linearizable-reads",
+        "checkout of dev by c7 asked at 100 ms (answered at 105 ms) returned tip C3, but C4",
+    );
+}
+
+fn tag() -> TagName {
+    TagName::new("t0").unwrap()
+}
+
+/// `t0` created at C2 (acknowledged), resolved by a client that read
+/// `0:15` there.
+fn tagged() -> (History, Observations) {
+    let (mut h, mut obs) = good();
+    h.tags.insert(tag(), CommitId(2));
+    obs.tags = vec![TagMade {
+        client: 7,
+        tag: tag(),
+        at: CommitId(2),
+        outcome: Some(Ok(Reply::Done)),
+    }];
+    obs.tag_reads = vec![TagRead {
+        client: 8,
+        tag: tag(),
+        commit: CommitId(2),
+        read: Some(Write {
+            path: t(),
+            region: region(0, 15),
+            data: bytes(0, 15, 5),
+        }),
+    }];
+    (h, obs)
+}
+
+#[test]
+fn a_tag_read_at_its_commit_passes() {
+    let (h, obs) = tagged();
+    all(&obs, &h).unwrap();
+}
+
+#[test]
+fn a_tag_that_moved_is_reported() {
+    let (mut h, obs) = tagged();
+    h.tags.insert(tag(), CommitId(3));
+    expect(
+        all(&obs, &h),
+        oracle::TAGS,
+        "tag t0 was created at C2 by c8, but replica n1 resolves it to C3: the tag moved",
+    );
+    let (h, mut obs) = tagged();
+    obs.tag_reads[0].commit = CommitId(3);
+    expect(
+        all(&obs, &h),
+        oracle::TAGS,
+        "but c9 resolved it to C3: the tag moved",
+    );
+}
+
+#[test]
+fn an_acknowledged_tag_that_is_gone_is_reported() {
+    let (mut h, obs) = tagged();
+    h.tags.clear();
+    expect(
+        all(&obs, &h),
+        oracle::TAGS,
+        "(acknowledged), but replica n1 has no such tag",
+    );
+}
+
+#[test]
+fn a_wrong_read_at_a_tag_is_reported() {
+    let (h, mut obs) = tagged();
+    if let Some(w) = obs.tag_reads[0].read.as_mut() {
+        w.data = bytes(0, 15, 6);
+    }
+    expect(all(&obs, &h), oracle::DATA, "at tag t0 by c9");
 }

@@ -103,6 +103,20 @@ impl State {
         &self.config
     }
 
+    /// `ResolveTag`, or with the planted bug, the tip of the tagged
+    /// commit's branch.
+    fn resolve_tag(&self, repo: &RepoName, tag: &floe_protocol::TagName) -> Outcome {
+        let repo = self.repo(repo)?;
+        let outcome = repo.resolve_tag(tag);
+        #[cfg(feature = "planted-bugs")]
+        if let (true, Ok(floe_protocol::Reply::Commit(rec))) =
+            (self.config.bugs.tag_follows_branch, &outcome)
+        {
+            return repo.checkout(&rec.branch);
+        }
+        outcome
+    }
+
     fn repo(&self, name: &RepoName) -> Result<&Repo, FloeError> {
         self.repos
             .get(name)
@@ -233,7 +247,7 @@ impl StateMachine for State {
     fn query(&self, query: &Query) -> Outcome {
         match query {
             Query::Checkout { repo, branch } => self.repo(repo)?.checkout(branch),
-            Query::ResolveTag { repo, tag } => self.repo(repo)?.resolve_tag(tag),
+            Query::ResolveTag { repo, tag } => self.resolve_tag(repo, tag),
             Query::GetCommit { repo, commit } => self.repo(repo)?.get_commit(*commit),
             Query::Log {
                 repo,

@@ -1,23 +1,82 @@
 //! The clients the simulation runs: the real sans-IO client machines of
-//! `worker::machine` (writers — aligned, unaligned, resizing —, cooperative
-//! jobs and their workers) and the built-in setup, checkpoint and planless
-//! clients, all driven alike.
-
-pub mod planless;
-pub mod setup;
+//! `worker::machine`, all driven alike — writers (aligned, unaligned,
+//! resizing, deleting, creating), cooperative jobs and their workers,
+//! planless contributors, checkpoint writers, readers, and single requests
+//! sent through the core's `Call` (creating the repo, branches and tags,
+//! opening and committing planless sessions) the way the library's
+//! `Client::command` sends them.
 
 pub use floe_worker::machine::{Effect, Input, Machine};
 
-use floe_protocol::{BranchName, Reply};
-use floe_worker::machine::{Job, Worker, Writer};
+use floe_protocol::{ArrayPath, BranchName, CommitId, Outcome, Region, Reply, TagName};
+use floe_worker::machine::{Call, Job, ReadTask, Worker, Writer};
 
 use crate::model::Write;
 use crate::obs::{Attempt, ClientEnd, End, FfAnswer, Observations};
 
+/// What a single request of the workload is for: the world acts on its
+/// answer (starts the next step).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Creates the repo; the setup writer follows.
+    CreateRepo,
+    /// Opens planless run `n`; its contributors follow.
+    OpenPlanless(usize),
+    /// Commits planless run `n`.
+    CommitPlanless(usize),
+    /// Checks out `main` to pick a commit to branch from.
+    PickBranchPoint,
+    /// Creates the branch; its writers follow.
+    CreateBranch,
+    /// Checks out `branch` to tag its tip as `tag`.
+    CheckoutToTag {
+        /// The branch.
+        branch: BranchName,
+        /// The tag to create.
+        tag: TagName,
+    },
+    /// Creates `tag` at `at`; a reader follows.
+    CreateTag {
+        /// The tag.
+        tag: TagName,
+        /// The commit tagged.
+        at: CommitId,
+    },
+    /// Resolves `tag` to read `region` of `path` there.
+    ResolveTag {
+        /// The tag.
+        tag: TagName,
+        /// The array to read.
+        path: ArrayPath,
+        /// The region to read.
+        region: Region,
+    },
+}
+
+impl Role {
+    fn kind(&self) -> &'static str {
+        match self {
+            Role::CreateRepo => "create-repo",
+            Role::OpenPlanless(_) => "planless-open",
+            Role::CommitPlanless(_) => "planless-commit",
+            Role::PickBranchPoint => "branch-point",
+            Role::CreateBranch => "brancher",
+            Role::CheckoutToTag { .. } => "tag-checkout",
+            Role::CreateTag { .. } => "tagger",
+            Role::ResolveTag { .. } => "tag-resolver",
+        }
+    }
+}
+
 /// One client of the simulation.
 pub enum Client {
-    /// Creates the repo and arrays.
-    Setup(setup::Setup),
+    /// A single request.
+    Call {
+        /// The machine.
+        call: Box<Call>,
+        /// What it is for.
+        role: Role,
+    },
     /// A real non-cooperative writer.
     Writer(Box<Writer>),
     /// A cooperative job's driver; `job` numbers the jobs of the run.
@@ -31,14 +90,6 @@ pub enum Client {
     },
     /// Writes a checkpoint of the tip.
     Checkpoint(Box<floe_worker::machine::CheckpointTask>),
-    /// Opens a planless session and commits it; `number` numbers the
-    /// planless runs.
-    Lead {
-        /// The machine.
-        lead: planless::PlanlessLead,
-        /// Its number.
-        number: usize,
-    },
     /// A planless writer of run `number`.
     Contributor {
         /// The machine.
@@ -57,32 +108,47 @@ pub enum Client {
         /// Its job's number.
         number: usize,
     },
+    /// Reads a region at the commit `tag` resolved to.
+    Read {
+        /// The machine.
+        read: Box<ReadTask>,
+        /// The tag.
+        tag: TagName,
+    },
 }
 
 impl Client {
     /// The machine to drive.
     pub fn machine(&mut self) -> &mut dyn Machine {
         match self {
-            Client::Setup(m) => m,
+            Client::Call { call, .. } => call.as_mut(),
             Client::Writer(m) => m.as_mut(),
             Client::Checkpoint(m) => m.as_mut(),
             Client::Job { job, .. } => job.as_mut(),
             Client::Worker { worker, .. } => worker.as_mut(),
-            Client::Lead { lead, .. } => lead,
             Client::Contributor { contributor, .. } => contributor.as_mut(),
+            Client::Read { read, .. } => read.as_mut(),
         }
     }
 
     /// True when its work is over.
     pub fn is_done(&self) -> bool {
         match self {
-            Client::Setup(m) => m.is_done(),
+            Client::Call { call, .. } => call.is_done(),
             Client::Writer(m) => m.is_done(),
             Client::Checkpoint(m) => m.is_done(),
             Client::Job { job, .. } => job.is_done(),
             Client::Worker { worker, .. } => worker.is_done(),
-            Client::Lead { lead, .. } => lead.is_done(),
             Client::Contributor { contributor, .. } => contributor.is_done(),
+            Client::Read { read, .. } => read.is_done(),
+        }
+    }
+
+    /// A single request's role and final outcome, once it has one.
+    pub fn answered(&self) -> Option<(&Role, &Outcome)> {
+        match self {
+            Client::Call { call, role } => call.outcome().map(|o| (role, o)),
+            _ => None,
         }
     }
 
@@ -100,24 +166,23 @@ impl Client {
     /// (cooperative runs are gathered per job by the world).
     pub fn observe(&self, index: u32, obs: &mut Observations) {
         match self {
-            Client::Setup(m) => obs.attempts.extend(m.attempt.iter().cloned()),
             Client::Writer(m) => observe_writer(m, index, obs),
+            Client::Call { call, role } => observe_call(call, role, index, obs),
+            Client::Read { read, tag } => observe_read(read, tag, index, obs),
             Client::Job { .. }
             | Client::Worker { .. }
             | Client::Checkpoint(_)
-            | Client::Lead { .. }
             | Client::Contributor { .. } => {}
         }
     }
 
-    /// How a client of the core ended (`None` for the simulation's own
-    /// setup client and planless lead). `arrays` are the setup's,
-    /// to judge a job's plan.
+    /// How a client ended. `arrays` are the setup's, to judge a job's
+    /// plan.
     pub fn end(
         &self,
         index: u32,
         arrays: &[(floe_protocol::ArrayPath, floe_protocol::ArrayMeta)],
-    ) -> Option<ClientEnd> {
+    ) -> ClientEnd {
         use floe_worker::machine::{CommitEnd, JobStatus, WorkerStatus, WriterStatus};
         let (end, invalid_plan) = match self {
             Client::Writer(w) => match w.status() {
@@ -139,36 +204,33 @@ impl Client {
                 Some(Ok(_)) => (End::Finished, false),
                 Some(Err(e)) => (End::Failed(e.clone()), false),
             },
-            Client::Checkpoint(c) => match c.result() {
-                None => (End::Running, false),
-                Some(Ok(_)) => (End::Finished, false),
-                Some(Err(e)) => (End::Failed(e.clone()), false),
-            },
+            Client::Checkpoint(c) => (finished(c.result()), false),
+            Client::Call { call, .. } => (finished(call.outcome()), false),
+            Client::Read { read, .. } => (finished(read.result()), false),
             Client::Worker { worker, .. } => match worker.status() {
                 WorkerStatus::Running => (End::Running, false),
                 WorkerStatus::Finished => (End::Finished, false),
                 WorkerStatus::Failed(e) => (End::Failed(e.clone()), false),
             },
-            _ => return None,
         };
-        Some(ClientEnd {
+        ClientEnd {
             client: index,
             kind: self.kind(),
             end,
             invalid_plan,
-        })
+        }
     }
 
     /// What kind of client it is, for reports.
     pub fn kind(&self) -> &'static str {
         match self {
-            Client::Setup(_) => "setup",
+            Client::Call { role, .. } => role.kind(),
             Client::Writer(_) => "writer",
             Client::Checkpoint(_) => "checkpointer",
             Client::Job { .. } => "job",
             Client::Worker { .. } => "worker",
-            Client::Lead { .. } => "planless-lead",
             Client::Contributor { .. } => "contributor",
+            Client::Read { .. } => "tag-reader",
         }
     }
 }
@@ -229,9 +291,52 @@ fn to_write(
     }
 }
 
-/// The branch the built-in clients work on.
-fn main_branch() -> BranchName {
-    BranchName::new("main").expect("valid")
+/// Running, finished, or failed, by a machine's final result.
+fn finished<T>(result: Option<&Result<T, floe_protocol::FloeError>>) -> End {
+    match result {
+        None => End::Running,
+        Some(Ok(_)) => End::Finished,
+        Some(Err(e)) => End::Failed(e.clone()),
+    }
+}
+
+/// Tags created and the tags resolved, as the clients saw them.
+fn observe_call(call: &Call, role: &Role, client: u32, obs: &mut Observations) {
+    match (role, call.outcome()) {
+        (Role::CreateTag { tag, at }, outcome) => obs.tags.push(crate::obs::TagMade {
+            client,
+            tag: tag.clone(),
+            at: *at,
+            outcome: outcome.cloned(),
+        }),
+        (Role::ResolveTag { tag, .. }, Some(Ok(Reply::Commit(rec)))) => {
+            obs.tag_reads.push(crate::obs::TagRead {
+                client,
+                tag: tag.clone(),
+                commit: rec.id,
+                read: None,
+            })
+        }
+        _ => {}
+    }
+}
+
+/// A read at a tag: what it read, for the data oracle.
+fn observe_read(read: &ReadTask, tag: &TagName, client: u32, obs: &mut Observations) {
+    let spec = read.spec();
+    obs.tag_reads.push(crate::obs::TagRead {
+        client,
+        tag: tag.clone(),
+        commit: spec.commit,
+        read: read
+            .result()
+            .and_then(|r| r.as_ref().ok())
+            .map(|data| Write {
+                path: spec.path.clone(),
+                region: spec.region.clone(),
+                data: data.bytes.clone(),
+            }),
+    });
 }
 
 /// Whether two tasks of `plan` share a chunk, computed apart from the

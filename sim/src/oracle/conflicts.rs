@@ -9,7 +9,7 @@ use floe_protocol::{
     Footprint, Outcome, Solver, TaskId,
 };
 
-use super::{by_message, chain, Check, Failure, COOPERATIVE, EXACT_CONFLICTS, ONE_HISTORY};
+use super::{by_message, history, Check, Failure, COOPERATIVE, EXACT_CONFLICTS, ONE_HISTORY};
 use crate::model::{self, coord_sets, shared, show, since};
 use crate::obs::{Attempt, Contribution, CoopRun, Observations, Replica};
 
@@ -81,7 +81,7 @@ fn list(commits: &[&CommitRecord]) -> String {
 
 /// Oracle 1 on the final chain and on every answer the clients received.
 pub fn exact_conflicts(obs: &Observations, r: &Replica) -> Check {
-    let ids = chain(r)?;
+    let ids = history(r)?;
     let attempts = obs.model_attempts();
     for (message, at) in by_message(r, &ids) {
         let (Some(attempt), Some(&id)) = (attempts.get(&message), at.first()) else {
@@ -456,7 +456,7 @@ fn check_planless(run: &CoopRun, r: &Replica) -> Check {
         }
     }
     // The acceptance order: the session's commit lists the deltas in it.
-    let rec = by_message(r, &chain(r)?)
+    let rec = by_message(r, &history(r)?)
         .get(&run.message)
         .and_then(|ids| ids.first())
         .map(|id| &r.records[id]);

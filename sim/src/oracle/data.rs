@@ -11,7 +11,7 @@ use floe_protocol::{ArrayMeta, ArrayPath, CommitId, RepoName};
 use floe_worker::format::{checkpoint_key, chunk_key, decode_chunk, manifest_key, Manifest};
 use floe_worker::resolve::{History, Location, Need, Step};
 
-use super::{chain, Check, Failure, DATA};
+use super::{history, Check, Failure, DATA};
 use crate::model::Model;
 use crate::obs::{Observations, Replica};
 
@@ -24,7 +24,7 @@ fn fail(d: String) -> Failure {
 
 /// Oracle 3 on one replica's final chain.
 pub fn data(obs: &Observations, r: &Replica, repo: &RepoName, store: &Objects) -> Check {
-    let ids = chain(r)?;
+    let ids = history(r)?;
     let attempts = obs.model_attempts();
     let mut model = Model::new(&r.records, &attempts);
     let mut history = History::new();
@@ -45,10 +45,65 @@ pub fn data(obs: &Observations, r: &Replica, repo: &RepoName, store: &Objects) -
             compare(id, &rec.message, path, meta, want, &got)?;
         }
     }
-    if let Some(&tip) = ids.last() {
-        resolve_agrees(&history, &r.records[&tip], repo, store)?;
+    if let Some(tip) = r.records.get(&r.tip) {
+        resolve_agrees(&history, tip, repo, store)?;
+    }
+    tag_reads(obs, r, &mut model)
+}
+
+/// Each region a client read at a tag (through the core's `ReadTask`)
+/// equals the model's at the commit the tag resolved to.
+fn tag_reads(obs: &Observations, r: &Replica, model: &mut Model) -> Check {
+    for read in &obs.tag_reads {
+        let Some(w) = &read.read else { continue };
+        let contents = model.contents(read.commit).map_err(fail)?;
+        let meta = r
+            .records
+            .get(&read.commit)
+            .and_then(|rec| rec.arrays.get(&w.path));
+        let (Some(full), Some(meta)) = (contents.get(&w.path), meta) else {
+            return Err(fail(format!(
+                "c{} read {} at tag {} ({}), which has no such array",
+                read.client.wrapping_add(1),
+                w.path,
+                read.tag,
+                read.commit
+            )));
+        };
+        let want = region_of(full, meta, &w.region);
+        let what = format!(
+            "the read of {:?} at tag {} by c{}",
+            w.region,
+            read.tag,
+            read.client.wrapping_add(1)
+        );
+        let region_meta = ArrayMeta {
+            shape: w.region.shape(),
+            ..meta.clone()
+        };
+        compare(read.commit, &what, &w.path, &region_meta, &want, &w.data)?;
     }
     Ok(())
+}
+
+/// The bytes of `region` out of a whole array's row-major buffer.
+fn region_of(full: &[u8], meta: &ArrayMeta, region: &floe_protocol::Region) -> Vec<u8> {
+    let size = meta.dtype.size();
+    let shape = region.shape();
+    let mut out = vec![0; shape.iter().product::<u64>() as usize * size];
+    let at: Vec<u64> = region.0.iter().map(|s| s.lo).collect();
+    let zero = vec![0; at.len()];
+    copy_box(
+        full,
+        &meta.shape,
+        &at,
+        &mut out,
+        &shape,
+        &zero,
+        &shape,
+        size,
+    );
+    out
 }
 
 /// Chunk by chunk, `History::resolve` (the path a session's reads take)

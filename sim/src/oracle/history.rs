@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use floe_protocol::{CommitId, Outcome, Reply};
 
-use super::{by_message, chain, Check, Failure, ONE_HISTORY, REPLICAS_AGREE};
+use super::{by_message, history, Check, Failure, ONE_HISTORY, REPLICAS_AGREE};
 use crate::obs::{Observations, Replica};
 
 /// Oracle 4, online: every `Applied{index, digest}` of every node, checked
@@ -58,8 +58,11 @@ pub fn replicas_agree(replicas: &[Replica]) -> Check {
         if r.applied != first.applied {
             return fail(format!("applied {} vs {}", first.applied, r.applied));
         }
-        if r.tip != first.tip {
-            return fail(format!("tips {} vs {}", first.tip, r.tip));
+        if r.branches != first.branches {
+            return fail(format!("branches {:?} vs {:?}", first.branches, r.branches));
+        }
+        if r.tags != first.tags {
+            return fail(format!("tags {:?} vs {:?}", first.tags, r.tags));
         }
         if r.records != first.records {
             return fail("hold different commit records".into());
@@ -78,7 +81,7 @@ pub fn replicas_agree(replicas: &[Replica]) -> Check {
 /// acknowledged commit on it, once, as acknowledged; every commit that
 /// wrote chunks was attempted by some client.
 pub fn one_history(obs: &Observations, r: &Replica) -> Check {
-    let ids = chain(r)?;
+    let ids = history(r)?;
     let messages = by_message(r, &ids);
     let fail = |d: String| Err(Failure::new(ONE_HISTORY, d));
     for (message, at) in &messages {

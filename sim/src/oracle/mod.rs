@@ -8,17 +8,19 @@ mod data;
 mod ends;
 mod history;
 mod reads;
+mod tags;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use floe_protocol::{CommitId, CommitRecord};
+use floe_protocol::{BranchName, CommitId, CommitRecord};
 
 pub use conflicts::{cooperative, exact_conflicts};
 pub use data::data;
 pub use ends::client_ends;
 pub use history::{one_history, replicas_agree, DigestBook};
 pub use reads::linearizable_reads;
+pub use tags::tags_stay;
 
 use crate::obs::Replica;
 
@@ -41,6 +43,9 @@ pub const CLIENT_ENDS: &str = "client-ends";
 /// Oracle 7: a checkout returns a state that existed between its request
 /// and its answer: every commit acknowledged before it began is there.
 pub const LINEARIZABLE_READS: &str = "linearizable-reads";
+/// Oracle 8: a tag never moves: it resolves, for every client and on
+/// every replica, to the commit it was created at.
+pub const TAGS: &str = "tags-stay";
 /// Not an oracle: a core panicked (always a bug).
 pub const PANIC: &str = "panic";
 
@@ -72,50 +77,62 @@ impl fmt::Display for Failure {
 /// What an oracle returns.
 pub type Check = Result<(), Failure>;
 
-/// The replica's branch chain, root first, after checking it is one chain
-/// holding every record: heights step by one, parents link, it ends at the
-/// root. Fails with [`ONE_HISTORY`].
-pub fn chain(r: &Replica) -> Result<Vec<CommitId>, Failure> {
+/// Every commit of the replica's history, in id order, after checking
+/// the history is a tree of branch chains holding every record: along
+/// each branch, heights step by one and parents link down to the root;
+/// every record is on the chain of the branch it was committed to.
+/// Fails with [`ONE_HISTORY`].
+pub fn history(r: &Replica) -> Result<Vec<CommitId>, Failure> {
     let fail = |d: String| Failure::new(ONE_HISTORY, format!("replica n{}: {d}", r.node));
-    let mut out = Vec::new();
-    let mut cur = Some(r.tip);
+    let mut on_branch: BTreeMap<&BranchName, BTreeSet<CommitId>> = BTreeMap::new();
+    for (branch, &tip) in &r.branches {
+        let ids = branch_chain(r, tip).map_err(|d| fail(format!("branch {branch}: {d}")))?;
+        on_branch.insert(branch, ids);
+    }
+    for (id, rec) in &r.records {
+        if id.0 == 0 {
+            continue;
+        }
+        let Some(ids) = on_branch.get(&rec.branch) else {
+            return Err(fail(format!(
+                "{id} ({:?}) was committed to branch {}, which does not exist",
+                rec.message, rec.branch
+            )));
+        };
+        if !ids.contains(id) {
+            return Err(fail(format!(
+                "{id} ({:?}) is not on the chain of its branch {} (tip {}): the history forked",
+                rec.message, rec.branch, r.branches[&rec.branch]
+            )));
+        }
+    }
+    Ok(r.records.keys().copied().collect())
+}
+
+/// The commits from `tip` down to the root, checking heights and links.
+fn branch_chain(r: &Replica, tip: CommitId) -> Result<BTreeSet<CommitId>, String> {
+    let mut out = BTreeSet::new();
+    let mut cur = Some(tip);
+    let mut child: Option<&CommitRecord> = None;
     while let Some(id) = cur {
         let rec = r
             .records
             .get(&id)
-            .ok_or_else(|| fail(format!("the chain from tip {} reaches unknown {id}", r.tip)))?;
-        if let Some(&prev) = out.last() {
-            let child: &CommitRecord = &r.records[&prev];
-            if rec.height + 1 != child.height {
-                return Err(fail(format!(
-                    "{prev} (height {}) has parent {id} of height {}",
-                    child.height, rec.height
-                )));
-            }
+            .ok_or_else(|| format!("the chain from tip {tip} reaches unknown {id}"))?;
+        if let Some(child) = child.filter(|c| rec.height + 1 != c.height) {
+            return Err(format!(
+                "{} (height {}) has parent {id} of height {}",
+                child.id, child.height, rec.height
+            ));
         }
-        if out.len() > r.records.len() {
-            return Err(fail(format!("the chain from {} loops", r.tip)));
+        if !out.insert(id) {
+            return Err(format!("the chain from {tip} loops"));
         }
-        out.push(id);
+        child = Some(rec);
         cur = rec.parent;
     }
-    out.reverse();
-    if out.first() != Some(&CommitId(0)) {
-        return Err(fail(format!("the chain from {} does not end at C0", r.tip)));
-    }
-    if out.len() != r.records.len() {
-        let on: std::collections::BTreeSet<_> = out.iter().collect();
-        let off: Vec<String> = r
-            .records
-            .keys()
-            .filter(|k| !on.contains(k))
-            .map(|k| format!("{k} ({:?})", r.records[k].message))
-            .collect();
-        return Err(fail(format!(
-            "commits {} are not on the chain of main (tip {}): the history forked",
-            off.join(", "),
-            r.tip
-        )));
+    if !out.contains(&CommitId(0)) {
+        return Err(format!("the chain from {tip} does not end at C0"));
     }
     Ok(out)
 }

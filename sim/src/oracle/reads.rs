@@ -1,8 +1,8 @@
 //! Oracle 7, linearizable reads: a checkout must return a branch state that
 //! existed at some point between its request and its answer. Checked in
 //! its strongest cheap form: the tip returned is a commit of the final
-//! history, and every commit acknowledged to any client before the
-//! checkout was first sent is on that tip's chain. A read answered by a
+//! history, and every commit to that branch acknowledged to any client
+//! before the checkout was first sent is on that tip's chain. A read answered by a
 //! stale replica (a follower, a deposed leader) fails it.
 
 use std::collections::BTreeSet;
@@ -30,13 +30,15 @@ pub fn linearizable_reads(obs: &Observations, r: &Replica) -> Check {
             .acks
             .iter()
             .filter(|a| a.at_ms < read.invoked_ms)
+            .filter(|a| r.records.get(&a.commit).map(|c| &c.branch) == Some(&read.branch))
             .find(|a| !chain.contains(&a.commit));
         if let Some(ack) = missing {
             return Err(Failure::new(
                 LINEARIZABLE_READS,
                 format!(
-                    "stale read: checkout by c{} asked at {} ms (answered at {} ms) returned tip {}, \
-                     but {} was acknowledged to c{} at {} ms, before the checkout began",
+                    "stale read: checkout of {} by c{} asked at {} ms (answered at {} ms) returned \
+                     tip {}, but {} was acknowledged to c{} at {} ms, before the checkout began",
+                    read.branch,
                     read.client.wrapping_add(1),
                     read.invoked_ms,
                     read.replied_ms,

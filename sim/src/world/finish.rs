@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use floe_coordinator::StateMachine;
-use floe_protocol::{BranchName, CommitId, FloeError, Query, Reply, RepoName, SessionId};
+use floe_protocol::{BranchName, CommitId, FloeError, Query, Reply, RepoName, SessionId, TagName};
 
 use super::{Life, World};
 use crate::client::Client;
@@ -21,6 +21,8 @@ pub(crate) struct Tally {
     pub(crate) commits: u64,
     pub(crate) fast_forwards: u64,
     pub(crate) conflicts: u64,
+    pub(crate) branch_commits: u64,
+    pub(crate) tag_reads: u64,
 }
 
 impl World {
@@ -106,7 +108,7 @@ impl World {
         let mut obs = Observations::default();
         for (i, slot) in self.clients.iter().enumerate() {
             slot.client.observe(i as u32, &mut obs);
-            obs.ends.extend(slot.client.end(i as u32, &self.arrays));
+            obs.ends.push(slot.client.end(i as u32, &self.arrays));
         }
         obs.faults = self.counts.clone();
         obs.reads = self.timeline.reads.clone();
@@ -124,17 +126,19 @@ impl World {
         obs
     }
 
-    /// A planless run as its lead and its contributors saw it.
+    /// A planless run as its opener, its contributors and its committer
+    /// saw it.
     fn planless_run(&self, info: &super::spawn::PlanlessInfo) -> Option<CoopRun> {
-        let Client::Lead { lead, .. } = &self.clients[info.index as usize].client else {
-            return None;
-        };
+        let outcome = info
+            .commit
+            .and_then(|c| self.clients[c as usize].client.answered())
+            .map(|(_, outcome)| outcome.clone());
         let mut run = CoopRun {
-            session: lead.session,
-            base: lead.base,
-            message: lead.message.clone(),
-            mode: lead.mode,
-            outcome: lead.outcome.clone(),
+            session: info.open.as_ref().map(|o| o.0),
+            base: info.open.as_ref().map(|o| o.1),
+            message: info.message.clone(),
+            mode: info.mode,
+            outcome,
             planless: true,
             ..CoopRun::default()
         };
@@ -258,7 +262,14 @@ impl World {
     /// Every running replica's final view.
     pub(crate) fn replicas(&self) -> Vec<Replica> {
         let repo = crate::workload::repo();
-        self.cluster.running().map(|n| replica(n, &repo)).collect()
+        let names = Names {
+            branches: &self.branches,
+            tags: &self.tags,
+        };
+        self.cluster
+            .running()
+            .map(|n| replica(n, &repo, &names))
+            .collect()
     }
 }
 
@@ -276,20 +287,50 @@ fn final_oracles(
     oracle::exact_conflicts(obs, r)?;
     oracle::client_ends(obs, r)?;
     oracle::linearizable_reads(obs, r)?;
+    oracle::tags_stay(obs, r)?;
     oracle::data(obs, r, &crate::workload::repo(), store)
 }
 
-/// A replica's records, tip and sessions, read through its queries.
-pub(crate) fn replica(node: &SimNode, repo: &RepoName) -> Replica {
+/// The branch and tag names the workload used.
+pub(crate) struct Names<'a> {
+    pub(crate) branches: &'a [BranchName],
+    pub(crate) tags: &'a [TagName],
+}
+
+/// A replica's records, branches, tags and sessions, read through its
+/// queries.
+pub(crate) fn replica(node: &SimNode, repo: &RepoName, names: &Names) -> Replica {
     let state = node.machine();
-    let main = BranchName::new("main").expect("valid");
-    let tip = match state.query(&Query::Checkout {
-        repo: repo.clone(),
-        branch: main,
-    }) {
-        Ok(Reply::Commit(rec)) => rec.id,
-        _ => CommitId(0),
+    let id_of = |query: Query| match state.query(&query) {
+        Ok(Reply::Commit(rec)) => Some(rec.id),
+        _ => None,
     };
+    let branches: BTreeMap<BranchName, CommitId> = names
+        .branches
+        .iter()
+        .filter_map(|b| {
+            let q = Query::Checkout {
+                repo: repo.clone(),
+                branch: b.clone(),
+            };
+            id_of(q).map(|id| (b.clone(), id))
+        })
+        .collect();
+    let tags = names
+        .tags
+        .iter()
+        .filter_map(|t| {
+            let q = Query::ResolveTag {
+                repo: repo.clone(),
+                tag: t.clone(),
+            };
+            id_of(q).map(|id| (t.clone(), id))
+        })
+        .collect();
+    let tip = branches
+        .get(&super::spawn::main())
+        .copied()
+        .unwrap_or(CommitId(0));
     let mut records = BTreeMap::new();
     for i in 0.. {
         let q = Query::GetCommit {
@@ -315,6 +356,8 @@ pub(crate) fn replica(node: &SimNode, repo: &RepoName) -> Replica {
         applied: node.applied_index(),
         digest: node.digest(),
         tip,
+        branches,
+        tags,
         records,
         sessions,
     }
@@ -344,9 +387,15 @@ fn tally(obs: &Observations, replica: Option<&Replica>) -> Tally {
             .values()
             .filter(|rec| rec.rebased_over > 0 || is_seed_loop(obs, &rec.message, rec.base))
             .count() as u64;
+        t.branch_commits = r
+            .records
+            .values()
+            .filter(|rec| rec.branch.as_str() != "main")
+            .count() as u64;
     }
     let conflict =
         |o: &Option<floe_protocol::Outcome>| matches!(o, Some(Err(FloeError::Conflict { .. })));
+    t.tag_reads = obs.tag_reads.iter().filter(|r| r.read.is_some()).count() as u64;
     t.conflicts = obs.attempts.iter().filter(|a| conflict(&a.outcome)).count() as u64
         + obs.coops.iter().filter(|c| conflict(&c.outcome)).count() as u64
         + obs

@@ -3,6 +3,7 @@
 //! RNG (split into per-component RNGs so that, e.g., drawing one more
 //! network delay does not shift every later fault).
 
+mod branches;
 mod events;
 mod faults;
 mod finish;
@@ -122,6 +123,7 @@ pub(crate) struct Rngs {
     pub(crate) store: SmallRng,
     pub(crate) work: SmallRng,
     pub(crate) member: SmallRng,
+    pub(crate) branch: SmallRng,
 }
 
 /// One seed's world.
@@ -159,6 +161,12 @@ pub(crate) struct World {
     pub(crate) timeline: crate::obs::Timeline,
     /// The writer deleting an array to be re-created, and the array.
     pub(crate) deleter: Option<(u32, floe_protocol::ArrayPath)>,
+    /// The setup writer, once started.
+    pub(crate) setup: Option<u32>,
+    /// The branches created so far (`main` first).
+    pub(crate) branches: Vec<floe_protocol::BranchName>,
+    /// The tags the workload creates (names taken as taggers start).
+    pub(crate) tags: Vec<floe_protocol::TagName>,
 }
 
 impl World {
@@ -172,15 +180,18 @@ impl World {
             store: SmallRng::seed_from_u64(master.gen()),
             work: SmallRng::seed_from_u64(master.gen()),
             member: SmallRng::seed_from_u64(0),
+            branch: SmallRng::seed_from_u64(0),
         };
         let mut plan = FaultPlan::draw(&mut rngs.fault);
-        let shape = Shape::draw(&mut rngs.work, opts.bug);
+        let mut shape = Shape::draw(&mut rngs.work, opts.bug);
         shape.adjust(&mut plan, &mut rngs.fault);
         let arrays = crate::workload::arrays(&mut rngs.work);
         let cluster = boot(opts, &shape, master.gen());
         let safety_end = START_MS + shape.safety_ms;
         // Drawn last, from its own stream: the draws above stay as they were.
         rngs.member = SmallRng::seed_from_u64(master.gen());
+        rngs.branch = SmallRng::seed_from_u64(master.gen());
+        shape.draw_branches(&mut rngs.branch, opts.bug);
         let members =
             members::Members::draw(&mut rngs.member, cluster.len() as u64, START_MS, safety_end);
         let mut w = World {
@@ -211,6 +222,9 @@ impl World {
             members,
             timeline: crate::obs::Timeline::default(),
             deleter: None,
+            setup: None,
+            branches: vec![spawn::main()],
+            tags: Vec::new(),
         };
         if let Some(id) = w.tweaks.keep_down {
             w.cluster.crash(id);

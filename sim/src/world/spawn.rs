@@ -6,20 +6,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, CommitMode, Region, SessionId, Solver, WorkerId,
+    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, Outcome, Region, Reply,
+    Request, SessionId, Solver, WorkerId,
 };
 use floe_worker::data::ArrayData;
 use floe_worker::machine::{
-    Caller, CheckpointOf, CheckpointTask, CommitEnd, ContributeTask, ContributeTo, Job, JobSpec,
-    RetryPolicy, SourceFn, Worker, Writer, WriterScript, WriterStatus,
+    Call, Caller, CheckpointOf, CheckpointTask, CommitEnd, ContributeTask, ContributeTo, Job,
+    JobSpec, RetryPolicy, SourceFn, Worker, Writer, WriterScript, WriterStatus,
 };
 use floe_worker::resolve::History;
 use rand::Rng;
 
 use super::{client_id, Ev, Life, Slot, World};
-use crate::client::planless::PlanlessLead;
-use crate::client::setup::Setup;
-use crate::client::Client;
+use crate::client::{Client, Role};
 use crate::workload;
 
 /// What the world remembers of a cooperative job, to staff it.
@@ -36,12 +35,16 @@ pub(crate) struct JobInfo {
 
 /// What the world remembers of a planless run.
 pub(crate) struct PlanlessInfo {
-    /// The lead's client index.
-    pub(crate) index: u32,
-    /// Whether its contributors were started.
-    pub(crate) staffed: bool,
+    /// Its commit message.
+    pub(crate) message: String,
+    /// Its commit mode.
+    pub(crate) mode: CommitMode,
+    /// Its session, base and base arrays, once open.
+    pub(crate) open: Option<(SessionId, CommitId, BTreeMap<ArrayPath, ArrayMeta>)>,
     /// Client indexes of its contributors.
     pub(crate) contributors: Vec<u32>,
+    /// The client index of its `CommitSession`, once sent.
+    pub(crate) commit: Option<u32>,
 }
 
 impl World {
@@ -58,29 +61,77 @@ impl World {
         index
     }
 
+    /// Sends `request` for `role` at `at` through the core's `Call`.
+    pub(crate) fn spawn_call(&mut self, role: Role, request: Request, at: u64) -> u32 {
+        let index = self.clients.len() as u32;
+        let call = Call::new(self.caller(index), request);
+        self.spawn(
+            Client::Call {
+                call: Box::new(call),
+                role,
+            },
+            at,
+        )
+    }
+
+    /// The setup: create the repo; the setup writer follows.
     pub(crate) fn spawn_setup(&mut self) {
-        let id = client_id(self.clients.len() as u32);
-        let setup = Setup::new(
-            id,
-            self.client_nodes(),
-            workload::repo(),
-            self.arrays.clone(),
-        );
-        self.spawn(Client::Setup(setup), self.now);
+        let repo = workload::repo();
+        let request = Request::Command(Command::CreateRepo { repo });
+        self.spawn_call(Role::CreateRepo, request, self.now);
+    }
+
+    /// The setup writer: one commit creating the workload's arrays.
+    fn spawn_setup_writer(&mut self) {
+        let script = WriterScript {
+            creates: self.arrays.clone(),
+            mode: CommitMode::Strict,
+            seed_loop: false,
+            ..retrying_script(&mut self.rngs.work, "setup")
+        };
+        self.setup = Some(self.spawn_writer(script, self.now));
     }
 
     /// A client finished; the setup's end starts the workload.
     pub(crate) fn on_done(&mut self, index: u32) {
         self.trace.event(self.now, "done", u64::from(index) + 1, 0);
-        match self.clients[index as usize].client {
-            Client::Setup(_) => self.spawn_workload(),
-            Client::Contributor { number, .. } => self.maybe_commit_planless(number),
-            Client::Writer(ref w) if self.deleter.as_ref().is_some_and(|(i, _)| *i == index) => {
+        if self.setup == Some(index) {
+            return self.spawn_workload();
+        }
+        match &self.clients[index as usize].client {
+            Client::Call { role, call } => {
+                let (role, outcome) = (role.clone(), call.outcome().cloned());
+                if let Some(outcome) = outcome {
+                    self.on_answer(role, outcome);
+                }
+            }
+            Client::Contributor { number, .. } => self.maybe_commit_planless(*number),
+            Client::Writer(w) if self.deleter.as_ref().is_some_and(|(i, _)| *i == index) => {
                 let landed = matches!(w.status(), WriterStatus::Ended(CommitEnd::Committed { .. }));
                 if let (true, Some((_, path))) = (landed, self.deleter.take()) {
                     self.spawn_creator(path);
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// A single request was answered: its next step.
+    fn on_answer(&mut self, role: Role, outcome: Outcome) {
+        match (role, outcome) {
+            (Role::CreateRepo, _) => self.spawn_setup_writer(),
+            (
+                Role::OpenPlanless(n),
+                Ok(Reply::SessionOpened {
+                    session,
+                    base,
+                    arrays,
+                }),
+            ) => {
+                self.planless[n].open = Some((session, base, arrays));
+                self.staff_planless(n);
+            }
+            (role, Ok(reply)) => self.on_branch_answer(role, reply),
             _ => {}
         }
     }
@@ -109,7 +160,6 @@ impl World {
         }
         for n in 0..self.shape.planless {
             let at = self.rngs.work.gen_range(self.now..end);
-            let index = self.clients.len() as u32;
             let mode = if self.rngs.work.gen_bool(0.3) {
                 CommitMode::Strict
             } else {
@@ -117,18 +167,19 @@ impl World {
                     solver: Solver::Fail,
                 }
             };
-            let lead = PlanlessLead::new(
-                client_id(index),
-                self.client_nodes(),
-                workload::repo(),
-                format!("planless{n}"),
-                mode,
-            );
-            self.spawn(Client::Lead { lead, number: n }, at);
+            let open = Command::OpenSession {
+                repo: workload::repo(),
+                branch: main(),
+                plan: None,
+                lease_ms: 1_000,
+            };
+            self.spawn_call(Role::OpenPlanless(n), Request::Command(open), at);
             self.planless.push(PlanlessInfo {
-                index,
-                staffed: false,
+                message: format!("planless{n}"),
+                mode,
+                open: None,
                 contributors: Vec::new(),
+                commit: None,
             });
         }
         for _ in 0..self.shape.checkpointers {
@@ -141,6 +192,7 @@ impl World {
             self.spawn(Client::Checkpoint(Box::new(c)), at);
         }
         self.spawn_deleter(end);
+        self.spawn_branch_work(end);
     }
 
     /// On some seeds without cooperative runs: a writer deletes one array;
@@ -184,7 +236,7 @@ impl World {
 
     /// The caller of a task machine for client `index` (its own client id,
     /// numbering from 1, no leader known).
-    fn caller(&self, index: u32) -> Caller {
+    pub(crate) fn caller(&self, index: u32) -> Caller {
         Caller {
             client: client_id(index),
             last_seq: 0,
@@ -195,7 +247,7 @@ impl World {
     }
 
     /// Spawns a writer running `script` at `at`; returns its index.
-    fn spawn_writer(&mut self, script: WriterScript, at: u64) -> u32 {
+    pub(crate) fn spawn_writer(&mut self, script: WriterScript, at: u64) -> u32 {
         let seed = self.rngs.work.gen();
         let index = self.clients.len() as u32;
         let w = Writer::new(client_id(index), self.client_nodes(), script, seed)
@@ -208,19 +260,25 @@ impl World {
         let index = self.clients.len() as u32;
         let seed = self.rngs.work.gen();
         let nodes = self.client_nodes();
-        let script = if self.rngs.work.gen_bool(self.shape.simple_share) {
-            self.aligned_script(n)
-        } else {
-            self.writer_script(n)
-        };
+        let script = self.drawn_script(format!("w{n}"));
         let writer = Writer::new(client_id(index), nodes, script, seed)
             .with_bugs(crate::bug::Bug::client_bugs(self.opts.bug));
         Client::Writer(Box::new(writer))
     }
 
+    /// A writer's script on `main`: whole-chunk writes only for a share of
+    /// them, else aligned or not.
+    pub(crate) fn drawn_script(&mut self, tag: String) -> WriterScript {
+        if self.rngs.work.gen_bool(self.shape.simple_share) {
+            self.aligned_script(tag)
+        } else {
+            self.writer_script(tag)
+        }
+    }
+
     /// Whole-chunk writes only (no read-modify-write): cheap, so many of
     /// them drive high-contention commit traffic.
-    fn aligned_script(&mut self, n: usize) -> WriterScript {
+    fn aligned_script(&mut self, tag: String) -> WriterScript {
         let rng = &mut self.rngs.work;
         let mut writes: Vec<(ArrayPath, Region, ArrayData)> = Vec::new();
         for _ in 0..rng.gen_range(1..=2) {
@@ -240,7 +298,7 @@ impl World {
         WriterScript {
             repo: workload::repo(),
             branch: main(),
-            tag: format!("s{n}"),
+            tag,
             deletes: Vec::new(),
             creates: Vec::new(),
             resizes: Vec::new(),
@@ -315,7 +373,7 @@ impl World {
         }
     }
 
-    fn writer_script(&mut self, n: usize) -> WriterScript {
+    fn writer_script(&mut self, tag: String) -> WriterScript {
         let rng = &mut self.rngs.work;
         let mut writes = Vec::new();
         for _ in 0..rng.gen_range(1..=2) {
@@ -334,7 +392,7 @@ impl World {
         WriterScript {
             repo: workload::repo(),
             branch: main(),
-            tag: format!("w{n}"),
+            tag,
             deletes: Vec::new(),
             creates: Vec::new(),
             resizes: Vec::new(),
@@ -389,16 +447,9 @@ impl World {
 
     /// Starts the contributors of a planless session that just opened.
     fn staff_planless(&mut self, number: usize) {
-        let info = &mut self.planless[number];
-        let Client::Lead { lead, .. } = &self.clients[info.index as usize].client else {
+        let Some((session, base, arrays)) = self.planless[number].open.clone() else {
             return;
         };
-        let (Some(session), Some(base), Some(arrays), false) =
-            (lead.session, lead.base, lead.arrays.clone(), info.staffed)
-        else {
-            return;
-        };
-        info.staffed = true;
         // Hot regions on half the runs: overlaps (refusals) are common.
         let hot = self.rngs.work.gen_bool(0.5);
         let paths: Vec<ArrayPath> = arrays.keys().cloned().collect();
@@ -458,25 +509,22 @@ impl World {
             .contributors
             .iter()
             .all(|&c| self.clients[c as usize].done);
-        let lead = info.index;
-        if !all_done {
+        let (Some((session, _, _)), None, true) = (&info.open, info.commit, all_done) else {
             return;
-        }
-        if let Client::Lead { lead, .. } = &mut self.clients[lead as usize].client {
-            lead.commit();
-        }
-        self.drain_client(lead);
+        };
+        let commit = Command::CommitSession {
+            session: *session,
+            message: info.message.clone(),
+            author: "planless".into(),
+            mode: info.mode,
+        };
+        let role = Role::CommitPlanless(number);
+        let index = self.spawn_call(role, Request::Command(commit), self.now);
+        self.planless[number].commit = Some(index);
     }
 
     /// Starts the workers of a job whose session just opened.
     pub(crate) fn staff(&mut self, index: u32) {
-        if let Client::Lead { lead, number } = &self.clients[index as usize].client {
-            if lead.waiting() && !self.planless[*number].staffed {
-                let number = *number;
-                self.staff_planless(number);
-            }
-            return;
-        }
         let Client::Job {
             job,
             number,
@@ -550,7 +598,7 @@ fn retrying_script(rng: &mut rand::rngs::SmallRng, tag: &str) -> WriterScript {
     }
 }
 
-fn main() -> BranchName {
+pub(crate) fn main() -> BranchName {
     BranchName::new("main").expect("valid")
 }
 

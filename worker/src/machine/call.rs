@@ -35,6 +35,11 @@ impl Call {
         self.requester.leader()
     }
 
+    /// The final outcome, once there is one.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
     /// The final outcome; `Unavailable` if the call never ran.
     pub fn into_outcome(self) -> Outcome {
         self.outcome

@@ -99,6 +99,16 @@ impl ReadTask {
         (result, self.cache.history)
     }
 
+    /// The data read (or why not), once the read is over.
+    pub fn result(&self) -> Option<&Result<ArrayData, FloeError>> {
+        self.result.as_ref()
+    }
+
+    /// What it reads.
+    pub fn spec(&self) -> &ReadSpec {
+        &self.spec
+    }
+
     /// The leader its requester last learnt of.
     pub fn leader(&self) -> Option<u64> {
         self.requester.leader()
