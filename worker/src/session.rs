@@ -21,10 +21,10 @@ use floe_protocol::{
 use crate::client::Client;
 use crate::data::ArrayData;
 use crate::driver::{drive, Driven};
-use crate::format::Manifest;
+use crate::format::{Manifest, ObjectKind};
 use crate::machine::{
-    CheckpointOf, CheckpointTask, CommitSpec, CommitTask, ReadSpec, ReadTask, Resized, SeedStep,
-    View, WriteBase, WriteTask, Written,
+    CheckpointOf, CheckpointTask, CommitSpec, CommitTask, PutTask, ReadSpec, ReadTask, Resized,
+    SeedStep, View, WriteBase, WriteTask, Written,
 };
 use crate::resolve::History;
 use crate::store::Store;
@@ -288,10 +288,6 @@ impl<C: Coordinator + 'static> Session<C> {
         self.view.footprint()
     }
 
-    fn fresh_id(&mut self) -> ObjectId {
-        ObjectId(self.rng.gen())
-    }
-
     /// Creates an array (a `Create` in the footprint).
     pub fn create_array(&mut self, path: &ArrayPath, meta: ArrayMeta) -> Result<(), FloeError> {
         self.view.create_array(path, meta)
@@ -399,11 +395,17 @@ impl<C: Coordinator + 'static> Session<C> {
         if let Some(id) = self.delta {
             return Ok(Some(id));
         }
-        let id = self.fresh_id();
-        self.reader
-            .store
-            .put_manifest(self.reader.repo(), id, self.view.pending())
-            .await?;
+        let bytes = self.view.pending().encode()?;
+        let objects = vec![(ObjectKind::Manifest, bytes)];
+        let task = PutTask::new(self.repo().clone(), self.rng.gen(), objects);
+        let coord = self.reader.client.coordinator().clone();
+        let task = drive(task, coord, Some(self.reader.store.clone())).await?;
+        let id = match task.result() {
+            Some(Ok(ids)) => ids.first().copied(),
+            Some(Err(e)) => return Err(e.clone()),
+            None => None,
+        };
+        let id = id.ok_or_else(|| FloeError::Store("the delta manifest was not stored".into()))?;
         self.delta = Some(id);
         Ok(Some(id))
     }

@@ -1,10 +1,13 @@
-//! The object store shell: typed puts and gets of chunks, manifests and
-//! checkpoints over any [`ObjectStore`], with bounded retries.
+//! The object store shell: puts and gets over any [`ObjectStore`], one
+//! attempt each. Deciding to retry is the client core's job (a failed put
+//! is retried under a fresh id by the machines, a bounded number of
+//! times); retries of one HTTP request with backoff are the remote
+//! `object_store` client's (its `RetryConfig`). A transient failure comes
+//! back as the retryable [`FloeError::StoreUnavailable`].
 
 use std::fmt;
 use std::path::Path as FsPath;
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -15,16 +18,11 @@ use floe_protocol::{ArrayMeta, FloeError, ObjectId, RepoName};
 
 use crate::format::{self, Manifest, ObjectKind};
 
-/// How many times an operation is tried before its error is returned.
-pub const DEFAULT_ATTEMPTS: u32 = 4;
-
 /// Where a repo's objects live: a shared handle on an [`ObjectStore`].
 /// Cloning is cheap and clones share the store.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
-    attempts: u32,
-    backoff: Duration,
     description: String,
 }
 
@@ -32,7 +30,6 @@ impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
             .field("store", &self.description)
-            .field("attempts", &self.attempts)
             .finish()
     }
 }
@@ -41,8 +38,8 @@ fn store_err(what: impl fmt::Display, e: impl fmt::Display) -> FloeError {
     FloeError::Store(format!("{what}: {e}"))
 }
 
-/// The error after the last attempt: a transient failure stays retryable
-/// ([`FloeError::StoreUnavailable`]) so the caller's policy decides.
+/// A transient failure is retryable ([`FloeError::StoreUnavailable`]) so
+/// the caller's policy decides.
 fn final_err(what: impl fmt::Display, e: object_store::Error) -> FloeError {
     if transient(&e) {
         FloeError::StoreUnavailable(format!("{what}: {e}"))
@@ -65,8 +62,6 @@ impl Store {
         let description = store.to_string();
         Store {
             inner: store,
-            attempts: DEFAULT_ATTEMPTS,
-            backoff: Duration::from_millis(20),
             description,
         }
     }
@@ -155,54 +150,30 @@ impl Store {
         &self.inner
     }
 
-    /// Same store, trying each operation `attempts` times (at least once).
-    pub fn with_attempts(mut self, attempts: u32) -> Self {
-        self.attempts = attempts.max(1);
-        self
-    }
-
-    /// Writes an object, retrying transient failures. Objects are immutable
-    /// and written under fresh ids, so a retried put is harmless.
+    /// Writes an object. Objects are immutable and written under fresh
+    /// ids, so a put tried again is harmless.
     pub async fn put_raw(&self, key: &Path, bytes: Vec<u8>) -> Result<(), FloeError> {
         let payload = PutPayload::from(bytes);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.inner.put(key, payload.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) if transient(&e) && attempt < self.attempts => {
-                    tracing::warn!(%key, attempt, error = %e, "put failed, retrying");
-                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
-                }
-                Err(e) => return Err(final_err(format!("put {key}"), e)),
-            }
+        match self.inner.put(key, payload).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(final_err(format!("put {key}"), e)),
         }
     }
 
-    /// Reads a whole object, retrying transient failures; `None` when there
-    /// is no such object.
+    /// Reads a whole object; `None` when there is no such object.
     pub async fn get_opt(&self, key: &Path) -> Result<Option<Vec<u8>>, FloeError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match self.inner.get(key).await {
-                Ok(r) => r.bytes().await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(bytes) => return Ok(Some(bytes.to_vec())),
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) if transient(&e) && attempt < self.attempts => {
-                    tracing::warn!(%key, attempt, error = %e, "get failed, retrying");
-                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
-                }
-                Err(e) => return Err(final_err(format!("get {key}"), e)),
-            }
+        let result = match self.inner.get(key).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(bytes) => Ok(Some(bytes.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(final_err(format!("get {key}"), e)),
         }
     }
 
-    /// Reads a whole object, retrying transient failures; a missing object
-    /// is an error.
+    /// Reads a whole object; a missing object is an error.
     pub async fn get_raw(&self, key: &Path) -> Result<Vec<u8>, FloeError> {
         self.get_opt(key)
             .await?
@@ -475,20 +446,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transient_put_failures_are_retried_a_bounded_number_of_times() {
+    async fn a_transient_failure_is_tried_once_and_comes_back_retryable() {
         use std::sync::atomic::Ordering::SeqCst;
         let key = Path::from("r/chunks/x");
-        let (f, store) = flaky(DEFAULT_ATTEMPTS - 1);
-        store.put_raw(&key, vec![1, 2, 3]).await.unwrap();
-        assert_eq!(f.puts.load(SeqCst), DEFAULT_ATTEMPTS);
-        assert_eq!(store.get_raw(&key).await.unwrap(), vec![1, 2, 3]);
-        let (f, store) = flaky(DEFAULT_ATTEMPTS);
+        let (f, store) = flaky(1);
         let err = store.put_raw(&key, vec![1]).await.unwrap_err();
         assert!(
             matches!(err, FloeError::StoreUnavailable(ref m) if m.contains("connection reset"))
         );
         assert!(err.is_retryable());
-        assert_eq!(f.puts.load(SeqCst), DEFAULT_ATTEMPTS);
+        assert_eq!(f.puts.load(SeqCst), 1, "the shell does not retry");
+        store.put_raw(&key, vec![1, 2, 3]).await.unwrap();
+        assert_eq!(store.get_raw(&key).await.unwrap(), vec![1, 2, 3]);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub use fetch::MAX_GET_ATTEMPTS;
 pub use job::{Job, JobReport, JobSpec, JobStatus, JOB_POLL_MS};
 pub use read::{ReadSpec, ReadTask, MAX_READS_IN_FLIGHT};
 pub use requester::{Caller, Requester, RetryPolicy, Routed, TimerOutcome};
-pub use upload::MAX_PUT_ATTEMPTS;
+pub use upload::{PutTask, MAX_PUT_ATTEMPTS};
 #[cfg(feature = "planted-bugs")]
 pub use view::ClientBugs;
 pub use view::{Resized, Rewrite, View};

@@ -1,16 +1,18 @@
 //! Putting a batch of immutable objects under fresh ids, retrying failed
-//! puts under new ids.
+//! puts under new ids: the one place that decides how a failed put is
+//! retried (the writer's, worker's and contributor's `Stage`, and
+//! [`PutTask`] for a session's delta manifest).
 
 use std::collections::BTreeMap;
 
 use rand::rngs::SmallRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 use floe_protocol::{FloeError, ObjectId, RepoName};
 
 use crate::format::{object_key, ObjectKind};
 
-use super::Outbox;
+use super::{Effect, Input, Machine, Outbox};
 
 /// Attempts per object before a batch fails (each under a new id).
 pub const MAX_PUT_ATTEMPTS: u32 = 8;
@@ -125,6 +127,69 @@ impl Upload {
     }
 }
 
+/// A machine that puts a batch of objects (see [`Upload`]) and ends with
+/// their ids.
+#[derive(Debug)]
+pub struct PutTask {
+    repo: RepoName,
+    rng: SmallRng,
+    out: Outbox,
+    objects: Vec<(ObjectKind, Vec<u8>)>,
+    upload: Option<Upload>,
+    result: Option<Result<Vec<ObjectId>, FloeError>>,
+}
+
+impl PutTask {
+    /// Puts `objects` of `repo`, drawing their ids from `seed`.
+    pub fn new(repo: RepoName, seed: u64, objects: Vec<(ObjectKind, Vec<u8>)>) -> Self {
+        PutTask {
+            repo,
+            rng: SmallRng::seed_from_u64(seed),
+            out: Outbox::new(),
+            objects,
+            upload: None,
+            result: None,
+        }
+    }
+
+    /// The objects' ids in the order given, or why they could not all be
+    /// stored; `None` until done.
+    pub fn result(&self) -> Option<&Result<Vec<ObjectId>, FloeError>> {
+        self.result.as_ref()
+    }
+}
+
+impl Machine for PutTask {
+    fn start(&mut self, _now_ms: u64) {
+        let objects = std::mem::take(&mut self.objects);
+        if objects.is_empty() {
+            self.result = Some(Ok(Vec::new()));
+            return;
+        }
+        let upload = Upload::start(&mut self.out, &mut self.rng, &self.repo, objects);
+        self.upload = Some(upload);
+    }
+
+    fn handle(&mut self, _now_ms: u64, input: Input) {
+        let (Input::PutDone { token, result }, Some(upload)) = (input, self.upload.as_mut()) else {
+            return;
+        };
+        match upload.on_put(&mut self.out, &mut self.rng, &self.repo, token, result) {
+            Progress::Ignored | Progress::Waiting => {}
+            Progress::Done(ids) => self.result = Some(Ok(ids)),
+            Progress::Failed(e) => self.result = Some(Err(e)),
+        }
+    }
+
+    fn poll(&mut self) -> Option<Effect> {
+        self.out.pop()
+    }
+
+    fn is_done(&self) -> bool {
+        self.result.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +247,46 @@ mod tests {
         }
         assert!(matches!(last, Progress::Failed(FloeError::Store(_))));
         assert!(up.is_idle());
+    }
+
+    fn put_of(effect: Option<Effect>) -> (u64, String) {
+        match effect {
+            Some(Effect::Put { token, key, .. }) => (token, key),
+            other => panic!("expected a put, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_put_task_retries_under_a_new_id_and_ends_with_the_stored_one() {
+        let repo = RepoName::new("r").unwrap();
+        let mut task = PutTask::new(repo, 7, vec![(ObjectKind::Manifest, vec![1, 2])]);
+        task.start(0);
+        let (token, first) = put_of(task.poll());
+        task.handle(
+            0,
+            Input::PutDone {
+                token,
+                result: Err("connection reset".into()),
+            },
+        );
+        assert!(!task.is_done());
+        let (token, second) = put_of(task.poll());
+        assert_ne!(first, second, "a failed put is retried under a new id");
+        task.handle(
+            0,
+            Input::PutDone {
+                token,
+                result: Ok(()),
+            },
+        );
+        let Some(Ok(ids)) = task.result() else {
+            panic!("expected ids, got {:?}", task.result());
+        };
+        assert_eq!(ids.len(), 1);
+        assert!(
+            second.ends_with(&ids[0].to_string()),
+            "{second} vs {:?}",
+            ids
+        );
     }
 }
