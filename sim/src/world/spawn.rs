@@ -294,18 +294,11 @@ impl World {
             };
             writes.push((path.clone(), region, data));
         }
-        let (mode, seed_loop) = workload::mode(rng);
+        let script = drawn_mode(rng, tag);
         WriterScript {
-            repo: workload::repo(),
-            branch: main(),
-            tag,
-            deletes: Vec::new(),
-            creates: Vec::new(),
-            resizes: Vec::new(),
             writes,
-            mode,
-            seed_loop,
             manual_retry: rng.gen_bool(0.3),
+            ..script
         }
     }
 
@@ -388,18 +381,11 @@ impl World {
             };
             writes.push((path.clone(), region, data));
         }
-        let (mode, seed_loop) = workload::mode(rng);
+        let script = drawn_mode(rng, tag);
         WriterScript {
-            repo: workload::repo(),
-            branch: main(),
-            tag,
-            deletes: Vec::new(),
-            creates: Vec::new(),
-            resizes: Vec::new(),
             writes,
-            mode,
-            seed_loop,
             manual_retry: rng.gen_bool(0.3),
+            ..script
         }
     }
 
@@ -583,18 +569,26 @@ impl World {
 /// An empty script tagged `tag` on `main` in a drawn mode, retrying once
 /// after a conflict.
 fn retrying_script(rng: &mut rand::rngs::SmallRng, tag: &str) -> WriterScript {
+    WriterScript {
+        manual_retry: true,
+        ..drawn_mode(rng, tag.into())
+    }
+}
+
+/// An empty script tagged `tag` on `main` in a drawn mode.
+fn drawn_mode(rng: &mut rand::rngs::SmallRng, tag: String) -> WriterScript {
     let (mode, seed_loop) = workload::mode(rng);
     WriterScript {
         repo: workload::repo(),
         branch: main(),
-        tag: tag.into(),
+        tag,
         deletes: Vec::new(),
         creates: Vec::new(),
         resizes: Vec::new(),
         writes: Vec::new(),
         mode,
         seed_loop,
-        manual_retry: true,
+        manual_retry: false,
     }
 }
 
