@@ -92,6 +92,43 @@ pub fn chunk_bytes(meta: &ArrayMeta) -> usize {
     meta.chunk_elements() * meta.dtype.size()
 }
 
+thread_local! {
+    /// zstd contexts, one per thread, reused: creating one per chunk costs
+    /// more than compressing a small chunk.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `zstd::bulk::compress` on this thread's context.
+fn compress(buffer: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(buffer),
+            None => zstd::bulk::compress(buffer, level),
+        }
+    })
+}
+
+/// `zstd::bulk::decompress` on this thread's context.
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(payload, capacity),
+            None => zstd::bulk::decompress(payload, capacity),
+        }
+    })
+}
+
 /// Encodes a full chunk buffer as a chunk object with `meta.codec`.
 pub fn encode_chunk(meta: &ArrayMeta, buffer: &[u8]) -> Result<Vec<u8>, FloeError> {
     let expected = chunk_bytes(meta);
@@ -106,7 +143,7 @@ pub fn encode_chunk(meta: &ArrayMeta, buffer: &[u8]) -> Result<Vec<u8>, FloeErro
         Codec::Zstd { level } => (
             CODEC_ZSTD,
             Some(
-                zstd::bulk::compress(buffer, level)
+                compress(buffer, level)
                     .map_err(|e| FloeError::Codec(format!("zstd compression failed: {e}")))?,
             ),
         ),
@@ -152,9 +189,7 @@ pub fn decode_chunk(meta: &ArrayMeta, object: &[u8]) -> Result<Vec<u8>, FloeErro
     }
     let buffer = match header[5] {
         CODEC_RAW => payload.to_vec(),
-        CODEC_ZSTD => {
-            zstd::bulk::decompress(payload, expected).map_err(|e| bad(format!("zstd: {e}")))?
-        }
+        CODEC_ZSTD => decompress(payload, expected).map_err(|e| bad(format!("zstd: {e}")))?,
         other => return Err(bad(format!("unknown codec {other}"))),
     };
     if buffer.len() != expected {
