@@ -102,7 +102,7 @@ pub fn one_history(obs: &Observations, r: &Replica) -> Check {
         check_acked(r, "the cooperative job", &c.message, c.outcome.as_ref())?;
     }
     let attempted = obs.model_attempts();
-    for id in &ids[1..] {
+    for id in ids.iter().filter(|id| id.0 != 0) {
         let rec = &r.records[id];
         if !attempted.contains_key(&rec.message) && rec.footprint.chunk_count() > 0 {
             return fail(format!(

@@ -439,6 +439,11 @@ impl World {
         // Hot regions on half the runs: overlaps (refusals) are common.
         let hot = self.rngs.work.gen_bool(0.5);
         let paths: Vec<ArrayPath> = arrays.keys().cloned().collect();
+        if paths.is_empty() {
+            // Opened on a base without arrays (the setup did not land):
+            // nothing to contribute; commit the empty session.
+            return self.maybe_commit_planless(number);
+        }
         for _ in 0..self.rngs.work.gen_range(2..=4) {
             let rng = &mut self.rngs.work;
             let mut writes = Vec::new();
