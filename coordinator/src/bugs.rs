@@ -21,4 +21,8 @@ pub struct Bugs {
     /// The solver `theirs` gives up a resize's rewritten edge chunks like
     /// any chunk, so a later grow shows what the shrink cut off.
     pub theirs_drops_resize_chunks: bool,
+    /// Restoring a snapshot leaves every branch's conflict index empty, so
+    /// a rebase after a snapshot install misses conflicts with the commits
+    /// that landed before it.
+    pub index_lost_on_restore: bool,
 }

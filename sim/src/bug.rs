@@ -32,11 +32,13 @@ pub enum Bug {
     TheirsDropsResizeChunks,
     /// Every node answers reads from its own state without ReadIndex.
     StaleReads,
+    /// Restoring a snapshot leaves the branches' conflict indexes empty.
+    IndexLostOnRestore,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::SkipConflictCheck,
         Bug::CheckOnlyTip,
         Bug::ReplyBeforeCommit,
@@ -47,6 +49,7 @@ impl Bug {
         Bug::ForgetRegrow,
         Bug::TheirsDropsResizeChunks,
         Bug::StaleReads,
+        Bug::IndexLostOnRestore,
     ];
 
     /// The bug's name on the command line (`floe-sim --bug NAME`).
@@ -62,6 +65,7 @@ impl Bug {
             Bug::ForgetRegrow => "forget-regrow",
             Bug::TheirsDropsResizeChunks => "theirs-drops-resize-chunks",
             Bug::StaleReads => "stale-reads",
+            Bug::IndexLostOnRestore => "index-lost-on-restore",
         }
     }
 
@@ -78,6 +82,7 @@ impl Bug {
             accept_stale_epoch: bug == Some(Bug::AcceptStaleEpoch),
             forget_idempotency_on_restore: bug == Some(Bug::ForgetIdempotencyOnRestore),
             theirs_drops_resize_chunks: bug == Some(Bug::TheirsDropsResizeChunks),
+            index_lost_on_restore: bug == Some(Bug::IndexLostOnRestore),
         }
     }
 

@@ -156,7 +156,7 @@ impl Shape {
                 s.worker_fault_ms = Some(rng.gen_range(100..300));
                 s.slow_store = true;
             }
-            None => {}
+            Some(Bug::IndexLostOnRestore) | None => {}
         }
         s
     }
