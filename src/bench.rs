@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 use anyhow::{bail, ensure, Context, Result};
 use floe_coordinator::{Config, EmbeddedCluster, State, StateMachine};
@@ -33,6 +34,13 @@ pub struct BenchArgs {
     /// above 1000 writers.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
+    /// At most this many commits in flight at once (default: every writer
+    /// at once). All writers still share one base, so the k-th commit is
+    /// rebased over k-1 others either way; a cap only keeps the clients'
+    /// 300 ms response timeout from firing while thousands of requests
+    /// queue at the leader, which would measure their resends.
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// Footprint sizes, in chunks, for the apply-time measurement.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 1_000, 100_000])]
     footprints: Vec<u64>,
@@ -118,22 +126,21 @@ fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
         "  {:>7}  {:<19} {:>7} {:>9} {:>11} {:>16}",
         "writers", "strategy", "commits", "secs", "commits/s", "requests/commit"
     );
+    if let Some(cap) = args.in_flight {
+        ensure!(cap > 0, "--in-flight needs a positive count");
+        println!("  (at most {cap} commits in flight at once)");
+    }
     let explicit_seed_loop = args.only.contains(&Part::SeedLoop);
+    let run_one = |writers, strategy| rt.block_on(contend(writers, strategy, args.in_flight));
     for &writers in &args.writers {
         let mut row = Vec::new();
         if seed_loop && (explicit_seed_loop || writers <= SEED_LOOP_MAX_WRITERS) {
-            row.push((
-                "seed loop",
-                rt.block_on(contend(writers, Strategy::SeedLoop))?,
-            ));
+            row.push(("seed loop", run_one(writers, Strategy::SeedLoop)?));
         } else if seed_loop {
             println!("  {writers:>7}  seed loop           skipped: O(N^2) requests above {SEED_LOOP_MAX_WRITERS} writers (--only seed-loop forces it)");
         }
         if rebase {
-            row.push((
-                "server-side rebase",
-                rt.block_on(contend(writers, Strategy::Rebase))?,
-            ));
+            row.push(("server-side rebase", run_one(writers, Strategy::Rebase)?));
         }
         for (name, f) in &row {
             println!(
@@ -155,19 +162,23 @@ fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
     Ok(())
 }
 
-async fn contend(writers: u64, strategy: Strategy) -> Result<Figures> {
+async fn contend(writers: u64, strategy: Strategy, in_flight: Option<usize>) -> Result<Figures> {
     let cluster = EmbeddedCluster::start(3, Config::default())?;
     let coord = Arc::new(Counting {
         inner: cluster,
         requests: AtomicU64::new(0),
     });
     let sessions = prepare(&coord, writers).await?;
+    let permits = in_flight.unwrap_or(sessions.len()).max(1);
+    let gate = Arc::new(Semaphore::new(permits));
     let before = coord.requests.load(Ordering::Relaxed);
     let began = Instant::now();
     let tasks: Vec<_> = sessions
         .into_iter()
         .map(|mut s| {
+            let gate = gate.clone();
             tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await;
                 match strategy {
                     Strategy::SeedLoop => {
                         s.commit_with_fast_forward("w", 100_000).await.map(|_| ())
