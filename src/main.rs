@@ -6,6 +6,7 @@ mod embedded;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// floe: a Raft-replicated coordinator for concurrent writes to versioned arrays.
 #[derive(Parser)]
@@ -23,7 +24,19 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-fn main() -> Result<()> {
+/// Runs the command; an error is printed as one line (its causes joined
+/// by `: `, no backtrace) and the exit status is 1.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(

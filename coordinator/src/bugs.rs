@@ -24,4 +24,8 @@ pub struct Bugs {
     /// A tag resolves to the tip of the branch its commit was made on, so
     /// it follows the branch instead of staying where it was created.
     pub tag_follows_branch: bool,
+    /// Restoring a snapshot leaves every branch's conflict index empty, so
+    /// a rebase after a snapshot install misses conflicts with the commits
+    /// that landed before it.
+    pub index_lost_on_restore: bool,
 }

@@ -1,5 +1,5 @@
-//! Every conflict kind end to end, the solvers, and the limits of the walk
-//! back from the tip (`BaseTooOld`, `BaseNotOnBranch`).
+//! Every conflict kind end to end, the solvers, and which bases a rebase
+//! accepts (any on the chain; `BaseNotOnBranch` otherwise).
 
 mod state_support;
 
@@ -282,39 +282,42 @@ fn solvers_do_not_resolve_metadata_conflicts() {
     }
 }
 
+/// There is no window by count: a base thousands of commits behind the tip
+/// is accepted (the old `footprint_window` setting is ignored), and its
+/// conflicts with the oldest of those commits are still found.
 #[test]
-fn base_older_than_the_window_is_refused() {
+fn any_base_on_the_chain_is_accepted_however_old() {
     let mut h = Harness::with_config(Config {
         footprint_window: 2,
         ..Config::default()
     });
     h.create_repo();
-    let m = meta(&[50], &[10]);
+    let m = meta(&[3000], &[1]);
     let c1 = h.create_array("/t", &m);
-    for (i, r) in ["0:10", "10:20", "20:30"].into_iter().enumerate() {
-        committed(h.commit(
-            CommitId(1 + i as u64),
-            writes("/t", &m, r),
-            CommitMode::Strict,
-        ));
+    for i in 0..2500u64 {
+        let r = format!("{i}:{}", i + 1);
+        committed(h.commit(CommitId(1 + i), writes("/t", &m, &r), CommitMode::Strict));
     }
-    // C1 is 3 commits behind the tip C4; the window is 2.
-    let ours = writes("/t", &m, "40:50");
-    let too_old = Err(FloeError::BaseTooOld {
-        base: c1,
-        window: 2,
-    });
-    assert_eq!(h.commit(c1, ours.clone(), REBASE), too_old);
-    assert_eq!(h.can_fast_forward(c1, &ours), too_old);
-    // C2 is exactly 2 behind: still inside the window.
+    let ours = writes("/t", &m, "2999:3000");
     assert_eq!(
-        h.commit(CommitId(2), ours, REBASE),
+        h.commit(c1, ours, REBASE),
         Ok(Reply::Committed {
-            commit: CommitId(5),
-            parent: CommitId(4),
-            rebased_over: 2
+            commit: CommitId(2502),
+            parent: CommitId(2501),
+            rebased_over: 2500
         })
     );
+    // The first write after the base, 2501 commits back, still conflicts.
+    match h.commit(c1, writes("/t", &m, "0:1"), REBASE) {
+        Err(FloeError::Conflict { conflicts, .. }) => assert_eq!(
+            kinds(&conflicts),
+            vec![ConflictKind::ChunkDoubleUpdate {
+                chunks: vec![vec![0]],
+                total: 1
+            }]
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -338,7 +341,7 @@ fn base_on_another_branch_is_refused() {
         h.commit(on_dev, writes("/t", &m, "20:30"), REBASE),
         not_on_main
     );
-    // Behind main's tip once main moves on: the walk passes it by.
+    // Lower than main's tip once main moves on, but not its ancestor.
     committed(h.commit(CommitId(1), writes("/t", &m, "10:20"), REBASE)); // C3
     committed(h.commit(CommitId(3), writes("/t", &m, "10:20"), REBASE)); // C4
     assert_eq!(

@@ -196,6 +196,10 @@ pub enum FloeError {
         conflicts: Vec<Conflict>,
     },
     /// The base is older than the retained footprint window: check out again.
+    ///
+    /// No longer produced: the commit rule checks conflicts through a
+    /// per-branch index and accepts any base on the branch's chain. Kept
+    /// because the wire enum is append-only (variant order is the encoding).
     #[error("base {base} is older than the {window} commits retained for conflict checks; check out again")]
     BaseTooOld {
         /// The session's base.

@@ -34,11 +34,13 @@ pub enum Bug {
     StaleReads,
     /// A tag resolves to the current tip of its commit's branch.
     TagFollowsBranch,
+    /// Restoring a snapshot leaves the branches' conflict indexes empty.
+    IndexLostOnRestore,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 12] = [
         Bug::SkipConflictCheck,
         Bug::CheckOnlyTip,
         Bug::ReplyBeforeCommit,
@@ -50,6 +52,7 @@ impl Bug {
         Bug::TheirsDropsResizeChunks,
         Bug::StaleReads,
         Bug::TagFollowsBranch,
+        Bug::IndexLostOnRestore,
     ];
 
     /// The bug's name on the command line (`floe-sim --bug NAME`).
@@ -66,6 +69,7 @@ impl Bug {
             Bug::TheirsDropsResizeChunks => "theirs-drops-resize-chunks",
             Bug::StaleReads => "stale-reads",
             Bug::TagFollowsBranch => "tag-follows-branch",
+            Bug::IndexLostOnRestore => "index-lost-on-restore",
         }
     }
 
@@ -83,6 +87,7 @@ impl Bug {
             forget_idempotency_on_restore: bug == Some(Bug::ForgetIdempotencyOnRestore),
             theirs_drops_resize_chunks: bug == Some(Bug::TheirsDropsResizeChunks),
             tag_follows_branch: bug == Some(Bug::TagFollowsBranch),
+            index_lost_on_restore: bug == Some(Bug::IndexLostOnRestore),
         }
     }
 

@@ -177,7 +177,7 @@ impl Shape {
                 s.worker_fault_ms = Some(rng.gen_range(100..300));
                 s.slow_store = true;
             }
-            Some(Bug::TagFollowsBranch) | None => {}
+            Some(Bug::TagFollowsBranch | Bug::IndexLostOnRestore) | None => {}
         }
         s
     }

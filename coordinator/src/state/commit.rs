@@ -1,17 +1,18 @@
-//! The commit rule (DESIGN 2.2): validate, collect the commits since the
-//! base, detect conflicts, resolve them, land.
+//! The commit rule (DESIGN 2.2): validate, check the base is on the
+//! branch, detect conflicts through the branch's index, resolve them, land.
 
 use roaring::RoaringTreemap;
 use std::collections::{BTreeMap, BTreeSet};
 
 use floe_protocol::footprint::MAX_LISTED_CHUNKS;
-use floe_protocol::region::{coord_of, linear_index};
+use floe_protocol::region::coord_of;
 use floe_protocol::{
     ArrayChange, ArrayMeta, ArrayPath, BranchName, CommitId, CommitMode, CommitRecord,
     CommitRequest, Conflict, ConflictKind, FloeError, Footprint, MetaChange, ObjectId, Outcome,
     Reply, RepoName, Solver,
 };
 
+use super::index::BranchIndex;
 use super::repo::Repo;
 use super::{Config, State};
 
@@ -64,9 +65,10 @@ impl State {
             let CommitMode::Rebase { solver } = change.mode else {
                 return Err(FloeError::OutOfDate { tip });
             };
-            let since = collect_since_base(repo, &change.branch, change.base, tip, &self.config)?;
-            let found = detect(&self.config, &change.footprint, &since);
-            rebased_over = u32::try_from(since.len()).unwrap_or(u32::MAX);
+            let span = span_since_base(repo, &change.branch, change.base, tip)?;
+            let index = repo.index(&change.branch)?;
+            let found = detect_indexed(&self.config, index, &change.footprint, span);
+            rebased_over = u32::try_from(span.distance()).unwrap_or(u32::MAX);
             change.footprint = resolve(&self.config, change.footprint, &found, solver, tip)?;
         }
         let time = self.time;
@@ -78,8 +80,8 @@ impl State {
         })
     }
 
-    /// `Query::CanFastForward`: the commit rule's walk and detection,
-    /// without landing.
+    /// `Query::CanFastForward`: the commit rule's detection, without
+    /// landing.
     pub(super) fn can_fast_forward(
         &self,
         repo_name: &RepoName,
@@ -93,8 +95,9 @@ impl State {
         let conflicts = if base == tip {
             Vec::new()
         } else {
-            let since = collect_since_base(repo, branch, base, tip, &self.config)?;
-            detect(&self.config, footprint, &since).conflicts(footprint)
+            let span = span_since_base(repo, branch, base, tip)?;
+            let index = repo.index(branch)?;
+            detect_indexed(&self.config, index, footprint, span).conflicts(footprint)
         };
         Ok(Reply::FastForward { tip, conflicts })
     }
@@ -177,14 +180,79 @@ fn check_update(path: &ArrayPath, old: &ArrayMeta, new: &ArrayMeta) -> Result<()
     Ok(())
 }
 
-/// Step 4's walk: the commits on the branch after `base`, tip first.
-/// `base` must differ from `tip`.
+/// The heights a rebase spans: the commits since the base are those of
+/// the tip's chain above `base` and up to `tip`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Span {
+    /// The base's height.
+    base: u64,
+    /// The tip's height.
+    tip: u64,
+}
+
+impl Span {
+    /// The base's height: the commits since the base are those above it.
+    #[cfg(test)]
+    pub(super) fn base_height(self) -> u64 {
+        self.base
+    }
+
+    /// How many commits landed since the base.
+    fn distance(self) -> u64 {
+        self.tip - self.base
+    }
+}
+
+/// Step 3's precondition: `base` (which differs from `tip`) must be an
+/// ancestor of the branch's tip. There is no window: any base on the chain
+/// is accepted, and checking costs O(log distance) hops, not a walk.
+pub(super) fn span_since_base(
+    repo: &Repo,
+    branch: &BranchName,
+    base: CommitId,
+    tip: CommitId,
+) -> Result<Span, FloeError> {
+    let base_height = repo.commit(base)?.height;
+    let tip_height = repo.commit(tip)?.height;
+    let on_chain = base_height < tip_height && repo.ancestor_at(tip, base_height)? == Some(base);
+    if !on_chain {
+        return Err(FloeError::BaseNotOnBranch {
+            base,
+            branch: branch.clone(),
+        });
+    }
+    Ok(Span {
+        base: base_height,
+        tip: tip_height,
+    })
+}
+
+/// Step 4's detection through the branch's index, with the planted bugs
+/// that break it.
+fn detect_indexed(config: &Config, index: &BranchIndex, ours: &Footprint, span: Span) -> Detection {
+    #[cfg(feature = "planted-bugs")]
+    if config.bugs.skip_conflict_check {
+        return Detection::default();
+    }
+    #[allow(unused_mut)]
+    let mut after = span.base;
+    // Only the tip's own writes: those at the tip's height.
+    #[cfg(feature = "planted-bugs")]
+    if config.bugs.check_only_tip {
+        after = after.max(span.tip - 1);
+    }
+    let _ = config;
+    index.detect(ours, after)
+}
+
+/// The reference walk the index replaces: the commits on the branch after
+/// `base`, tip first, in O(distance). `base` must differ from `tip`.
+#[cfg(test)]
 pub(super) fn collect_since_base<'r>(
     repo: &'r Repo,
     branch: &BranchName,
     base: CommitId,
     tip: CommitId,
-    config: &Config,
 ) -> Result<Vec<&'r CommitRecord>, FloeError> {
     let not_on_branch = || FloeError::BaseNotOnBranch {
         base,
@@ -195,12 +263,6 @@ pub(super) fn collect_since_base<'r>(
     let Some(distance) = current.height.checked_sub(base_height).filter(|&d| d > 0) else {
         return Err(not_on_branch());
     };
-    if distance > config.footprint_window {
-        return Err(FloeError::BaseTooOld {
-            base,
-            window: config.footprint_window,
-        });
-    }
     let mut since = Vec::with_capacity(distance as usize);
     for _ in 0..distance {
         since.push(current);
@@ -214,12 +276,13 @@ pub(super) fn collect_since_base<'r>(
 }
 
 /// What collided between our footprint and the commits since the base.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Detection {
     /// Chunks we share with any of them, per array, as indices in our grid.
-    shared: BTreeMap<ArrayPath, RoaringTreemap>,
-    /// Every other kind of conflict, deduplicated, per array.
-    other: BTreeMap<ArrayPath, Vec<ConflictKind>>,
+    pub(super) shared: BTreeMap<ArrayPath, RoaringTreemap>,
+    /// Every other kind of conflict, deduplicated, per array, in the order
+    /// a walk from the tip meets them.
+    pub(super) other: BTreeMap<ArrayPath, Vec<ConflictKind>>,
 }
 
 impl Detection {
@@ -229,7 +292,7 @@ impl Detection {
 
     /// One entry per array and kind; chunk double updates aggregated over
     /// all commits, listed in row-major order.
-    fn conflicts(&self, ours: &Footprint) -> Vec<Conflict> {
+    pub(super) fn conflicts(&self, ours: &Footprint) -> Vec<Conflict> {
         let paths: BTreeSet<&ArrayPath> = self.shared.keys().chain(self.other.keys()).collect();
         let mut out = Vec::new();
         for path in paths {
@@ -259,19 +322,11 @@ impl Detection {
     }
 }
 
-/// Step 4's detection: `conflicts_with` against every commit since the base.
-pub(super) fn detect(config: &Config, ours: &Footprint, since: &[&CommitRecord]) -> Detection {
+/// The reference detection the index replaces: `conflicts_with` against
+/// every commit since the base, O(sum of their footprints).
+#[cfg(test)]
+pub(super) fn detect(ours: &Footprint, since: &[&CommitRecord]) -> Detection {
     let mut found = Detection::default();
-    #[cfg(feature = "planted-bugs")]
-    if config.bugs.skip_conflict_check {
-        return found;
-    }
-    #[cfg(feature = "planted-bugs")]
-    let since = match config.bugs.check_only_tip {
-        true => &since[..since.len().min(1)],
-        false => since,
-    };
-    let _ = config;
     for theirs in since {
         for conflict in ours.conflicts_with(&theirs.footprint) {
             let path = conflict.path;
@@ -297,6 +352,7 @@ pub(super) fn detect(config: &Config, ours: &Footprint, since: &[&CommitRecord])
 }
 
 /// The chunks both changes wrote, as indices in our grid.
+#[cfg(test)]
 fn shared_in_our_grid(ours: &ArrayChange, theirs: &ArrayChange) -> RoaringTreemap {
     if ours.grid == theirs.grid {
         return &ours.chunks & &theirs.chunks;
@@ -306,13 +362,13 @@ fn shared_in_our_grid(ours: &ArrayChange, theirs: &ArrayChange) -> RoaringTreema
     theirs
         .coords()
         .filter(inside)
-        .map(|c| linear_index(&c, &ours.grid))
+        .map(|c| floe_protocol::region::linear_index(&c, &ours.grid))
         .filter(|&i| ours.chunks.contains(i))
         .collect()
 }
 
 /// Step 4's resolution: fail, or let the solver settle chunk double updates.
-fn resolve(
+pub(super) fn resolve(
     config: &Config,
     mut footprint: Footprint,
     found: &Detection,
@@ -347,7 +403,8 @@ fn resolve(
     Ok(footprint)
 }
 
-/// Step 5: the new commit goes on top of `tip` and the branch moves to it.
+/// Step 5: the new commit goes on top of `tip`, the branch moves to it and
+/// its index records it.
 fn land(
     repo: &mut Repo,
     mut change: Change,
@@ -374,11 +431,11 @@ fn land(
         }
     }
     let id = repo.next_id();
-    repo.commits.push(CommitRecord {
+    repo.push_commit(CommitRecord {
         id,
         parent: Some(tip),
         base: Some(change.base),
-        branch: change.branch.clone(),
+        branch: change.branch,
         height,
         deltas: change.deltas,
         footprint: change.footprint,
@@ -388,7 +445,6 @@ fn land(
         time,
         rebased_over,
         checkpoint: None,
-    });
-    repo.branches.insert(change.branch, id);
+    })?;
     Ok(id)
 }

@@ -6,6 +6,9 @@
 //! whole state encodes canonically for snapshots and digests.
 
 mod commit;
+mod index;
+#[cfg(test)]
+mod index_tests;
 mod plan;
 mod repo;
 mod session;
@@ -29,8 +32,10 @@ pub use plan::{MAX_LEASE_MS, MAX_PLAN_ROWS, MAX_TASKS};
 /// started with the same configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// How many commits back from a branch tip a rebase may look for its
-    /// base; an older base gets `BaseTooOld`.
+    /// No longer consulted: the commit rule checks conflicts through a
+    /// per-branch index and accepts any base on the branch's chain, so it
+    /// never answers `BaseTooOld`. Kept so that configurations (and the
+    /// simulation's workload) that set it still build.
     pub footprint_window: u64,
     /// How many sequence numbers per client are remembered, counting back
     /// from the highest seen; older ones get `SeqTooOld`.
@@ -274,6 +279,12 @@ impl StateMachine for State {
         #[cfg(feature = "planted-bugs")]
         if restored.config.bugs.forget_idempotency_on_restore {
             restored.clients.clear();
+        }
+        #[cfg(feature = "planted-bugs")]
+        if restored.config.bugs.index_lost_on_restore {
+            for repo in restored.repos.values_mut() {
+                repo.forget_indexes();
+            }
         }
         *self = restored;
         Ok(())

@@ -8,6 +8,8 @@ use floe_protocol::{
     TagName,
 };
 
+use super::index::BranchIndex;
+
 /// The name of the branch every repo starts with.
 pub(super) const MAIN: &str = "main";
 
@@ -15,8 +17,16 @@ pub(super) const MAIN: &str = "main";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct Repo {
     pub(super) name: RepoName,
-    pub(super) commits: Vec<CommitRecord>,
+    /// Append only, through [`Repo::push_commit`].
+    commits: Vec<CommitRecord>,
+    /// `jumps[n]` is an ancestor of `Cn` (`C0` for the root): skew-binary
+    /// jump pointers (Myers, "An applicative random-access stack", 1983),
+    /// so that the ancestor of any commit at any height is found in
+    /// O(log distance) hops without walking the chain.
+    jumps: Vec<CommitId>,
     pub(super) branches: BTreeMap<BranchName, CommitId>,
+    /// One conflict index per branch, for the chain ending at its tip.
+    pub(super) indexes: BTreeMap<BranchName, BranchIndex>,
     pub(super) tags: BTreeMap<TagName, CommitId>,
 }
 
@@ -42,9 +52,112 @@ impl Repo {
         Repo {
             name,
             commits: vec![root],
+            jumps: vec![CommitId(0)],
+            indexes: BTreeMap::from([(main.clone(), BranchIndex::default())]),
             branches: BTreeMap::from([(main, CommitId(0))]),
             tags: BTreeMap::new(),
         }
+    }
+
+    /// Appends `record` (whose id must be [`Repo::next_id`] and whose
+    /// parent must exist), moves its branch to it and records it in the
+    /// branch's conflict index. O(footprint).
+    pub(super) fn push_commit(&mut self, record: CommitRecord) -> Result<(), FloeError> {
+        let parent = record.parent.unwrap_or(CommitId(0));
+        let jump = self.next_jump(parent)?;
+        let index = self.indexes.entry(record.branch.clone()).or_default();
+        index.record(record.height, record.id, &record.footprint);
+        self.branches.insert(record.branch.clone(), record.id);
+        self.commits.push(record);
+        self.jumps.push(jump);
+        Ok(())
+    }
+
+    /// The jump pointer of a new child of `parent`: the parent's jump's
+    /// jump when the parent's two jumps span equal distances, else the
+    /// parent itself.
+    fn next_jump(&self, parent: CommitId) -> Result<CommitId, FloeError> {
+        let p = self.commit(parent)?.height;
+        let j1 = self.jump(parent)?;
+        let j2 = self.jump(j1)?;
+        let (h1, h2) = (self.commit(j1)?.height, self.commit(j2)?.height);
+        Ok(if p - h1 == h1 - h2 { j2 } else { parent })
+    }
+
+    fn jump(&self, id: CommitId) -> Result<CommitId, FloeError> {
+        usize::try_from(id.0)
+            .ok()
+            .and_then(|i| self.jumps.get(i))
+            .copied()
+            .ok_or_else(|| self.unknown(id))
+    }
+
+    fn unknown(&self, commit: CommitId) -> FloeError {
+        FloeError::UnknownCommit {
+            repo: self.name.clone(),
+            commit,
+        }
+    }
+
+    /// The ancestor of `id` at `height` (`id` itself at its own height),
+    /// or `None` when `height` is above it. O(log distance).
+    pub(super) fn ancestor_at(
+        &self,
+        id: CommitId,
+        height: u64,
+    ) -> Result<Option<CommitId>, FloeError> {
+        let mut current = id;
+        loop {
+            let record = self.commit(current)?;
+            if record.height <= height {
+                return Ok((record.height == height).then_some(current));
+            }
+            let jump = self.jump(current)?;
+            current = match record.parent {
+                _ if self.commit(jump)?.height >= height => jump,
+                Some(parent) => parent,
+                None => return Ok(None),
+            };
+        }
+    }
+
+    /// Planted bug `index_lost_on_restore`: every branch's index as if
+    /// nothing had been written.
+    #[cfg(feature = "planted-bugs")]
+    pub(super) fn forget_indexes(&mut self) {
+        for index in self.indexes.values_mut() {
+            *index = BranchIndex::default();
+        }
+    }
+
+    /// The conflict index of `branch`'s chain.
+    pub(super) fn index(&self, branch: &BranchName) -> Result<&BranchIndex, FloeError> {
+        self.indexes
+            .get(branch)
+            .ok_or_else(|| FloeError::UnknownBranch {
+                repo: self.name.clone(),
+                branch: branch.clone(),
+            })
+    }
+
+    /// The conflict index of the chain ending at `at`: a copy of a
+    /// branch's index when `at` is that branch's tip, else built by walking
+    /// `at`'s chain once, down to the root. That walk is O(sum of the
+    /// chain's footprints) but happens once, at branch creation; every
+    /// commit afterwards updates the new index in O(its footprint).
+    pub(super) fn index_at(&self, at: CommitId) -> Result<BranchIndex, FloeError> {
+        let tip_of = self.branches.iter().find(|(_, &tip)| tip == at);
+        if let Some((branch, _)) = tip_of {
+            return self.index(branch).cloned();
+        }
+        let mut index = BranchIndex::default();
+        let mut next = Some(at);
+        while let Some(id) = next {
+            let record = self.commit(id)?;
+            index.record(record.height, record.id, &record.footprint);
+            next = record.parent;
+        }
+        Ok(index)
     }
 
     /// The root commit's id.
@@ -62,10 +175,7 @@ impl Repo {
         usize::try_from(id.0)
             .ok()
             .and_then(|i| self.commits.get(i))
-            .ok_or_else(|| FloeError::UnknownCommit {
-                repo: self.name.clone(),
-                commit: id,
-            })
+            .ok_or_else(|| self.unknown(id))
     }
 
     fn commit_mut(&mut self, id: CommitId) -> Result<&mut CommitRecord, FloeError> {
@@ -96,6 +206,8 @@ impl Repo {
                 branch: branch.clone(),
             });
         }
+        let index = self.index_at(at)?;
+        self.indexes.insert(branch.clone(), index);
         self.branches.insert(branch.clone(), at);
         Ok(Reply::Done)
     }
