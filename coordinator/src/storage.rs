@@ -9,8 +9,9 @@
 //! the synced image only, so whatever was not synced is lost — exactly what a
 //! process crash does to writes that were not fsynced.
 //!
-//! A raft-engine store would write without sync in the `LogStore` methods,
-//! let the shell fsync on `Effect::Persist`, and make `sync` a no-op.
+//! [`LogImage`] is the in-memory view both kinds of store serve raft's
+//! reads from; a durable store (raft-engine, in `floe-server`) keeps one as
+//! its live image and writes the same operations to disk.
 
 use std::collections::VecDeque;
 
@@ -64,10 +65,10 @@ enum Op {
     Compact(Snapshot),
 }
 
-/// A complete log-store state: hard state, configuration, the latest
-/// snapshot and the entries after it.
+/// A complete log-store state in memory: hard state, configuration, the
+/// latest snapshot and the entries after it, with raft's reads over it.
 #[derive(Clone, Debug, Default)]
-struct Image {
+pub struct LogImage {
     hard_state: HardState,
     conf_state: ConfState,
     snapshot: Snapshot,
@@ -75,16 +76,52 @@ struct Image {
     entries: Vec<Entry>,
 }
 
-impl Image {
-    fn snap_index(&self) -> u64 {
+impl LogImage {
+    /// An image recovered from disk: the saved states, the snapshot, and
+    /// the saved entries (those the snapshot covers are skipped).
+    pub fn recovered(
+        hard_state: HardState,
+        conf_state: ConfState,
+        snapshot: Snapshot,
+        entries: Vec<Entry>,
+    ) -> Self {
+        let mut image = LogImage {
+            hard_state,
+            conf_state,
+            snapshot,
+            entries: Vec::new(),
+        };
+        image.append(&entries);
+        image
+    }
+
+    /// The hard state.
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// The configuration.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// The latest snapshot (index 0 when none).
+    pub fn snapshot_ref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The index the snapshot covers up to.
+    pub fn snap_index(&self) -> u64 {
         self.snapshot.get_metadata().index
     }
 
-    fn first_index(&self) -> u64 {
+    /// The first index held in the log.
+    pub fn first_index(&self) -> u64 {
         self.snap_index() + 1
     }
 
-    fn last_index(&self) -> u64 {
+    /// The last index held (the snapshot's when the log is empty).
+    pub fn last_index(&self) -> u64 {
         self.snap_index() + self.entries.len() as u64
     }
 
@@ -99,11 +136,24 @@ impl Image {
         }
     }
 
-    fn raise_commit(&mut self, commit: u64) {
+    /// Saves the hard state.
+    pub fn set_hard_state(&mut self, hs: &HardState) {
+        self.hard_state = hs.clone();
+    }
+
+    /// Saves the configuration.
+    pub fn set_conf_state(&mut self, cs: &ConfState) {
+        self.conf_state = cs.clone();
+    }
+
+    /// Raises the saved commit index.
+    pub fn raise_commit(&mut self, commit: u64) {
         self.hard_state.commit = self.hard_state.commit.max(commit);
     }
 
-    fn append(&mut self, entries: &[Entry]) {
+    /// Appends entries, dropping any existing ones from the first new
+    /// index on.
+    pub fn append(&mut self, entries: &[Entry]) {
         // Entries at or below the snapshot are already covered by it; raft
         // never sends them, but a store must not corrupt itself if it did.
         let first = self.first_index();
@@ -117,7 +167,9 @@ impl Image {
         self.entries.extend(entries.into_iter().cloned());
     }
 
-    fn install(&mut self, snap: &Snapshot) {
+    /// Installs a snapshot from the leader: it replaces the whole log and
+    /// the configuration.
+    pub fn install(&mut self, snap: &Snapshot) {
         let meta = snap.get_metadata();
         self.snapshot = snap.clone();
         self.entries.clear();
@@ -126,11 +178,20 @@ impl Image {
         self.raise_commit(meta.index);
     }
 
-    fn compact(&mut self, snap: &Snapshot) {
+    /// Whether [`LogImage::compact`] would take `snap`: newer than the
+    /// stored snapshot and within the log.
+    pub fn takes(&self, snap: &Snapshot) -> bool {
         let index = snap.get_metadata().index;
-        if index <= self.snap_index() || index > self.last_index() {
+        index > self.snap_index() && index <= self.last_index()
+    }
+
+    /// Stores a local snapshot and drops the entries it covers (ignored
+    /// unless [`LogImage::takes`] it).
+    pub fn compact(&mut self, snap: &Snapshot) {
+        if !self.takes(snap) {
             return;
         }
+        let index = snap.get_metadata().index;
         let drop = (index - self.snap_index()) as usize;
         self.entries.drain(..drop);
         self.snapshot = snap.clone();
@@ -144,8 +205,8 @@ impl Image {
 /// docs). Single-threaded; clone it to copy both images.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
-    live: Image,
-    synced: Image,
+    live: LogImage,
+    synced: LogImage,
     /// Writes not yet synced, each with its mark.
     pending: VecDeque<(u64, Op)>,
     written: u64,
@@ -271,11 +332,11 @@ impl LogStore for MemStorage {
     }
 }
 
-impl Storage for MemStorage {
+impl Storage for LogImage {
     fn initial_state(&self) -> raft::Result<RaftState> {
         Ok(RaftState::new(
-            self.live.hard_state.clone(),
-            self.live.conf_state.clone(),
+            self.hard_state.clone(),
+            self.conf_state.clone(),
         ))
     }
 
@@ -286,32 +347,70 @@ impl Storage for MemStorage {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        let live = &self.live;
-        if low < live.first_index() {
+        if low < self.first_index() {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        if high > live.last_index() + 1 || low > high {
+        if high > self.last_index() + 1 || low > high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let from = (low - live.first_index()) as usize;
-        let to = (high - live.first_index()) as usize;
-        let mut entries = live.entries[from..to].to_vec();
+        let from = (low - self.first_index()) as usize;
+        let to = (high - self.first_index()) as usize;
+        let mut entries = self.entries[from..to].to_vec();
         raft::util::limit_size(&mut entries, max_size.into());
         Ok(entries)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        let live = &self.live;
-        if idx == live.snap_index() {
-            return Ok(live.snapshot.get_metadata().term);
+        if idx == self.snap_index() {
+            return Ok(self.snapshot.get_metadata().term);
         }
-        if idx < live.snap_index() {
+        if idx < self.snap_index() {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        if idx > live.last_index() {
+        if idx > self.last_index() {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        Ok(live.entries[(idx - live.first_index()) as usize].term)
+        Ok(self.entries[(idx - self.first_index()) as usize].term)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(LogImage::first_index(self))
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(LogImage::last_index(self))
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snap = &self.snapshot;
+        if snap.get_metadata().index == 0 || snap.get_metadata().index < request_index {
+            // Snapshots are taken as the state machine applies; the leader
+            // retries once a newer one exists.
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        Ok(snap.clone())
+    }
+}
+
+impl Storage for MemStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.live.initial_state()
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.live.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.live.term(idx)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -322,16 +421,8 @@ impl Storage for MemStorage {
         Ok(self.live.last_index())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let snap = &self.live.snapshot;
-        if snap.get_metadata().index == 0 || snap.get_metadata().index < request_index {
-            // Snapshots are taken as the state machine applies; the leader
-            // retries once a newer one exists.
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
-        }
-        Ok(snap.clone())
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        self.live.snapshot(request_index, to)
     }
 }
 

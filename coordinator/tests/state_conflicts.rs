@@ -283,14 +283,11 @@ fn solvers_do_not_resolve_metadata_conflicts() {
 }
 
 /// There is no window by count: a base thousands of commits behind the tip
-/// is accepted (the old `footprint_window` setting is ignored), and its
-/// conflicts with the oldest of those commits are still found.
+/// is accepted, and its conflicts with the oldest of those commits are
+/// still found.
 #[test]
 fn any_base_on_the_chain_is_accepted_however_old() {
-    let mut h = Harness::with_config(Config {
-        footprint_window: 2,
-        ..Config::default()
-    });
+    let mut h = Harness::with_config(Config::default());
     h.create_repo();
     let m = meta(&[3000], &[1]);
     let c1 = h.create_array("/t", &m);

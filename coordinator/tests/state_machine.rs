@@ -192,11 +192,11 @@ fn restore_keeps_the_local_configuration() {
     let mut h = Harness::with_repo();
     workload(&mut h);
     let mut small = State::new(Config {
-        footprint_window: 1,
+        idempotency_window: 7,
         ..Config::default()
     });
     small.restore(&h.state.snapshot().unwrap()).unwrap();
-    assert_eq!(small.config().footprint_window, 1);
+    assert_eq!(small.config().idempotency_window, 7);
 }
 
 #[test]

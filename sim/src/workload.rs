@@ -44,8 +44,6 @@ pub struct Shape {
     pub slow_store: bool,
     /// Writers start in waves (bursts of contention) rather than spread.
     pub waves: bool,
-    /// Commits a rebase may look back (small ones make `BaseTooOld`).
-    pub footprint_window: u64,
     /// Share of network faults that isolate the leader from its peers.
     pub isolate_leader: f64,
     /// Checkpointers (each writes one checkpoint of the tip).
@@ -116,11 +114,6 @@ impl Shape {
             stale_messages: false,
             slow_store: false,
             waves: true,
-            footprint_window: if rng.gen_bool(0.2) {
-                rng.gen_range(2..8)
-            } else {
-                1_000
-            },
             isolate_leader: 0.25,
             checkpointers: rng.gen_range(0..=2),
             planless: if rng.gen_bool(0.3) {

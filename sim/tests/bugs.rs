@@ -61,6 +61,21 @@ fn snapshot_out_of_order_is_caught() {
 }
 
 #[test]
+fn stale_reads_are_caught() {
+    check(Bug::StaleReads);
+}
+
+#[test]
+fn tag_follows_branch_is_caught() {
+    check(Bug::TagFollowsBranch);
+}
+
+#[test]
+fn index_lost_on_restore_is_caught() {
+    check(Bug::IndexLostOnRestore);
+}
+
+#[test]
 fn bugs_have_names() {
     for bug in Bug::ALL {
         assert_eq!(Bug::from_name(bug.name()), Some(bug));

@@ -32,11 +32,6 @@ pub use plan::{MAX_LEASE_MS, MAX_PLAN_ROWS, MAX_TASKS};
 /// started with the same configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// No longer consulted: the commit rule checks conflicts through a
-    /// per-branch index and accepts any base on the branch's chain, so it
-    /// never answers `BaseTooOld`. Kept so that configurations (and the
-    /// simulation's workload) that set it still build.
-    pub footprint_window: u64,
     /// How many sequence numbers per client are remembered, counting back
     /// from the highest seen; older ones get `SeqTooOld`.
     pub idempotency_window: u64,
@@ -48,7 +43,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            footprint_window: 1000,
             idempotency_window: 4096,
             #[cfg(feature = "planted-bugs")]
             bugs: crate::bugs::Bugs::default(),

@@ -325,21 +325,6 @@ fn answer(
             }
             named_exactly(what, footprint, &commits, conflicts)
         }
-        Some(Err(FloeError::BaseTooOld { base, window })) => {
-            // The chain only grows: if even the final tip is within the
-            // window of the base, the refusal was wrong.
-            let behind = r
-                .records
-                .values()
-                .filter(|c| c.height > r.records.get(base).map_or(u64::MAX, |b| b.height))
-                .count();
-            if behind as u64 <= *window {
-                return fail(format!(
-                    "{what} is BaseTooOld for {base} with a window of {window}, but only {behind} commits ever landed after it"
-                ));
-            }
-            Ok(())
-        }
         Some(Err(FloeError::OutOfDate { tip })) => {
             let commits = between(r, what, base, *tip)?;
             if commits.is_empty() || mode != CommitMode::Strict {

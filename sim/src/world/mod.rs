@@ -324,7 +324,6 @@ fn boot(opts: &SimOptions, shape: &Shape, seed: u64) -> Cluster {
         })
         .collect();
     let config = Config {
-        footprint_window: shape.footprint_window,
         bugs: Bug::state_bugs(opts.bug),
         ..Config::default()
     };
