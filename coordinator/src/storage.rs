@@ -394,37 +394,50 @@ impl Storage for LogImage {
     }
 }
 
-impl Storage for MemStorage {
-    fn initial_state(&self) -> raft::Result<RaftState> {
-        self.live.initial_state()
-    }
+/// Implements raft's `Storage` for a log store by reading its live
+/// [`LogImage`] field: `storage_over_image!(MemStorage, live)`.
+#[macro_export]
+macro_rules! storage_over_image {
+    ($store:ty, $field:ident) => {
+        impl raft::Storage for $store {
+            fn initial_state(&self) -> raft::Result<raft::RaftState> {
+                self.$field.initial_state()
+            }
 
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        self.live.entries(low, high, max_size, context)
-    }
+            fn entries(
+                &self,
+                low: u64,
+                high: u64,
+                max_size: impl Into<Option<u64>>,
+                context: raft::GetEntriesContext,
+            ) -> raft::Result<Vec<raft::eraftpb::Entry>> {
+                self.$field.entries(low, high, max_size, context)
+            }
 
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.live.term(idx)
-    }
+            fn term(&self, idx: u64) -> raft::Result<u64> {
+                self.$field.term(idx)
+            }
 
-    fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.live.first_index())
-    }
+            fn first_index(&self) -> raft::Result<u64> {
+                Ok(self.$field.first_index())
+            }
 
-    fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.live.last_index())
-    }
+            fn last_index(&self) -> raft::Result<u64> {
+                Ok(self.$field.last_index())
+            }
 
-    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        self.live.snapshot(request_index, to)
-    }
+            fn snapshot(
+                &self,
+                request_index: u64,
+                to: u64,
+            ) -> raft::Result<raft::eraftpb::Snapshot> {
+                self.$field.snapshot(request_index, to)
+            }
+        }
+    };
 }
+
+storage_over_image!(MemStorage, live);
 
 #[cfg(test)]
 mod tests {

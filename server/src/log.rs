@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
-use raft::{GetEntriesContext, RaftState, Storage};
 use raft_engine::{Command, Config, Engine, LogBatch, MessageExt};
 
 use floe_coordinator::storage::{LogError, LogImage, LogStore};
@@ -305,37 +304,7 @@ impl LogStore for EngineLog {
     }
 }
 
-impl Storage for EngineLog {
-    fn initial_state(&self) -> raft::Result<RaftState> {
-        self.live.initial_state()
-    }
-
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        self.live.entries(low, high, max_size, context)
-    }
-
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.live.term(idx)
-    }
-
-    fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.live.first_index())
-    }
-
-    fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.live.last_index())
-    }
-
-    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        self.live.snapshot(request_index, to)
-    }
-}
+floe_coordinator::storage_over_image!(EngineLog, live);
 
 fn snapshot_path(dir: &Path, meta: &SnapshotMetadata) -> PathBuf {
     dir.join(format!("{:020}-{}.snap", meta.index, meta.term))
