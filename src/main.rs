@@ -1,6 +1,7 @@
 //! The `floe` binary: argument parsing and wiring only.
 
 mod bench;
+mod cluster;
 mod demo;
 mod embedded;
 
@@ -22,6 +23,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Side-by-side benchmarks on the embedded cluster (figures, not tests).
     Bench(bench::BenchArgs),
+    /// Run one coordinator process (raft-engine log in its data directory).
+    Coordinator(cluster::CoordinatorArgs),
+    /// Start a local cluster of coordinator processes in the foreground.
+    Up(cluster::UpArgs),
 }
 
 /// Runs the command; an error is printed as one line (its causes joined
@@ -37,7 +42,6 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -46,13 +50,23 @@ fn run() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => {
+            restore_sigpipe();
+            demo::run(args)
+        }
+        Command::Bench(args) => {
+            restore_sigpipe();
+            bench::run(args)
+        }
+        Command::Coordinator(args) => cluster::coordinator(args),
+        Command::Up(args) => cluster::up(args),
     }
 }
 
 /// Dies quietly on a closed pipe (`floe bench | head`), as Unix tools
-/// do, instead of panicking in `println!`.
+/// do, instead of panicking in `println!`. Only for the commands that
+/// print: a server writing to a socket its peer closed must get an error
+/// back, not die of SIGPIPE.
 fn restore_sigpipe() {
     #[cfg(unix)]
     // SAFETY: called first thing in main, before any thread starts;

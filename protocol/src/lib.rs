@@ -25,6 +25,6 @@ pub use ids::{
 };
 pub use messages::{
     Command, CommitMode, CommitRecord, CommitRequest, Envelope, Message, Outcome, PlannedTask,
-    Query, Reply, Request, SessionStatus, Solver, TaskState, TaskStatus,
+    Query, Reply, Request, SessionStatus, Solver, TaskState, TaskStatus, PROTOCOL_VERSION,
 };
 pub use region::{ChunkPart, Region, Span};

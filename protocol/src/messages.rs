@@ -434,4 +434,28 @@ pub enum Message {
         /// Protobuf-encoded `eraftpb::Message`.
         bytes: Vec<u8>,
     },
+    /// The first frame of every connection: the caller's protocol
+    /// version, the cluster's token, and, from a coordinator, its node id.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the caller.
+        protocol: u32,
+        /// The cluster token (a shared secret).
+        token: String,
+        /// The calling coordinator's node id; `None` for a client.
+        peer: Option<u64>,
+    },
+    /// The answer to an accepted [`Message::Hello`].
+    Welcome {
+        /// The answering node's id.
+        node: u64,
+    },
+    /// The answer to a refused [`Message::Hello`]; the connection closes.
+    Refused {
+        /// Why, for the caller's log.
+        why: String,
+    },
 }
+
+/// The version of the protocol (the messages and their meaning) this build
+/// speaks; a [`Message::Hello`] from a newer one is refused.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -16,9 +16,11 @@ pub struct RetryPolicy {
     /// The timeout doubles on every expiry, up to this.
     pub max_timeout_ms: u64,
     /// Pause before resending after a retryable error (`Unavailable`, a
-    /// `NotLeader` without a usable hint); each pause is drawn from
-    /// `[redirect_delay_ms, 2 * redirect_delay_ms)` so that clients turned
-    /// away together do not come back together.
+    /// `NotLeader` without a usable hint). The pause doubles with each one
+    /// in a row (up to `max_timeout_ms`: a node that refuses connections
+    /// fails at once, and twenty instant failures must still outlast an
+    /// election), and each is drawn from `[pause, 2 * pause)` so that
+    /// clients turned away together do not come back together.
     pub redirect_delay_ms: u64,
     /// Give up after this many sends of one request without a final
     /// answer, with `Unavailable` (0: never give up).
@@ -115,6 +117,8 @@ struct Inflight {
     redirects: usize,
     /// Sends of this envelope so far.
     attempts: u32,
+    /// Pauses after retryable errors so far (each doubles the next).
+    pauses: u32,
     /// The last retryable answer, for the give-up message.
     last_error: Option<FloeError>,
 }
@@ -227,6 +231,7 @@ impl Requester {
             timeout_ms,
             redirects: 0,
             attempts: 1,
+            pauses: 0,
             last_error: None,
         });
         self.last_seq
@@ -352,12 +357,19 @@ impl Requester {
         if useful.is_none() {
             self.cursor = self.cursor.wrapping_add(1);
         }
-        let base = self.policy.redirect_delay_ms.max(1);
+        let pauses = inflight.pauses.min(16);
+        let base = (self.policy.redirect_delay_ms.max(1) << pauses).min(
+            self.policy
+                .max_timeout_ms
+                .max(self.policy.redirect_delay_ms)
+                .max(1),
+        );
         let delay = base + self.rng.gen_range(0..base);
         if let Some(inflight) = self.inflight.as_mut() {
             inflight.timer = out.timer(delay);
             inflight.pausing = true;
             inflight.redirects = 0;
+            inflight.pauses += 1;
         }
     }
 
@@ -529,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn pauses_are_jittered_and_reproducible() {
+    fn pauses_double_with_jitter_reproducibly() {
         let pauses = |client: u64| -> Vec<u64> {
             let mut out = Outbox::new();
             let mut r = Requester::new(ClientId(client), vec![1, 2], RetryPolicy::patient());
@@ -554,8 +566,13 @@ mod tests {
         };
         let a = pauses(1);
         assert_eq!(a, pauses(1), "same client, same pauses");
-        assert!(a.iter().all(|p| (20..40).contains(p)), "{a:?}");
-        assert!(a.iter().any(|p| *p != a[0]), "jittered: {a:?}");
+        // 20 ms doubling per pause in a row, up to the 2.4 s ceiling, each
+        // drawn from [pause, 2 * pause).
+        for (i, p) in a.iter().enumerate() {
+            let base = (20u64 << i).min(2_400);
+            assert!((base..2 * base).contains(p), "pause {i}: {a:?}");
+        }
+        assert_ne!(a, pauses(2), "jittered per client: {a:?}");
     }
 
     #[test]

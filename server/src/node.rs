@@ -1,0 +1,290 @@
+//! The node actor: owns the sans-IO [`Node`] (state machine and Raft core)
+//! and its ticks, moves inputs in (peer messages, client requests, finished
+//! fsyncs) and effects out (to peer links, to the log-writer thread, to
+//! waiting clients). It decides nothing: every decision is the node core's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use floe_coordinator::node::{Effect, Node, Role};
+use floe_coordinator::State;
+use floe_protocol::{ClientId, Envelope, FloeError, Outcome, Request};
+
+use crate::log::{Batch, EngineLog, LogWriter};
+
+/// The node core on the raft-engine log.
+pub type EngineNode = Node<State, EngineLog>;
+
+/// Where the node actor sends a peer's Raft messages (a peer link's queue).
+pub type PeerQueue = tokio::sync::mpsc::Sender<Vec<u8>>;
+
+/// A Raft message from peer `from`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Step {
+    /// The sender.
+    pub from: u64,
+    /// Protobuf bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A client's request; the answer comes on the returned channel.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<Outcome>")]
+pub struct ClientRequest(pub Envelope);
+
+/// The log writer made the batch up to `mark` durable: `token` is persisted.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Persisted {
+    token: u64,
+    mark: u64,
+    failed: Option<String>,
+}
+
+/// What `floe status` shows of a node.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub id: u64,
+    /// Raft role.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Voters.
+    pub voters: Vec<u64>,
+    /// Why the node stopped, if it did (a failed log write).
+    pub failure: Option<String>,
+}
+
+/// Asks for the node's [`NodeStatus`].
+#[derive(Message)]
+#[rtype(result = "NodeStatus")]
+pub struct GetStatus;
+
+/// A job for the log-writer thread: write the batch (if any), then report
+/// `token` persisted.
+struct WriteJob {
+    token: u64,
+    batch: Option<Batch>,
+}
+
+/// See the module documentation.
+pub struct NodeActor {
+    node: EngineNode,
+    peers: BTreeMap<u64, PeerQueue>,
+    waiting: HashMap<(ClientId, u64), Vec<oneshot::Sender<Outcome>>>,
+    writer: Option<mpsc::Sender<WriteJob>>,
+    log_writer: LogWriter,
+    tick: Duration,
+}
+
+impl NodeActor {
+    /// An actor around `node`, ticking every `tick`, sending Raft messages
+    /// to `peers`.
+    pub fn new(node: EngineNode, peers: BTreeMap<u64, PeerQueue>, tick: Duration) -> Self {
+        let log_writer = node.storage().writer();
+        NodeActor {
+            node,
+            peers,
+            waiting: HashMap::new(),
+            writer: None,
+            log_writer,
+            tick,
+        }
+    }
+
+    /// Executes every effect the node has.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while let Some(effect) = self.node.poll() {
+            self.execute(effect, ctx);
+        }
+    }
+
+    fn execute(&mut self, effect: Effect, ctx: &mut Context<Self>) {
+        match effect {
+            Effect::Send { to, bytes } => {
+                if let Some(queue) = self.peers.get(&to) {
+                    // A full queue (the peer is down or slow) drops the
+                    // message: Raft retransmits.
+                    let _ = queue.try_send(bytes);
+                }
+            }
+            Effect::Persist { token } => {
+                let batch = self.node.storage_mut().take_batch();
+                let job = WriteJob { token, batch };
+                if let Some(writer) = &self.writer {
+                    if writer.send(job).is_err() {
+                        tracing::error!("the log writer is gone; stopping");
+                        ctx.stop();
+                    }
+                }
+            }
+            Effect::Reply {
+                client,
+                seq,
+                outcome,
+            } => {
+                for waiter in self.waiting.remove(&(client, seq)).into_iter().flatten() {
+                    let _ = waiter.send(outcome.clone());
+                }
+            }
+            Effect::RoleChanged { role, term, leader } => {
+                tracing::info!(?role, term, ?leader, "role changed");
+            }
+            Effect::Failed { error } => {
+                tracing::error!(%error, "the Raft log failed; the node stops");
+                System::current().stop_with_code(2);
+            }
+            Effect::ConfChanged { voters, learners } => {
+                tracing::info!(?voters, ?learners, "membership changed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts the log-writer thread: raft-engine writes and fsyncs happen
+    /// there, in order, while the node goes on.
+    fn start_writer(&mut self, ctx: &mut Context<Self>) {
+        let (tx, rx) = mpsc::channel::<WriteJob>();
+        let writer = self.log_writer.clone();
+        let addr = ctx.address();
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                for mut job in rx {
+                    let (mark, failed) = match job.batch.as_mut() {
+                        Some(b) => (b.mark, writer.write(&mut b.batch).err().map(|e| e.0)),
+                        None => (0, None),
+                    };
+                    addr.do_send(Persisted {
+                        token: job.token,
+                        mark,
+                        failed,
+                    });
+                }
+            });
+        match spawned {
+            Ok(_) => self.writer = Some(tx),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the log writer");
+                System::current().stop_with_code(2);
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Actor for NodeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_writer(ctx);
+        ctx.run_interval(self.tick, |actor, ctx| {
+            actor.node.tick();
+            actor.drain(ctx);
+        });
+        self.drain(ctx);
+    }
+}
+
+impl Handler<Step> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Step, ctx: &mut Context<Self>) {
+        if let Err(e) = self.node.step(msg.from, &msg.bytes) {
+            tracing::warn!(from = msg.from, error = %e, "dropped a bad raft message");
+        }
+        self.drain(ctx);
+    }
+}
+
+impl Handler<ClientRequest> for NodeActor {
+    type Result = MessageResult<ClientRequest>;
+
+    fn handle(&mut self, msg: ClientRequest, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let envelope = msg.0;
+        let key = (envelope.client, envelope.seq);
+        self.waiting.entry(key).or_default().push(tx);
+        match envelope.request {
+            Request::Query(query) => self.node.read(query, envelope.client, envelope.seq),
+            Request::Command(_) => self.node.propose(now_ms(), envelope),
+        }
+        self.drain(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<Persisted> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Persisted, ctx: &mut Context<Self>) {
+        if let Some(error) = msg.failed {
+            tracing::error!(%error, "an fsync failed; the node stops");
+            self.fail_waiting(&error);
+            System::current().stop_with_code(2);
+            return;
+        }
+        if msg.mark > 0 {
+            self.node.storage_mut().durable_through(msg.mark);
+        }
+        self.node.persisted(msg.token);
+        self.drain(ctx);
+    }
+}
+
+impl NodeActor {
+    fn fail_waiting(&mut self, error: &str) {
+        for (_, waiters) in self.waiting.drain() {
+            for w in waiters {
+                let _ = w.send(Err(FloeError::Unavailable(format!(
+                    "the node stopped: {error}"
+                ))));
+            }
+        }
+    }
+}
+
+impl Handler<GetStatus> for NodeActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        let n = &self.node;
+        MessageResult(NodeStatus {
+            id: n.id(),
+            role: role_name(n.role()).into(),
+            term: n.term(),
+            leader: n.leader(),
+            commit: n.commit_index(),
+            applied: n.applied_index(),
+            voters: n.voters(),
+            failure: n.failure().map(|e| e.0.clone()),
+        })
+    }
+}
+
+/// A role's name in status output.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
+    }
+}

@@ -1,0 +1,147 @@
+//! `floe coordinator` (one coordinator process) and `floe up` (a local
+//! cluster of coordinator processes in the foreground).
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use floe_server::config::NodeConfig;
+use floe_server::local::write_local_cluster;
+
+/// `floe coordinator`.
+#[derive(Args)]
+pub struct CoordinatorArgs {
+    /// The node's configuration file (TOML).
+    #[arg(long, required_unless_present = "print_default_config")]
+    config: Option<PathBuf>,
+    /// Print a documented example configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+/// Runs one coordinator until SIGTERM or Ctrl-C.
+pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    if args.print_default_config {
+        print!("{}", NodeConfig::example());
+        return Ok(());
+    }
+    let path = args.config.context("--config is required")?;
+    let config = NodeConfig::load(&path)?;
+    floe_server::serve::run(config)?;
+    Ok(())
+}
+
+/// `floe up`.
+#[derive(Args)]
+pub struct UpArgs {
+    /// Coordinators to start.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Directory for the configs, token, data and `cluster.toml`.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Raft tick in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    tick_ms: u64,
+}
+
+/// Starts a local cluster and keeps it in the foreground; Ctrl-C or
+/// SIGTERM stops every coordinator it started.
+pub fn up(args: UpArgs) -> Result<()> {
+    if args.nodes == 0 || args.nodes > 9 {
+        bail!("--nodes must be between 1 and 9");
+    }
+    let layout = write_local_cluster(&args.dir, args.nodes, args.tick_ms)
+        .with_context(|| format!("cannot lay out a cluster in {}", args.dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the floe executable")?;
+    let mut children: Vec<(u64, Child)> = Vec::new();
+    for (id, config) in &layout.nodes {
+        let log = std::fs::File::create(args.dir.join(format!("n{id}.log")))?;
+        let child = Command::new(&exe)
+            .arg("coordinator")
+            .arg("--config")
+            .arg(config)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn();
+        match child {
+            Ok(child) => children.push((*id, child)),
+            Err(e) => {
+                stop(&mut children);
+                return Err(e).context("cannot start a coordinator");
+            }
+        }
+    }
+    println!(
+        "{} coordinators up; clients use --cluster {}",
+        args.nodes,
+        layout.cluster_file.display()
+    );
+    for (id, child) in &children {
+        println!(
+            "  n{id}: pid {} (log: {}/n{id}.log)",
+            child.id(),
+            args.dir.display()
+        );
+    }
+    let outcome = wait(&mut children);
+    stop(&mut children);
+    outcome
+}
+
+/// Waits for a signal. A coordinator that exits (killed, or failed) is
+/// reported and the others keep running, so that a node can be killed and
+/// restarted by hand (`floe coordinator --config DIR/n<id>.toml`).
+fn wait(children: &mut Vec<(u64, Child)>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            let mut i = 0;
+            while i < children.len() {
+                if let Some(status) = children[i].1.try_wait()? {
+                    let id = children[i].0;
+                    eprintln!("coordinator n{id} exited ({status}); the others keep running");
+                    children.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            if children.is_empty() {
+                bail!("every coordinator exited; see their logs");
+            }
+        }
+    })
+}
+
+/// SIGTERM to every child, then SIGKILL to those still up after a grace
+/// period; reaps them all.
+fn stop(children: &mut [(u64, Child)]) {
+    for (_, child) in children.iter() {
+        // SAFETY: kill(2) with a pid we spawned and still hold.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for (_, child) in children.iter_mut() {
+        while std::time::Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
