@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod demo;
 mod embedded;
+mod remote;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -27,6 +28,63 @@ enum Command {
     Coordinator(cluster::CoordinatorArgs),
     /// Start a local cluster of coordinator processes in the foreground.
     Up(cluster::UpArgs),
+    /// Each coordinator's role, term, indexes and health.
+    Status {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        /// One JSON object per node.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Repos.
+    Repo {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: remote::RepoCmd,
+    },
+    /// Arrays.
+    Array {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: remote::ArrayCmd,
+    },
+    /// Write a region from a `.npy` file and commit it.
+    Write {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(flatten)]
+        args: remote::WriteArgs,
+    },
+    /// Read a region into a `.npy` file.
+    Read {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(flatten)]
+        args: remote::ReadArgs,
+    },
+    /// A branch's commits, newest first.
+    Log {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(flatten)]
+        args: remote::LogArgs,
+    },
+    /// Branches.
+    Branch {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: remote::RefCmd,
+    },
+    /// Tags (immutable).
+    Tag {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: remote::RefCmd,
+    },
 }
 
 /// Runs the command; an error is printed as one line (its causes joined
@@ -60,6 +118,14 @@ fn run() -> Result<()> {
         }
         Command::Coordinator(args) => cluster::coordinator(args),
         Command::Up(args) => cluster::up(args),
+        Command::Status { cluster, json } => remote::status(cluster, json),
+        Command::Repo { cluster, cmd } => remote::repo_cmd(cluster, cmd),
+        Command::Array { cluster, cmd } => remote::array_cmd(cluster, cmd),
+        Command::Write { cluster, args } => remote::write(cluster, args),
+        Command::Read { cluster, args } => remote::read(cluster, args),
+        Command::Log { cluster, args } => remote::log(cluster, args),
+        Command::Branch { cluster, cmd } => remote::reference(cluster, cmd, false),
+        Command::Tag { cluster, cmd } => remote::reference(cluster, cmd, true),
     }
 }
 

@@ -454,6 +454,34 @@ pub enum Message {
         /// Why, for the caller's log.
         why: String,
     },
+    /// Client to one coordinator: how are you? (answered by that node from
+    /// its own state, not through Raft).
+    StatusRequest,
+    /// The answer to [`Message::StatusRequest`].
+    Status(NodeStatus),
+}
+
+/// One coordinator's view of itself, for operators (`floe status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node id.
+    pub id: u64,
+    /// Raft role: leader, follower, candidate, pre-candidate.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// Voting members.
+    pub voters: Vec<u64>,
+    /// Why the node stopped serving, if it did (a failed log write).
+    pub failure: Option<String>,
+    /// Process id.
+    pub pid: u32,
 }
 
 /// The version of the protocol (the messages and their meaning) this build

@@ -83,6 +83,29 @@ pub async fn hello(conn: &mut Conn, token: &str, peer: Option<u64>) -> Result<u6
     }
 }
 
+/// Asks the node at `addr` for its status, on a connection of its own.
+pub async fn node_status(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> Result<floe_protocol::NodeStatus, NetError> {
+    let connect = TcpStream::connect(addr);
+    let stream = tokio::time::timeout(std::time::Duration::from_secs(2), connect)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let mut conn = framed(stream);
+    hello(&mut conn, token, None).await?;
+    send(&mut conn, &Message::StatusRequest).await?;
+    match tokio::time::timeout(std::time::Duration::from_secs(2), recv(&mut conn)).await {
+        Ok(Ok(Message::Status(status))) => Ok(status),
+        Ok(Ok(other)) => Err(NetError::Refused(format!(
+            "expected a status, got {}",
+            kind(&other)
+        ))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(NetError::Refused("no status within 2 s".into())),
+    }
+}
+
 /// Who is calling, once the handshake is accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Caller {
@@ -160,6 +183,8 @@ pub fn kind(message: &Message) -> &'static str {
         Message::Hello { .. } => "hello",
         Message::Welcome { .. } => "welcome",
         Message::Refused { .. } => "refusal",
+        Message::StatusRequest => "status request",
+        Message::Status(_) => "status",
     }
 }
 

@@ -5,16 +5,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use floe_coordinator::node::{Effect, Node, Role};
 use floe_coordinator::State;
-use floe_protocol::{ClientId, Envelope, FloeError, Outcome, Request};
+use floe_protocol::{ClientId, Envelope, FloeError, NodeStatus, Outcome, Request};
 
 use crate::log::{Batch, EngineLog, LogWriter};
+use crate::metrics::{Metrics, RequestLabels};
 
 /// The node core on the raft-engine log.
 pub type EngineNode = Node<State, EngineLog>;
@@ -46,27 +47,6 @@ struct Persisted {
     failed: Option<String>,
 }
 
-/// What `floe status` shows of a node.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct NodeStatus {
-    /// Node id.
-    pub id: u64,
-    /// Raft role.
-    pub role: String,
-    /// Current term.
-    pub term: u64,
-    /// The leader it knows of.
-    pub leader: Option<u64>,
-    /// Commit index.
-    pub commit: u64,
-    /// Applied index.
-    pub applied: u64,
-    /// Voters.
-    pub voters: Vec<u64>,
-    /// Why the node stopped, if it did (a failed log write).
-    pub failure: Option<String>,
-}
-
 /// Asks for the node's [`NodeStatus`].
 #[derive(Message)]
 #[rtype(result = "NodeStatus")]
@@ -79,20 +59,33 @@ struct WriteJob {
     batch: Option<Batch>,
 }
 
+/// A client waiting for an answer.
+struct Waiter {
+    tx: oneshot::Sender<Outcome>,
+    since: Instant,
+    kind: &'static str,
+}
+
 /// See the module documentation.
 pub struct NodeActor {
     node: EngineNode,
     peers: BTreeMap<u64, PeerQueue>,
-    waiting: HashMap<(ClientId, u64), Vec<oneshot::Sender<Outcome>>>,
+    waiting: HashMap<(ClientId, u64), Vec<Waiter>>,
     writer: Option<mpsc::Sender<WriteJob>>,
     log_writer: LogWriter,
     tick: Duration,
+    metrics: Metrics,
 }
 
 impl NodeActor {
     /// An actor around `node`, ticking every `tick`, sending Raft messages
     /// to `peers`.
-    pub fn new(node: EngineNode, peers: BTreeMap<u64, PeerQueue>, tick: Duration) -> Self {
+    pub fn new(
+        node: EngineNode,
+        peers: BTreeMap<u64, PeerQueue>,
+        tick: Duration,
+        metrics: Metrics,
+    ) -> Self {
         let log_writer = node.storage().writer();
         NodeActor {
             node,
@@ -101,14 +94,28 @@ impl NodeActor {
             writer: None,
             log_writer,
             tick,
+            metrics,
         }
     }
 
-    /// Executes every effect the node has.
+    /// Executes every effect the node has, then updates the gauges.
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(effect) = self.node.poll() {
             self.execute(effect, ctx);
         }
+        let (n, m) = (&self.node, &self.metrics);
+        m.term.set(n.term() as i64);
+        m.role.set(match n.role() {
+            Role::Follower => 0,
+            Role::PreCandidate => 1,
+            Role::Candidate => 2,
+            Role::Leader => 3,
+        });
+        m.leader.set(n.leader().unwrap_or(0) as i64);
+        m.commit_index.set(n.commit_index() as i64);
+        m.applied_index.set(n.applied_index() as i64);
+        let ready = n.leader().is_some() && n.failure().is_none();
+        m.ready.store(ready, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn execute(&mut self, effect: Effect, ctx: &mut Context<Self>) {
@@ -135,8 +142,18 @@ impl NodeActor {
                 seq,
                 outcome,
             } => {
+                let label = outcome_label(&outcome);
                 for waiter in self.waiting.remove(&(client, seq)).into_iter().flatten() {
-                    let _ = waiter.send(outcome.clone());
+                    let labels = RequestLabels {
+                        kind: waiter.kind,
+                        outcome: label,
+                    };
+                    let seconds = waiter.since.elapsed().as_secs_f64();
+                    self.metrics
+                        .request_seconds
+                        .get_or_create(&labels)
+                        .observe(seconds);
+                    let _ = waiter.tx.send(outcome.clone());
                 }
             }
             Effect::RoleChanged { role, term, leader } => {
@@ -158,15 +175,20 @@ impl NodeActor {
     fn start_writer(&mut self, ctx: &mut Context<Self>) {
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let writer = self.log_writer.clone();
+        let fsync = self.metrics.fsync_seconds.clone();
         let addr = ctx.address();
         let spawned = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
                 for mut job in rx {
+                    let started = Instant::now();
                     let (mark, failed) = match job.batch.as_mut() {
                         Some(b) => (b.mark, writer.write(&mut b.batch).err().map(|e| e.0)),
                         None => (0, None),
                     };
+                    if mark > 0 {
+                        fsync.observe(started.elapsed().as_secs_f64());
+                    }
                     addr.do_send(Persisted {
                         token: job.token,
                         mark,
@@ -221,10 +243,21 @@ impl Handler<ClientRequest> for NodeActor {
         let (tx, rx) = oneshot::channel();
         let envelope = msg.0;
         let key = (envelope.client, envelope.seq);
-        self.waiting.entry(key).or_default().push(tx);
+        let kind = match envelope.request {
+            Request::Query(_) => "query",
+            Request::Command(_) => "command",
+        };
+        let since = Instant::now();
+        self.waiting
+            .entry(key)
+            .or_default()
+            .push(Waiter { tx, since, kind });
         match envelope.request {
             Request::Query(query) => self.node.read(query, envelope.client, envelope.seq),
-            Request::Command(_) => self.node.propose(now_ms(), envelope),
+            Request::Command(_) => {
+                self.metrics.proposals.inc();
+                self.node.propose(now_ms(), envelope)
+            }
         }
         self.drain(ctx);
         MessageResult(rx)
@@ -253,7 +286,7 @@ impl NodeActor {
     fn fail_waiting(&mut self, error: &str) {
         for (_, waiters) in self.waiting.drain() {
             for w in waiters {
-                let _ = w.send(Err(FloeError::Unavailable(format!(
+                let _ = w.tx.send(Err(FloeError::Unavailable(format!(
                     "the node stopped: {error}"
                 ))));
             }
@@ -275,7 +308,23 @@ impl Handler<GetStatus> for NodeActor {
             applied: n.applied_index(),
             voters: n.voters(),
             failure: n.failure().map(|e| e.0.clone()),
+            pid: std::process::id(),
         })
+    }
+}
+
+/// How a request ended, as a metrics label.
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Ok(floe_protocol::Reply::Committed {
+            rebased_over: 0, ..
+        }) => "landed",
+        Ok(floe_protocol::Reply::Committed { .. }) => "fast_forwarded",
+        Ok(_) => "ok",
+        Err(FloeError::Conflict { .. }) => "conflict",
+        Err(FloeError::OutOfDate { .. }) => "out_of_date",
+        Err(FloeError::NotLeader { .. }) => "not_leader",
+        Err(_) => "error",
     }
 }
 

@@ -19,8 +19,9 @@ use floe_protocol::{FloeError, Message};
 
 use crate::config::{read_token, NodeConfig};
 use crate::log::EngineLog;
+use crate::metrics::Metrics;
 use crate::net::{self, Caller, Conn};
-use crate::node::{ClientRequest, NodeActor, PeerQueue, Step};
+use crate::node::{ClientRequest, GetStatus, NodeActor, PeerQueue, Step};
 
 /// Raft messages queued per peer before new ones are dropped.
 const PEER_QUEUE: usize = 4096;
@@ -112,11 +113,18 @@ async fn start(
         links.push((id, addr, rx));
     }
     let tick = Duration::from_millis(config.tick_ms);
-    let actor = NodeActor::new(node, queues, tick).start();
-    for (id, addr, rx) in links {
-        tokio::spawn(peer_link(config.id, id, addr, token.clone(), rx));
+    let metrics = Metrics::new();
+    if let Some(addr) = config.metrics {
+        crate::metrics::serve(addr, metrics.clone())
+            .await
+            .map_err(|error| ServeError::Listen { addr, error })?;
     }
-    tokio::spawn(accept_loop(listener, config.id, token, actor));
+    let actor = NodeActor::new(node, queues, tick, metrics.clone()).start();
+    for (id, addr, rx) in links {
+        let link = peer_link(config.id, id, addr, token.clone(), rx, metrics.clone());
+        tokio::spawn(link);
+    }
+    tokio::spawn(accept_loop(listener, config.id, token, actor, metrics));
     tokio::spawn(async {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -180,6 +188,7 @@ async fn peer_link(
     addr: SocketAddr,
     token: String,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    metrics: Metrics,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -187,9 +196,11 @@ async fn peer_link(
             Ok(mut conn) => {
                 backoff = Duration::from_millis(50);
                 tracing::info!(peer = id, %addr, "peer link up");
+                metrics.peer_links_up.inc();
                 if let Err(e) = pump(me, &mut conn, &mut rx).await {
                     tracing::warn!(peer = id, error = %e, "peer link down");
                 }
+                metrics.peer_links_up.dec();
                 if rx.is_closed() {
                     return;
                 }
@@ -230,13 +241,19 @@ async fn pump(
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, me: u64, token: String, node: Addr<NodeActor>) {
+async fn accept_loop(
+    listener: TcpListener,
+    me: u64,
+    token: String,
+    node: Addr<NodeActor>,
+    metrics: Metrics,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
-                let (token, node) = (token.clone(), node.clone());
+                let (token, node, metrics) = (token.clone(), node.clone(), metrics.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve_conn(stream, me, &token, node).await {
+                    if let Err(e) = serve_conn(stream, me, &token, node, metrics).await {
                         tracing::info!(%from, error = %e, "connection closed");
                     }
                 });
@@ -256,6 +273,7 @@ async fn serve_conn(
     me: u64,
     token: &str,
     node: Addr<NodeActor>,
+    metrics: Metrics,
 ) -> Result<(), net::NetError> {
     let mut conn = net::framed(stream);
     let caller = tokio::time::timeout(Duration::from_secs(5), net::accept(&mut conn, me, token))
@@ -263,7 +281,12 @@ async fn serve_conn(
         .map_err(|_| net::NetError::Refused("no hello within 5 s".into()))?;
     match caller {
         Ok(Caller::Peer(from)) => serve_peer(conn, from, node).await,
-        Ok(Caller::Client) => serve_client(conn, node).await,
+        Ok(Caller::Client) => {
+            metrics.client_connections.inc();
+            let result = serve_client(conn, node).await;
+            metrics.client_connections.dec();
+            result
+        }
         Err(e) => {
             tracing::warn!(error = %e, "handshake refused");
             Err(e)
@@ -314,6 +337,12 @@ async fn serve_client(conn: Conn, node: Addr<NodeActor>) -> Result<(), net::NetE
         };
         let envelope = match floe_protocol::codec::decode::<Message>(&frame) {
             Ok(Message::Request(envelope)) => envelope,
+            Ok(Message::StatusRequest) => {
+                if let Ok(status) = node.send(GetStatus).await {
+                    let _ = tx.send(Message::Status(status)).await;
+                }
+                continue;
+            }
             Ok(other) => {
                 let why = format!("a client sent a {}", net::kind(&other));
                 let _ = tx.send(Message::Refused { why: why.clone() }).await;
