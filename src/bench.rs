@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// queue at the leader, which would measure their resends.
     #[arg(long)]
     in_flight: Option<usize>,
+    /// Run against this running cluster (a `floe up` cluster file) instead
+    /// of an embedded one; each run uses a fresh repo.
+    #[arg(long)]
+    cluster: Option<std::path::PathBuf>,
     /// Footprint sizes, in chunks, for the apply-time measurement.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 1_000, 100_000])]
     footprints: Vec<u64>,
@@ -59,7 +63,7 @@ enum Part {
 
 /// Counts the requests a client sends.
 struct Counting<C> {
-    inner: C,
+    inner: Arc<C>,
     requests: AtomicU64,
 }
 
@@ -84,6 +88,8 @@ struct Figures {
     secs: f64,
     requests: u64,
     commits: u64,
+    /// Each commit's latency, seconds, sorted.
+    latencies: Vec<f64>,
 }
 
 impl Figures {
@@ -93,6 +99,12 @@ impl Figures {
 
     fn requests_per_commit(&self) -> f64 {
         self.requests as f64 / self.commits as f64
+    }
+
+    /// The latency at quantile `q`, in milliseconds.
+    fn ms(&self, q: f64) -> f64 {
+        let i = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
+        self.latencies.get(i).copied().unwrap_or(0.0) * 1000.0
     }
 }
 
@@ -119,19 +131,51 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// rebase.
 fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
+    let remote = match &args.cluster {
+        Some(path) => Some(connect(path)?),
+        None => None,
+    };
+    let target = match &args.cluster {
+        Some(path) => format!("the cluster of {}", path.display()),
+        None => "3-node embedded cluster".into(),
+    };
+    println!("fast-forward: concurrent writers on disjoint chunks, one base, {target}");
     println!(
-        "fast-forward: concurrent writers on disjoint chunks, one base, 3-node embedded cluster"
-    );
-    println!(
-        "  {:>7}  {:<19} {:>7} {:>9} {:>11} {:>16}",
-        "writers", "strategy", "commits", "secs", "commits/s", "requests/commit"
+        "  {:>7}  {:<19} {:>7} {:>9} {:>11} {:>16} {:>8} {:>8}",
+        "writers",
+        "strategy",
+        "commits",
+        "secs",
+        "commits/s",
+        "requests/commit",
+        "p50 ms",
+        "p99 ms"
     );
     if let Some(cap) = args.in_flight {
         ensure!(cap > 0, "--in-flight needs a positive count");
         println!("  (at most {cap} commits in flight at once)");
     }
     let explicit_seed_loop = args.only.contains(&Part::SeedLoop);
-    let run_one = |writers, strategy| rt.block_on(contend(writers, strategy, args.in_flight));
+    let run_one = |writers, strategy| {
+        rt.block_on(async {
+            match &remote {
+                Some(net) => {
+                    let coord = Arc::new(Counting {
+                        inner: net.clone(),
+                        requests: AtomicU64::new(0),
+                    });
+                    contend(coord, writers, strategy, args.in_flight).await
+                }
+                None => {
+                    let coord = Arc::new(Counting {
+                        inner: Arc::new(EmbeddedCluster::start(3, Config::default())?),
+                        requests: AtomicU64::new(0),
+                    });
+                    contend(coord, writers, strategy, args.in_flight).await
+                }
+            }
+        })
+    };
     for &writers in &args.writers {
         let mut row = Vec::new();
         if seed_loop && (explicit_seed_loop || writers <= SEED_LOOP_MAX_WRITERS) {
@@ -144,11 +188,13 @@ fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
         }
         for (name, f) in &row {
             println!(
-                "  {writers:>7}  {name:<19} {:>7} {:>9.3} {:>11.1} {:>16.2}",
+                "  {writers:>7}  {name:<19} {:>7} {:>9.3} {:>11.1} {:>16.2} {:>8.1} {:>8.1}",
                 f.commits,
                 f.secs,
                 f.rate(),
-                f.requests_per_commit()
+                f.requests_per_commit(),
+                f.ms(0.5),
+                f.ms(0.99)
             );
         }
         if let [(_, seed), (_, rebase)] = &row[..] {
@@ -162,12 +208,22 @@ fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
     Ok(())
 }
 
-async fn contend(writers: u64, strategy: Strategy, in_flight: Option<usize>) -> Result<Figures> {
-    let cluster = EmbeddedCluster::start(3, Config::default())?;
-    let coord = Arc::new(Counting {
-        inner: cluster,
-        requests: AtomicU64::new(0),
-    });
+/// A client of the running cluster named by a cluster file.
+fn connect(path: &std::path::Path) -> Result<Arc<floe_server::NetCoordinator>> {
+    let file = floe_server::config::ClusterFile::load(path)?;
+    let token = floe_server::config::read_token(&file.token_file)?;
+    Ok(Arc::new(floe_server::NetCoordinator::new(
+        file.endpoints(),
+        token,
+    )))
+}
+
+async fn contend<C: Coordinator + 'static>(
+    coord: Arc<Counting<C>>,
+    writers: u64,
+    strategy: Strategy,
+    in_flight: Option<usize>,
+) -> Result<Figures> {
     let sessions = prepare(&coord, writers).await?;
     let permits = in_flight.unwrap_or(sessions.len()).max(1);
     let gate = Arc::new(Semaphore::new(permits));
@@ -179,7 +235,8 @@ async fn contend(writers: u64, strategy: Strategy, in_flight: Option<usize>) -> 
             let gate = gate.clone();
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                match strategy {
+                let started = Instant::now();
+                let done = match strategy {
                     Strategy::SeedLoop => {
                         s.commit_with_fast_forward("w", 100_000).await.map(|_| ())
                     }
@@ -189,33 +246,38 @@ async fn contend(writers: u64, strategy: Strategy, in_flight: Option<usize>) -> 
                         };
                         s.commit("w", mode).await.map(|_| ())
                     }
-                }
+                };
+                done.map(|()| started.elapsed().as_secs_f64())
             })
         })
         .collect();
-    let mut commits = 0;
+    let mut latencies = Vec::new();
     for (w, t) in tasks.into_iter().enumerate() {
-        t.await
+        let latency = t
+            .await
             .with_context(|| format!("writer {w} of {writers} did not finish"))?
             .with_context(|| format!("writer {w} of {writers} could not commit"))?;
-        commits += 1;
+        latencies.push(latency);
     }
     let secs = began.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
     Ok(Figures {
         secs,
         requests: coord.requests.load(Ordering::Relaxed) - before,
-        commits,
+        commits: latencies.len() as u64,
+        latencies,
     })
 }
 
 /// Creates the repo and the array, then one session per writer on the
 /// same base, each with its own chunk written (not yet committed).
-async fn prepare(
-    coord: &Arc<Counting<EmbeddedCluster>>,
+async fn prepare<C: Coordinator + 'static>(
+    coord: &Arc<Counting<C>>,
     writers: u64,
-) -> Result<Vec<Session<Counting<EmbeddedCluster>>>> {
+) -> Result<Vec<Session<Counting<C>>>> {
     let store = Store::memory();
-    let repo = RepoName::new("bench")?;
+    // A fresh repo per run, so that runs against one cluster do not meet.
+    let repo = RepoName::new(format!("bench-{:016x}", rand::random::<u64>()))?;
     let path = ArrayPath::new("/a")?;
     let main = BranchName::new("main")?;
     floe_worker::client::call(
