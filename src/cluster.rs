@@ -20,6 +20,11 @@ pub struct CoordinatorArgs {
     /// Print a documented example configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// This member lost its data directory: rejoin the cluster instead of
+    /// bootstrapping a new one, and vote only once the leader has sent the
+    /// state (until then this node cannot help elect a leader).
+    #[arg(long)]
+    join: bool,
 }
 
 /// Runs one coordinator until SIGTERM or Ctrl-C.
@@ -30,7 +35,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
     }
     let path = args.config.context("--config is required")?;
     let config = NodeConfig::load(&path)?;
-    floe_server::serve::run(config)?;
+    floe_server::serve::run(config, args.join)?;
     Ok(())
 }
 

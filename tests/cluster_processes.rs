@@ -2,7 +2,9 @@
 //! to through the network client. The leader is killed with SIGKILL
 //! mid-write, writes go on, the killed node restarts from its directory
 //! and catches up (it must: another node is then killed and writes still
-//! need it), and every acknowledged commit is on the branch exactly once.
+//! need it), a node whose directory was wiped rejoins (`--join`) and is
+//! needed in turn, and every acknowledged commit is on the branch exactly
+//! once.
 //! Bad traffic (garbage, oversized frames, a wrong token) is refused and
 //! the node keeps serving. Every process is stopped by its pid, also when
 //! the test fails.
@@ -48,6 +50,10 @@ impl Procs {
     }
 
     fn spawn(&mut self, id: u64) {
+        self.spawn_with(id, &[]);
+    }
+
+    fn spawn_with(&mut self, id: u64, flags: &[&str]) {
         let config = &self.layout.nodes[(id - 1) as usize].1;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -57,6 +63,7 @@ impl Procs {
         let child = Process::new(env!("CARGO_BIN_EXE_floe"))
             .args(["coordinator", "--config"])
             .arg(config)
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -77,6 +84,23 @@ impl Procs {
         let file = ClusterFile::load(&self.layout.cluster_file).unwrap();
         let token = read_token(&file.token_file).unwrap();
         Arc::new(NetCoordinator::new(file.endpoints(), token))
+    }
+
+    /// Waits (bounded) until node `id` has applied everything node `from`
+    /// had committed when asked.
+    async fn wait_caught_up(&self, id: u64, from: u64) {
+        let token = std::fs::read_to_string(self.dir.join("token")).unwrap();
+        let status = |n| floe_server::net::node_status(self.endpoint(n), token.trim());
+        let target = status(from).await.expect("status").commit;
+        for _ in 0..200 {
+            if let Ok(s) = status(id).await {
+                if s.applied >= target && !s.voters.is_empty() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("n{id} did not catch up with n{from} (commit {target}) in 10 s");
     }
 
     fn endpoint(&self, id: u64) -> std::net::SocketAddr {
@@ -189,12 +213,26 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
     // need the restarted one (two of three make a quorum).
     procs.spawn(leader);
     let other = (1..=3).find(|&id| id != leader).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    procs.wait_caught_up(leader, other).await;
     procs.kill(other);
     for i in 20..30 {
         acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
     }
     procs.spawn(other);
+    procs.wait_caught_up(other, leader).await;
+
+    // A node whose directory is wiped rejoins with --join: the leader sends
+    // it the state; then the node after it goes, and the writes need it.
+    let wiped = (1..=3).find(|&id| id != leader && id != other).unwrap();
+    procs.kill(wiped);
+    std::fs::remove_dir_all(dir.path().join(format!("n{wiped}"))).unwrap();
+    procs.spawn_with(wiped, &["--join"]);
+    procs.wait_caught_up(wiped, leader).await;
+    procs.kill(leader);
+    for i in 30..40 {
+        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
+    }
+    procs.spawn(leader);
 
     let records = log(&client).await;
     for (i, id) in &acked {
@@ -207,12 +245,12 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
         .await
         .unwrap();
     let all = reader
-        .read_region(&path(), &Region::new(&[(0, 120)]))
+        .read_region(&path(), &Region::new(&[(0, 160)]))
         .await
         .unwrap()
         .to_vec::<i32>()
         .unwrap();
-    let want: Vec<i32> = (0..30).flat_map(|i| [i; 4]).collect();
+    let want: Vec<i32> = (0..40).flat_map(|i| [i; 4]).collect();
     assert_eq!(all, want);
 }
 

@@ -54,18 +54,22 @@ pub enum ServeError {
 }
 
 /// Runs a coordinator until SIGTERM or Ctrl-C (or a fatal log failure).
-pub fn run(config: NodeConfig) -> Result<(), ServeError> {
+/// With `join`, a member that lost its data directory rejoins: it does not
+/// bootstrap a cluster from `peers`, and it votes only once the leader has
+/// sent it the state (it may have acknowledged entries it no longer has).
+pub fn run(config: NodeConfig, join: bool) -> Result<(), ServeError> {
     let token = read_token(&config.token_file)?;
     check_cluster_id(&config.data_dir, &token)?;
     let log = EngineLog::open(&config.data_dir).map_err(|e| ServeError::DataDir {
         dir: config.data_dir.display().to_string(),
         why: e.0,
     })?;
-    let mut core = CoreConfig::new(
-        config.id,
-        config.peer_addrs().keys().copied().collect(),
-        rand_seed(),
-    );
+    let initial: Vec<u64> = match join {
+        true => Vec::new(),
+        false => config.peer_addrs().keys().copied().collect(),
+    };
+    let mut core = CoreConfig::new(config.id, initial, rand_seed());
+    core.lost_data = join;
     core.election_tick = config.election_ticks;
     core.heartbeat_tick = (config.election_ticks / 3).max(1);
     core.snapshot_every = config.snapshot_every;

@@ -89,6 +89,11 @@ pub struct NodeConfig {
     pub max_batch: usize,
     /// Ticks after which an unanswered read is answered `Unavailable`.
     pub read_timeout_ticks: u64,
+    /// This node lost its data directory while a member (it may have
+    /// acknowledged entries it no longer holds): it refuses to vote until
+    /// a leader has given it the state. A brand-new node never
+    /// acknowledged anything and votes at once.
+    pub lost_data: bool,
     /// Planted bugs (simulation self-test only).
     #[cfg(feature = "planted-bugs")]
     pub bugs: NodeBugs,
@@ -108,6 +113,7 @@ impl NodeConfig {
             digest_every: 1,
             max_batch: 256,
             read_timeout_ticks: 20,
+            lost_data: false,
             #[cfg(feature = "planted-bugs")]
             bugs: NodeBugs::default(),
         }
@@ -386,11 +392,24 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             return Ok(());
         }
         wire::check_message(&self.raw.raft, from, &msg)?;
+        if self.votes_unsafely(&msg) {
+            return Ok(());
+        }
         #[cfg(feature = "planted-bugs")]
         self.bug_restore_stale_snapshot(&msg);
         let stepped = self.raw.step(msg).map_err(NodeError::from);
         self.observe(false);
         stepped
+    }
+
+    /// A node that lost its directory ([`NodeConfig::lost_data`]) and holds
+    /// no configuration yet may have acknowledged entries it no longer has:
+    /// its vote could elect a leader missing acknowledged commits. It votes
+    /// only once a leader has given it the state.
+    fn votes_unsafely(&self, msg: &raft::eraftpb::Message) -> bool {
+        use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
+        let asks_vote = matches!(msg.get_msg_type(), MsgRequestVote | MsgRequestPreVote);
+        self.cfg.lost_data && asks_vote && self.raw.raft.prs().conf().voters().ids().is_empty()
     }
 
     /// Submits a client request. A command joins the entry proposed at the
