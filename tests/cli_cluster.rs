@@ -229,3 +229,48 @@ fn the_readme_walk_through_works() {
         assert!(!alive, "coordinator {pid} still runs after floe up stopped");
     }
 }
+
+#[test]
+fn bad_setups_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = floe_server::local::write_local_cluster(dir.path(), 1, 20).unwrap();
+    let config = &layout.nodes[0].1;
+    let run = |config: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_floe"))
+            .args(["coordinator", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    // The port is taken.
+    let text = std::fs::read_to_string(config).unwrap();
+    let listen = floe_server::config::NodeConfig::load(config)
+        .unwrap()
+        .listen;
+    let taken = std::net::TcpListener::bind(listen).unwrap();
+    let out = run(config);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {listen}")), "{err}");
+    drop(taken);
+    // Another cluster's data directory (its token changed).
+    std::fs::write(dir.path().join("token"), "another cluster\n").unwrap();
+    let out = run(config);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to another cluster"), "{err}");
+    // A bad key, named with its line.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text.replace("tick_ms", "tik_ms")).unwrap();
+    let out = run(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tik_ms"), "{err}");
+    // A second `floe up` in the same directory does not clobber it.
+    let again = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["up", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && err.contains("exists"), "{err}");
+}

@@ -383,3 +383,20 @@ async fn serve_client(conn: Conn, node: Addr<NodeActor>) -> Result<(), net::NetE
     let _ = writer.await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_of_another_cluster_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        check_cluster_id(dir.path(), "token-a").unwrap();
+        check_cluster_id(dir.path(), "token-a").unwrap();
+        let err = check_cluster_id(dir.path(), "token-b").unwrap_err();
+        assert!(
+            err.to_string().contains("belongs to another cluster"),
+            "{err}"
+        );
+    }
+}
