@@ -22,7 +22,7 @@ use floe_protocol::{
     RepoName, Request,
 };
 use floe_server::config::{read_token, ClusterFile};
-use floe_server::local::{write_local_cluster, LocalCluster};
+use floe_server::local::{write_local_cluster_with, LocalCluster};
 use floe_server::NetCoordinator;
 use floe_worker::client::Client;
 use floe_worker::{ArrayData, Session, Store};
@@ -37,7 +37,13 @@ struct Procs {
 
 impl Procs {
     fn start(dir: &Path) -> Procs {
-        let layout = write_local_cluster(dir, 3, 10).expect("layout");
+        // Frequent snapshots in small parts: a node that rejoins gets the
+        // state as a snapshot sent in parts.
+        let layout = write_local_cluster_with(dir, 3, 10, |c| {
+            c.snapshot_every = 16;
+            c.raft_chunk_bytes = 1024;
+        })
+        .expect("layout");
         let mut procs = Procs {
             layout,
             dir: dir.to_path_buf(),
@@ -233,6 +239,13 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
         acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
     }
     procs.spawn(leader);
+    let logs: String = (1..=3)
+        .map(|id| std::fs::read_to_string(dir.path().join(format!("n{id}.log"))).unwrap())
+        .collect();
+    assert!(
+        logs.contains("sending a large raft message in parts"),
+        "the rejoining node got its snapshot in parts"
+    );
 
     let records = log(&client).await;
     for (i, id) in &acked {

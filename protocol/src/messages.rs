@@ -459,6 +459,24 @@ pub enum Message {
     StatusRequest,
     /// The answer to [`Message::StatusRequest`].
     Status(NodeStatus),
+    /// Coordinator to coordinator: one part of a Raft message too large
+    /// for one frame (a state-machine snapshot), sent in order; the
+    /// receiver checks each part and steps the whole message once the last
+    /// one arrived.
+    RaftChunk {
+        /// Sender node id.
+        from: u64,
+        /// Which large message (per sender link, increasing).
+        id: u64,
+        /// The part's number, from 0.
+        seq: u32,
+        /// True on the last part.
+        last: bool,
+        /// CRC-32 of `bytes`.
+        crc32: u32,
+        /// The part.
+        bytes: Vec<u8>,
+    },
 }
 
 /// One coordinator's view of itself, for operators (`floe status`).

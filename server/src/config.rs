@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use floe_protocol::codec::MAX_FRAME_LEN;
 use serde::{Deserialize, Serialize};
 
 /// Why a configuration cannot be used.
@@ -65,6 +66,14 @@ pub struct NodeConfig {
     /// Take a state-machine snapshot every this many applied entries.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: u64,
+    /// Raft messages larger than this (snapshots) go to peers in parts of
+    /// this many bytes.
+    #[serde(default = "default_chunk_bytes")]
+    pub raft_chunk_bytes: usize,
+}
+
+fn default_chunk_bytes() -> usize {
+    crate::chunks::CHUNK_BYTES
 }
 
 fn default_tick_ms() -> u64 {
@@ -91,6 +100,7 @@ token_file = "/etc/floe/token"  # the cluster's shared secret
 tick_ms = 20                    # Raft tick
 election_ticks = 10             # ticks without a leader before an election
 snapshot_every = 10000          # applied entries between snapshots
+raft_chunk_bytes = 1048576      # snapshots go to peers in parts this large
 
 [peers]                         # the initial voters, this node included
 1 = "127.0.0.1:7001"
@@ -134,6 +144,12 @@ snapshot_every = 10000          # applied entries between snapshots
             return Err(invalid(format!(
                 "peers must include this node (id {})",
                 self.id
+            )));
+        }
+        if self.raft_chunk_bytes < 1024 || self.raft_chunk_bytes > MAX_FRAME_LEN / 2 {
+            return Err(invalid(format!(
+                "raft_chunk_bytes must be between 1024 and {}",
+                MAX_FRAME_LEN / 2
             )));
         }
         if self.tick_ms == 0 || self.election_ticks < 3 {

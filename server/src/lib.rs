@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chunks;
 pub mod client;
 pub mod config;
 pub mod local;

@@ -185,6 +185,7 @@ pub fn kind(message: &Message) -> &'static str {
         Message::Refused { .. } => "refusal",
         Message::StatusRequest => "status request",
         Message::Status(_) => "status",
+        Message::RaftChunk { .. } => "raft message part",
     }
 }
 

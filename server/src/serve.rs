@@ -125,8 +125,14 @@ async fn start(
     }
     let actor = NodeActor::new(node, queues, tick, metrics.clone()).start();
     for (id, addr, rx) in links {
-        let link = peer_link(config.id, id, addr, token.clone(), rx, metrics.clone());
-        tokio::spawn(link);
+        let link = Link {
+            me: config.id,
+            peer: id,
+            addr,
+            token: token.clone(),
+            chunk: config.raft_chunk_bytes,
+        };
+        tokio::spawn(peer_link(link, rx, metrics.clone()));
     }
     tokio::spawn(accept_loop(listener, config.id, token, actor, metrics));
     tokio::spawn(async {
@@ -183,25 +189,30 @@ fn check_cluster_id(dir: &Path, token: &str) -> Result<(), ServeError> {
     }
 }
 
-/// Keeps a connection to peer `id` and sends it the node's Raft messages,
-/// batched: whatever is queued goes out before one flush. Reconnects with
-/// backoff; messages queued while down may be dropped (Raft retransmits).
-async fn peer_link(
+/// One outgoing peer link's settings.
+struct Link {
     me: u64,
-    id: u64,
+    peer: u64,
     addr: SocketAddr,
     token: String,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    metrics: Metrics,
-) {
+    /// Raft messages larger than this go in parts.
+    chunk: usize,
+}
+
+/// Keeps a connection to a peer and sends it the node's Raft messages,
+/// batched: whatever is queued goes out before one flush. Reconnects with
+/// backoff; messages queued while down may be dropped (Raft retransmits).
+async fn peer_link(link: Link, mut rx: mpsc::Receiver<Vec<u8>>, metrics: Metrics) {
+    let (me, id, addr) = (link.me, link.peer, link.addr);
     let mut backoff = Duration::from_millis(50);
+    let mut runs = 0u64;
     loop {
-        match connect_peer(me, addr, &token).await {
+        match connect_peer(me, addr, &link.token).await {
             Ok(mut conn) => {
                 backoff = Duration::from_millis(50);
                 tracing::info!(peer = id, %addr, "peer link up");
                 metrics.peer_links_up.inc();
-                if let Err(e) = pump(me, &mut conn, &mut rx).await {
+                if let Err(e) = pump(&link, &mut conn, &mut rx, &mut runs).await {
                     tracing::warn!(peer = id, error = %e, "peer link down");
                 }
                 metrics.peer_links_up.dec();
@@ -230,17 +241,46 @@ async fn connect_peer(me: u64, addr: SocketAddr, token: &str) -> Result<Conn, ne
 }
 
 async fn pump(
-    me: u64,
+    link: &Link,
     conn: &mut Conn,
     rx: &mut mpsc::Receiver<Vec<u8>>,
+    runs: &mut u64,
 ) -> Result<(), net::NetError> {
     use futures::SinkExt;
     while let Some(bytes) = rx.recv().await {
-        net::feed(conn, &Message::Raft { from: me, bytes }).await?;
+        feed_raft(link, conn, bytes, runs).await?;
         while let Ok(bytes) = rx.try_recv() {
-            net::feed(conn, &Message::Raft { from: me, bytes }).await?;
+            feed_raft(link, conn, bytes, runs).await?;
         }
         SinkExt::<Bytes>::flush(conn).await?;
+    }
+    Ok(())
+}
+
+/// Queues one Raft message: in one frame, or in parts when it is large.
+async fn feed_raft(
+    link: &Link,
+    conn: &mut Conn,
+    bytes: Vec<u8>,
+    runs: &mut u64,
+) -> Result<(), net::NetError> {
+    if bytes.len() <= link.chunk {
+        let message = Message::Raft {
+            from: link.me,
+            bytes,
+        };
+        return net::feed(conn, &message).await;
+    }
+    *runs += 1;
+    let parts = crate::chunks::split(link.me, *runs, &bytes, link.chunk);
+    tracing::info!(
+        peer = link.peer,
+        bytes = bytes.len(),
+        parts = parts.len(),
+        "sending a large raft message in parts"
+    );
+    for part in parts {
+        net::feed(conn, &part).await?;
     }
     Ok(())
 }
@@ -299,6 +339,7 @@ async fn serve_conn(
 }
 
 async fn serve_peer(mut conn: Conn, from: u64, node: Addr<NodeActor>) -> Result<(), net::NetError> {
+    let mut parts = crate::chunks::Reassembler::default();
     loop {
         match net::recv(&mut conn).await? {
             Message::Raft {
@@ -307,6 +348,18 @@ async fn serve_peer(mut conn: Conn, from: u64, node: Addr<NodeActor>) -> Result<
             } if sender == from => {
                 node.do_send(Step { from, bytes });
             }
+            Message::RaftChunk {
+                from: sender,
+                id,
+                seq,
+                last,
+                crc32,
+                bytes,
+            } if sender == from => match parts.push(id, seq, last, crc32, &bytes) {
+                Ok(Some(bytes)) => node.do_send(Step { from, bytes }),
+                Ok(None) => {}
+                Err(why) => tracing::warn!(peer = from, %why, "dropped a large raft message"),
+            },
             other => {
                 return Err(net::NetError::Refused(format!(
                     "peer {from} sent a {}",
