@@ -200,6 +200,11 @@ pub struct LogArgs {
 /// `floe branch` / `floe tag`.
 #[derive(Subcommand)]
 pub enum RefCmd {
+    /// List them with their commits.
+    List {
+        /// The repo.
+        repo: String,
+    },
     /// Create it at a commit.
     Create {
         /// The repo.
@@ -491,14 +496,35 @@ pub fn log(cluster: ClusterArgs, args: LogArgs) -> Result<()> {
     })
 }
 
-/// `floe branch create` / `floe tag create`.
+/// `floe branch list` / `floe tag list`.
+fn list_refs(remote: Remote, name: &str, tags: bool) -> Result<()> {
+    let q = Query::Refs { repo: repo(name)? };
+    block_on(async move {
+        let Reply::Refs { branches, tags: t } = remote.client().call(Request::Query(q)).await?
+        else {
+            bail!("unexpected answer to a refs query");
+        };
+        let rows: Vec<(String, CommitId)> = match tags {
+            true => t.into_iter().map(|(n, c)| (n.to_string(), c)).collect(),
+            false => branches
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+        };
+        for (name, commit) in rows {
+            println!("{name} {commit}");
+        }
+        Ok(())
+    })
+}
+
+/// `floe branch create|list` / `floe tag create|list`.
 pub fn reference(cluster: ClusterArgs, cmd: RefCmd, tag: bool) -> Result<()> {
     let remote = cluster.connect()?;
-    let RefCmd::Create {
-        repo: name,
-        name: ref_name,
-        at,
-    } = cmd;
+    let (name, ref_name, at) = match cmd {
+        RefCmd::List { repo } => return list_refs(remote, &repo, tag),
+        RefCmd::Create { repo, name, at } => (repo, name, at),
+    };
     let (name, at) = (repo(&name)?, commit_id(&at)?);
     let command = if tag {
         Command::CreateTag {

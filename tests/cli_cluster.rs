@@ -210,6 +210,13 @@ fn the_readme_walk_through_works() {
         "the tag is C2: rows 4-5 unwritten"
     );
 
+    ok(&cluster, &["branch", "create", "demo", "dev", "--at", "C2"]);
+    assert_eq!(
+        ok(&cluster, &["branch", "list", "demo"]),
+        "dev C2\nmain C4\n"
+    );
+    assert_eq!(ok(&cluster, &["tag", "list", "demo"]), "v1 C2\n");
+
     // Bad input: a clear error, nothing changed.
     let bad = floe(&cluster, &["write", "demo", "/t", "0:3,0:8", "--from", top]);
     assert!(!bad.status.success());

@@ -228,6 +228,11 @@ pub enum Query {
         /// The session.
         session: SessionId,
     },
+    /// A repo's branches and tags.
+    Refs {
+        /// The repo.
+        repo: RepoName,
+    },
 }
 
 /// A command or a query.
@@ -408,6 +413,13 @@ pub enum Reply {
     },
     /// A cooperative session's state.
     Session(Box<SessionStatus>),
+    /// The answer to `Refs`: every branch's tip and every tag's commit.
+    Refs {
+        /// Branches and their tips, by name.
+        branches: BTreeMap<BranchName, CommitId>,
+        /// Tags and their commits, by name.
+        tags: BTreeMap<TagName, CommitId>,
+    },
 }
 
 /// Outcome of a request.

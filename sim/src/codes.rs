@@ -27,6 +27,7 @@ pub fn request(r: &Request) -> u64 {
             Query::Log { .. } => 15,
             Query::CanFastForward { .. } => 16,
             Query::Session { .. } => 17,
+            Query::Refs { .. } => 18,
         },
     }
 }
@@ -44,7 +45,7 @@ const REPLIES: [&str; 13] = [
     "Log",
     "FastForward",
     "Session",
-    "?",
+    "Refs",
 ];
 
 const ERRORS: [&str; 31] = [
@@ -103,6 +104,7 @@ fn reply(r: &Reply) -> u64 {
         Reply::Log(_) => 9,
         Reply::FastForward { .. } => 10,
         Reply::Session(_) => 11,
+        Reply::Refs { .. } => 12,
     }
 }
 

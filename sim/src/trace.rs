@@ -86,7 +86,7 @@ pub const REQUESTS: [&str; 19] = [
     "Log",
     "CanFastForward",
     "Session",
-    "?",
+    "Refs",
 ];
 
 impl Rec {

@@ -260,6 +260,7 @@ impl StateMachine for State {
                 footprint,
             } => self.can_fast_forward(repo, branch, *base, footprint),
             Query::Session { session } => self.session_status(*session),
+            Query::Refs { repo } => self.repo(repo)?.refs(),
         }
     }
 

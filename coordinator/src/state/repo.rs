@@ -241,6 +241,14 @@ impl Repo {
         Ok(Reply::Done)
     }
 
+    /// `Refs`: every branch and tag.
+    pub(super) fn refs(&self) -> Outcome {
+        Ok(Reply::Refs {
+            branches: self.branches.clone(),
+            tags: self.tags.clone(),
+        })
+    }
+
     /// `Checkout`: the tip's record.
     pub(super) fn checkout(&self, branch: &BranchName) -> Outcome {
         self.get_commit(self.tip(branch)?)
