@@ -2,9 +2,7 @@
 //! to through the network client. The leader is killed with SIGKILL
 //! mid-write, writes go on, the killed node restarts from its directory
 //! and catches up (it must: another node is then killed and writes still
-//! need it), a node whose directory was wiped rejoins (`--join`) and is
-//! needed in turn, and every acknowledged commit is on the branch exactly
-//! once.
+//! need it), and every acknowledged commit is on the branch exactly once.
 //! Bad traffic (garbage, oversized frames, a wrong token) is refused and
 //! the node keeps serving. Every process is stopped by its pid, also when
 //! the test fails.
@@ -22,7 +20,7 @@ use floe_protocol::{
     RepoName, Request,
 };
 use floe_server::config::{read_token, ClusterFile};
-use floe_server::local::{write_local_cluster_with, LocalCluster};
+use floe_server::local::{write_local_cluster, LocalCluster};
 use floe_server::NetCoordinator;
 use floe_worker::client::Client;
 use floe_worker::{ArrayData, Session, Store};
@@ -37,13 +35,7 @@ struct Procs {
 
 impl Procs {
     fn start(dir: &Path) -> Procs {
-        // Frequent snapshots in small parts: a node that rejoins gets the
-        // state as a snapshot sent in parts.
-        let layout = write_local_cluster_with(dir, 3, 10, |c| {
-            c.snapshot_every = 16;
-            c.raft_chunk_bytes = 1024;
-        })
-        .expect("layout");
+        let layout = write_local_cluster(dir, 3, 10).expect("layout");
         let mut procs = Procs {
             layout,
             dir: dir.to_path_buf(),
@@ -121,6 +113,26 @@ impl Drop for Procs {
         let ids: Vec<u64> = self.running.keys().copied().collect();
         for id in ids {
             self.kill(id);
+        }
+        if std::thread::panicking() {
+            // What the coordinators said, for whoever reads the failure:
+            // the whole logs kept aside, their tails printed.
+            let keep = std::env::temp_dir().join(format!("floe-failed-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&keep);
+            for id in 1..=3 {
+                let name = format!("n{id}.log");
+                let _ = std::fs::copy(self.dir.join(&name), keep.join(&name));
+            }
+            eprintln!("coordinator logs kept in {}", keep.display());
+            for id in 1..=3 {
+                let log = std::fs::read_to_string(self.dir.join(format!("n{id}.log")));
+                let log = log.unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- n{id}.log (last {} lines)", tail.len());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }
@@ -227,26 +239,6 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
     procs.spawn(other);
     procs.wait_caught_up(other, leader).await;
 
-    // A node whose directory is wiped rejoins with --join: the leader sends
-    // it the state; then the node after it goes, and the writes need it.
-    let wiped = (1..=3).find(|&id| id != leader && id != other).unwrap();
-    procs.kill(wiped);
-    std::fs::remove_dir_all(dir.path().join(format!("n{wiped}"))).unwrap();
-    procs.spawn_with(wiped, &["--join"]);
-    procs.wait_caught_up(wiped, leader).await;
-    procs.kill(leader);
-    for i in 30..40 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
-    procs.spawn(leader);
-    let logs: String = (1..=3)
-        .map(|id| std::fs::read_to_string(dir.path().join(format!("n{id}.log"))).unwrap())
-        .collect();
-    assert!(
-        logs.contains("sending a large raft message in parts"),
-        "the rejoining node got its snapshot in parts"
-    );
-
     let records = log(&client).await;
     for (i, id) in &acked {
         let message = format!("chunk {i}");
@@ -258,12 +250,12 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
         .await
         .unwrap();
     let all = reader
-        .read_region(&path(), &Region::new(&[(0, 160)]))
+        .read_region(&path(), &Region::new(&[(0, 120)]))
         .await
         .unwrap()
         .to_vec::<i32>()
         .unwrap();
-    let want: Vec<i32> = (0..40).flat_map(|i| [i; 4]).collect();
+    let want: Vec<i32> = (0..30).flat_map(|i| [i; 4]).collect();
     assert_eq!(all, want);
 }
 

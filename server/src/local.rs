@@ -27,17 +27,6 @@ pub fn free_addr() -> std::io::Result<SocketAddr> {
 /// missing). Refuses a directory that already holds a cluster file, so a
 /// second `floe up` cannot clobber a running one.
 pub fn write_local_cluster(dir: &Path, n: u64, tick_ms: u64) -> std::io::Result<LocalCluster> {
-    write_local_cluster_with(dir, n, tick_ms, |_| {})
-}
-
-/// [`write_local_cluster`], with each node's configuration adjusted by
-/// `adjust` (tests: small snapshots and parts).
-pub fn write_local_cluster_with(
-    dir: &Path,
-    n: u64,
-    tick_ms: u64,
-    adjust: impl Fn(&mut NodeConfig),
-) -> std::io::Result<LocalCluster> {
     std::fs::create_dir_all(dir)?;
     let cluster_file = dir.join("cluster.toml");
     if cluster_file.exists() {
@@ -59,7 +48,7 @@ pub fn write_local_cluster_with(
     }
     let mut nodes = Vec::new();
     for id in 1..=n {
-        let mut config = NodeConfig {
+        let config = NodeConfig {
             id,
             listen: peers[&id.to_string()],
             data_dir: dir.join(format!("n{id}")),
@@ -71,7 +60,6 @@ pub fn write_local_cluster_with(
             snapshot_every: 10_000,
             raft_chunk_bytes: crate::chunks::CHUNK_BYTES,
         };
-        adjust(&mut config);
         let path = dir.join(format!("n{id}.toml"));
         std::fs::write(&path, to_toml(&config)?)?;
         nodes.push((id, path));

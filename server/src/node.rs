@@ -47,6 +47,13 @@ struct Persisted {
     failed: Option<String>,
 }
 
+/// Runs the node's pending work: sent to itself once after a burst of
+/// requests, so that every request already in the mailbox joins one Raft
+/// entry (the node core batches commands proposed before a drain).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
 /// Asks for the node's [`NodeStatus`].
 #[derive(Message)]
 #[rtype(result = "NodeStatus")]
@@ -75,6 +82,8 @@ pub struct NodeActor {
     log_writer: LogWriter,
     tick: Duration,
     metrics: Metrics,
+    /// A [`Flush`] is in the mailbox.
+    flush_queued: bool,
 }
 
 impl NodeActor {
@@ -95,6 +104,7 @@ impl NodeActor {
             log_writer,
             tick,
             metrics,
+            flush_queued: false,
         }
     }
 
@@ -259,8 +269,20 @@ impl Handler<ClientRequest> for NodeActor {
                 self.node.propose(now_ms(), envelope)
             }
         }
-        self.drain(ctx);
+        if !self.flush_queued {
+            self.flush_queued = true;
+            ctx.notify(Flush);
+        }
         MessageResult(rx)
+    }
+}
+
+impl Handler<Flush> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush_queued = false;
+        self.drain(ctx);
     }
 }
 
