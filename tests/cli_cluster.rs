@@ -249,12 +249,17 @@ fn bad_setups_are_clear_errors() {
             .output()
             .unwrap()
     };
-    // The port is taken.
+    // The port is taken: hold one, and point the node at it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap();
+    let mut node = floe_server::config::NodeConfig::load(config).unwrap();
+    let peers = node.peers.values_mut();
+    for addr in peers {
+        *addr = listen;
+    }
+    node.listen = listen;
+    std::fs::write(config, toml::to_string(&node).unwrap()).unwrap();
     let text = std::fs::read_to_string(config).unwrap();
-    let listen = floe_server::config::NodeConfig::load(config)
-        .unwrap()
-        .listen;
-    let taken = std::net::TcpListener::bind(listen).unwrap();
     let out = run(config);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

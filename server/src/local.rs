@@ -18,8 +18,17 @@ pub struct LocalCluster {
     pub cluster_file: PathBuf,
 }
 
-/// A loopback address whose port was free a moment ago.
+/// A loopback address whose port was free a moment ago. Drawn below the
+/// kernel's ephemeral range (32768 and up on Linux), where outgoing
+/// connections take their source ports, so that the port is not taken by
+/// someone's connection before the coordinator binds it.
 pub fn free_addr() -> std::io::Result<SocketAddr> {
+    for _ in 0..100 {
+        let port = rand::random::<u16>() % 12_000 + 20_000;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr();
+        }
+    }
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
