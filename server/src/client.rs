@@ -10,9 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::bytes::Bytes;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,35 +37,40 @@ pub struct NetCoordinator {
     /// Longest wait for one answer (the client core's own timeouts are
     /// usually shorter and resend first).
     deadline: Duration,
-    links: tokio::sync::Mutex<HashMap<u64, Link>>,
+    /// One slot per node, each behind its own lock: opening a connection
+    /// to a node that does not answer holds up requests to that node only.
+    links: BTreeMap<u64, tokio::sync::Mutex<Option<Link>>>,
 }
 
 impl NetCoordinator {
     /// A client of the nodes at `endpoints` (by node id), with the
     /// cluster's `token`.
     pub fn new(endpoints: BTreeMap<u64, SocketAddr>, token: String) -> Self {
+        let links = endpoints
+            .keys()
+            .map(|&id| (id, tokio::sync::Mutex::new(None)))
+            .collect();
         NetCoordinator {
             endpoints,
             token,
             deadline: Duration::from_secs(10),
-            links: tokio::sync::Mutex::new(HashMap::new()),
+            links,
         }
     }
 
     /// The connection to `to`, opened if needed.
     async fn link(&self, to: u64) -> Result<Link, FloeError> {
-        let mut links = self.links.lock().await;
-        if let Some(link) = links.get(&to).filter(|l| !l.out.is_closed()) {
+        let (Some(slot), Some(addr)) = (self.links.get(&to), self.endpoints.get(&to)) else {
+            return Err(FloeError::Unavailable(format!("no endpoint for node {to}")));
+        };
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref().filter(|l| !l.out.is_closed()) {
             return Ok(link.clone());
         }
-        let addr = self
-            .endpoints
-            .get(&to)
-            .ok_or_else(|| FloeError::Unavailable(format!("no endpoint for node {to}")))?;
         let link = open(*addr, &self.token)
             .await
             .map_err(|e| FloeError::Unavailable(format!("node {to} at {addr}: {e}")))?;
-        links.insert(to, link.clone());
+        *slot = Some(link.clone());
         Ok(link)
     }
 }
@@ -80,19 +84,8 @@ async fn open(addr: SocketAddr, token: &str) -> Result<Link, net::NetError> {
     tokio::time::timeout(Duration::from_secs(2), net::hello(&mut conn, token, None))
         .await
         .map_err(|_| net::NetError::Refused("no answer to the handshake".into()))??;
-    let (mut sink, mut stream) = StreamExt::split::<Bytes>(conn);
-    let (out, mut rx) = mpsc::channel::<Message>(1024);
+    let (mut stream, out, _writer) = net::split(conn);
     let waiting: Waiting = Arc::default();
-    tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            let Ok(bytes) = floe_protocol::codec::encode(&message) else {
-                continue;
-            };
-            if sink.send(Bytes::from(bytes)).await.is_err() {
-                return;
-            }
-        }
-    });
     let answers = waiting.clone();
     tokio::spawn(async move {
         while let Some(Ok(frame)) = stream.next().await {

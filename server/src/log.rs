@@ -168,11 +168,6 @@ impl EngineLog {
         }
     }
 
-    /// The live image (what raft reads).
-    pub fn image(&self) -> &LogImage {
-        &self.live
-    }
-
     fn queued(&mut self) -> Result<(), LogError> {
         self.written += 1;
         Ok(())

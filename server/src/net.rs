@@ -56,6 +56,31 @@ pub async fn feed(conn: &mut Conn, message: &Message) -> Result<(), NetError> {
     Ok(())
 }
 
+/// The read half of a connection, and a queue to its write half: a task
+/// encodes and sends what is queued, in order, until the queue closes or
+/// the socket fails (its handle ends then).
+pub fn split(
+    conn: Conn,
+) -> (
+    futures::stream::SplitStream<Conn>,
+    tokio::sync::mpsc::Sender<Message>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (mut sink, stream) = StreamExt::split::<Bytes>(conn);
+    let (out, mut queue) = tokio::sync::mpsc::channel::<Message>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queue.recv().await {
+            let Ok(bytes) = codec::encode(&message) else {
+                continue;
+            };
+            if sink.send(Bytes::from(bytes)).await.is_err() {
+                return;
+            }
+        }
+    });
+    (stream, out, writer)
+}
+
 /// Receives one message.
 pub async fn recv(conn: &mut Conn) -> Result<Message, NetError> {
     match conn.next().await {

@@ -262,13 +262,12 @@ impl Handler<ClientRequest> for NodeActor {
             .entry(key)
             .or_default()
             .push(Waiter { tx, since, kind });
-        match envelope.request {
-            Request::Query(query) => self.node.read(query, envelope.client, envelope.seq),
-            Request::Command(_) => {
-                self.metrics.proposals.inc();
-                self.node.propose(now_ms(), envelope)
-            }
+        if kind == "command" {
+            self.metrics.proposals.inc();
         }
+        // The core routes it: a command into the next entry, a query to a
+        // ReadIndex read, `NotLeader` when this node does not lead.
+        self.node.propose(now_ms(), envelope);
         if !self.flush_queued {
             self.flush_queued = true;
             ctx.notify(Flush);

@@ -373,19 +373,8 @@ async fn serve_peer(mut conn: Conn, from: u64, node: Addr<NodeActor>) -> Result<
 /// Requests are answered as the node answers them, possibly out of order
 /// (each names its client and sequence number).
 async fn serve_client(conn: Conn, node: Addr<NodeActor>) -> Result<(), net::NetError> {
-    use futures::{SinkExt, StreamExt};
-    let (mut sink, mut stream) = StreamExt::split::<Bytes>(conn);
-    let (tx, mut rx) = mpsc::channel::<Message>(1024);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            let Ok(bytes) = floe_protocol::codec::encode(&message) else {
-                continue;
-            };
-            if sink.send(Bytes::from(bytes)).await.is_err() {
-                return;
-            }
-        }
-    });
+    use futures::StreamExt;
+    let (mut stream, tx, writer) = net::split(conn);
     let result = loop {
         let frame = match stream.next().await {
             Some(Ok(frame)) => frame,
