@@ -199,7 +199,10 @@ impl Loop {
                 }
             }
             Effect::Failed { error } => tracing::error!(node = i + 1, %error, "node stopped"),
-            Effect::Applied { .. } | Effect::RoleChanged { .. } | Effect::ConfChanged { .. } => {}
+            Effect::Applied { .. }
+            | Effect::RoleChanged { .. }
+            | Effect::ConfChanged { .. }
+            | Effect::LostLog { .. } => {}
         }
     }
 }

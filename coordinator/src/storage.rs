@@ -254,6 +254,18 @@ impl MemStorage {
         self.synced.last_index()
     }
 
+    /// True when what a restart would find holds entry `index` of term
+    /// `term` (or a snapshot past it): by Raft's log matching, then every
+    /// entry up to it.
+    pub fn durably_holds(&self, index: u64, term: u64) -> bool {
+        let image = &self.synced;
+        if index <= image.snap_index() {
+            return true;
+        }
+        index <= image.last_index()
+            && raft::Storage::term(&self.durable(), index).ok() == Some(term)
+    }
+
     /// The first log index still held (everything before is in the snapshot).
     pub fn first_log_index(&self) -> u64 {
         self.live.first_index()

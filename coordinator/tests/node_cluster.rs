@@ -179,7 +179,7 @@ impl Cluster {
                 seen.insert(index, digest);
             }
             Effect::Failed { .. } => self.failed.push(id),
-            Effect::RoleChanged { .. } | Effect::ConfChanged { .. } => {}
+            Effect::RoleChanged { .. } | Effect::ConfChanged { .. } | Effect::LostLog { .. } => {}
         }
     }
 

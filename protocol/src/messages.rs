@@ -472,22 +472,35 @@ pub enum Message {
     /// The answer to [`Message::StatusRequest`].
     Status(NodeStatus),
     /// Coordinator to coordinator: one part of a Raft message too large
-    /// for one frame (a state-machine snapshot), sent in order; the
-    /// receiver checks each part and steps the whole message once the last
-    /// one arrived.
+    /// for one frame (a state-machine snapshot). Parts go in order; the
+    /// receiver checks each one, acknowledges it with
+    /// [`Message::RaftChunkAck`], and steps the whole message once it has
+    /// every byte. A transfer cut by a lost connection resumes from the
+    /// last acknowledged byte.
     RaftChunk {
         /// Sender node id.
         from: u64,
-        /// Which large message (per sender link, increasing).
+        /// Which transfer (chosen by the sender, unique per transfer).
         id: u64,
-        /// The part's number, from 0.
-        seq: u32,
-        /// True on the last part.
-        last: bool,
+        /// Where `bytes` start in the whole message.
+        offset: u64,
+        /// The whole message's length.
+        total: u64,
         /// CRC-32 of `bytes`.
         crc32: u32,
         /// The part.
         bytes: Vec<u8>,
+    },
+    /// The answer to a [`Message::RaftChunk`], on the same connection:
+    /// the receiver holds the first `received` bytes of transfer `id` and
+    /// wants the rest from there (`received == total`: done, or given up).
+    RaftChunkAck {
+        /// The receiving node id.
+        from: u64,
+        /// The transfer.
+        id: u64,
+        /// Bytes held, from the start.
+        received: u64,
     },
 }
 

@@ -12,6 +12,8 @@
 pub mod chunks;
 pub mod client;
 pub mod config;
+pub mod conn;
+pub mod link;
 pub mod local;
 pub mod log;
 pub mod metrics;

@@ -52,6 +52,15 @@ pub struct Metrics {
     pub client_connections: Gauge,
     /// Peer links up.
     pub peer_links_up: Gauge,
+    /// Snapshot transfers this node finished sending (acknowledged whole).
+    pub snapshots_sent: Counter,
+    /// Snapshot transfers this node received whole.
+    pub snapshots_received: Counter,
+    /// Bytes of snapshot parts sent (resent parts included).
+    pub snapshot_bytes_sent: Counter,
+    /// Raft messages dropped at a peer link (queue full, or a snapshot
+    /// while another one is being sent); Raft sends them again.
+    pub peer_messages_dropped: Counter,
     /// True when the node knows a leader and its log works.
     pub ready: Arc<AtomicBool>,
 }
@@ -80,6 +89,10 @@ impl Metrics {
             }),
             client_connections: Gauge::default(),
             peer_links_up: Gauge::default(),
+            snapshots_sent: Counter::default(),
+            snapshots_received: Counter::default(),
+            snapshot_bytes_sent: Counter::default(),
+            peer_messages_dropped: Counter::default(),
             ready: Arc::new(AtomicBool::new(false)),
         };
         registry.register("raft_term", "Raft term", m.term.clone());
@@ -112,6 +125,31 @@ impl Metrics {
             m.client_connections.clone(),
         );
         registry.register("peer_links_up", "Peer links up", m.peer_links_up.clone());
+        let counters = [
+            (
+                "snapshots_sent",
+                "Snapshot transfers sent whole",
+                &m.snapshots_sent,
+            ),
+            (
+                "snapshots_received",
+                "Snapshot transfers received whole",
+                &m.snapshots_received,
+            ),
+            (
+                "snapshot_bytes_sent",
+                "Snapshot bytes sent, resent parts included",
+                &m.snapshot_bytes_sent,
+            ),
+            (
+                "peer_messages_dropped",
+                "Raft messages dropped at a peer link (Raft resends)",
+                &m.peer_messages_dropped,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
         Metrics {
             registry: Arc::new(registry),
             ..m

@@ -69,11 +69,18 @@ pub fn split(
     let (mut sink, stream) = StreamExt::split::<Bytes>(conn);
     let (out, mut queue) = tokio::sync::mpsc::channel::<Message>(1024);
     let writer = tokio::spawn(async move {
-        while let Some(message) = queue.recv().await {
-            let Ok(bytes) = codec::encode(&message) else {
-                continue;
-            };
-            if sink.send(Bytes::from(bytes)).await.is_err() {
+        // Whatever is queued goes out before one flush (batching).
+        while let Some(first) = queue.recv().await {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                if let Ok(bytes) = codec::encode(&message) {
+                    if sink.feed(Bytes::from(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                next = queue.try_recv().ok();
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
         }
@@ -211,6 +218,7 @@ pub fn kind(message: &Message) -> &'static str {
         Message::StatusRequest => "status request",
         Message::Status(_) => "status",
         Message::RaftChunk { .. } => "raft message part",
+        Message::RaftChunkAck { .. } => "raft message part acknowledgement",
     }
 }
 

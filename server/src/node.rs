@@ -14,14 +14,15 @@ use floe_coordinator::node::{Effect, Node, Role};
 use floe_coordinator::State;
 use floe_protocol::{ClientId, Envelope, FloeError, NodeStatus, Outcome, Request};
 
+use crate::link::{PartIn, PeerLink, RaftOut};
 use crate::log::{Batch, EngineLog, LogWriter};
 use crate::metrics::{Metrics, RequestLabels};
 
 /// The node core on the raft-engine log.
 pub type EngineNode = Node<State, EngineLog>;
 
-/// Where the node actor sends a peer's Raft messages (a peer link's queue).
-pub type PeerQueue = tokio::sync::mpsc::Sender<Vec<u8>>;
+/// Where the node actor sends a peer's Raft messages: the peer's link.
+pub type PeerQueue = Addr<PeerLink>;
 
 /// A Raft message from peer `from`.
 #[derive(Message)]
@@ -53,6 +54,17 @@ struct Persisted {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Flush;
+
+/// A part of a snapshot transfer from peer `from`, for that peer's link;
+/// the answer is the acknowledgement (none when the peer is unknown here).
+#[derive(Message)]
+#[rtype(result = "Option<floe_protocol::Message>")]
+pub struct RoutePart {
+    /// The sending peer.
+    pub from: u64,
+    /// The part.
+    pub part: PartIn,
+}
 
 /// Asks for the node's [`NodeStatus`].
 #[derive(Message)]
@@ -131,10 +143,8 @@ impl NodeActor {
     fn execute(&mut self, effect: Effect, ctx: &mut Context<Self>) {
         match effect {
             Effect::Send { to, bytes } => {
-                if let Some(queue) = self.peers.get(&to) {
-                    // A full queue (the peer is down or slow) drops the
-                    // message: Raft retransmits.
-                    let _ = queue.try_send(bytes);
+                if let Some(link) = self.peers.get(&to) {
+                    link.do_send(RaftOut(bytes));
                 }
             }
             Effect::Persist { token } => {
@@ -172,6 +182,14 @@ impl NodeActor {
             Effect::Failed { error } => {
                 tracing::error!(%error, "the Raft log failed; the node stops");
                 System::current().stop_with_code(2);
+            }
+            Effect::LostLog { node, had, has } => {
+                tracing::warn!(
+                    peer = node,
+                    had,
+                    has,
+                    "a follower lost its log (wiped?): probing it from scratch"
+                );
             }
             Effect::ConfChanged { voters, learners } => {
                 tracing::info!(?voters, ?learners, "membership changed");
@@ -312,6 +330,20 @@ impl NodeActor {
                 ))));
             }
         }
+    }
+}
+
+impl Handler<RoutePart> for NodeActor {
+    type Result = ResponseFuture<Option<floe_protocol::Message>>;
+
+    fn handle(&mut self, msg: RoutePart, _: &mut Context<Self>) -> Self::Result {
+        let link = self.peers.get(&msg.from).cloned();
+        Box::pin(async move {
+            match link {
+                Some(link) => link.send(msg.part).await.ok(),
+                None => None,
+            }
+        })
     }
 }
 

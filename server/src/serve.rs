@@ -1,30 +1,25 @@
 //! A coordinator process: the data directory, the node actor, one link
-//! task per peer, and the listener whose connections (peers and clients)
-//! each get a task after the handshake.
+//! actor per peer, and the listener whose connections (peers and clients)
+//! each get an actor after the handshake.
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use tokio_util::bytes::Bytes;
 
 use actix::prelude::*;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
 
 use floe_coordinator::node::{Node, NodeConfig as CoreConfig};
 use floe_coordinator::{Config, State};
-use floe_protocol::{FloeError, Message};
 
 use crate::config::{read_token, NodeConfig};
+use crate::conn::accept_loop;
+use crate::link::{PeerAddr, PeerLink};
 use crate::log::EngineLog;
 use crate::metrics::Metrics;
-use crate::net::{self, Caller, Conn};
-use crate::node::{ClientRequest, GetStatus, NodeActor, PeerQueue, Step};
-
-/// Raft messages queued per peer before new ones are dropped.
-const PEER_QUEUE: usize = 4096;
+use crate::node::NodeActor;
 
 /// Why a coordinator cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -88,13 +83,14 @@ pub fn run(config: NodeConfig, join: bool) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn rand_seed() -> u64 {
+/// A seed from the clock: differs between runs of the process.
+pub(crate) fn rand_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64)
 }
 
-/// Binds, starts the node actor and the peer links, and accepts.
+/// Binds, starts the node actor and one link actor per peer, and accepts.
 async fn start(
     config: NodeConfig,
     token: String,
@@ -106,16 +102,6 @@ async fn start(
             addr: config.listen,
             error,
         })?;
-    let mut queues: BTreeMap<u64, PeerQueue> = BTreeMap::new();
-    let mut links = Vec::new();
-    for (id, addr) in config.peer_addrs() {
-        if id == config.id {
-            continue;
-        }
-        let (tx, rx) = mpsc::channel(PEER_QUEUE);
-        queues.insert(id, tx);
-        links.push((id, addr, rx));
-    }
     let tick = Duration::from_millis(config.tick_ms);
     let metrics = Metrics::new();
     if let Some(addr) = config.metrics {
@@ -123,19 +109,30 @@ async fn start(
             .await
             .map_err(|error| ServeError::Listen { addr, error })?;
     }
-    let actor = NodeActor::new(node, queues, tick, metrics.clone()).start();
-    for (id, addr, rx) in links {
-        let link = Link {
+    let peers: Vec<PeerAddr> = config
+        .peer_addrs()
+        .into_iter()
+        .filter(|(id, _)| *id != config.id)
+        .map(|(peer, addr)| PeerAddr {
             me: config.id,
-            peer: id,
+            peer,
             addr,
             token: token.clone(),
             chunk: config.raft_chunk_bytes,
-        };
-        tokio::spawn(peer_link(link, rx, metrics.clone()));
-    }
-    tokio::spawn(accept_loop(listener, config.id, token, actor, metrics));
-    tokio::spawn(async {
+        })
+        .collect();
+    let link_metrics = metrics.clone();
+    let actor = NodeActor::create(move |ctx| {
+        let mut links = BTreeMap::new();
+        for to in peers {
+            let id = to.peer;
+            let link = PeerLink::new(to, ctx.address(), link_metrics.clone());
+            links.insert(id, link.start());
+        }
+        NodeActor::new(node, links, tick, link_metrics)
+    });
+    actix::spawn(accept_loop(listener, config.id, token, actor, metrics));
+    actix::spawn(async {
         shutdown_signal().await;
         tracing::info!("shutting down");
         System::current().stop();
@@ -187,243 +184,6 @@ fn check_cluster_id(dir: &Path, token: &str) -> Result<(), ServeError> {
         }
         Err(e) => Err(bad(e.to_string())),
     }
-}
-
-/// One outgoing peer link's settings.
-struct Link {
-    me: u64,
-    peer: u64,
-    addr: SocketAddr,
-    token: String,
-    /// Raft messages larger than this go in parts.
-    chunk: usize,
-}
-
-/// Keeps a connection to a peer and sends it the node's Raft messages,
-/// batched: whatever is queued goes out before one flush. Reconnects with
-/// backoff; messages queued while down may be dropped (Raft retransmits).
-async fn peer_link(link: Link, mut rx: mpsc::Receiver<Vec<u8>>, metrics: Metrics) {
-    let (me, id, addr) = (link.me, link.peer, link.addr);
-    let mut backoff = Duration::from_millis(50);
-    let mut runs = 0u64;
-    loop {
-        match connect_peer(me, addr, &link.token).await {
-            Ok(mut conn) => {
-                backoff = Duration::from_millis(50);
-                tracing::info!(peer = id, %addr, "peer link up");
-                metrics.peer_links_up.inc();
-                if let Err(e) = pump(&link, &mut conn, &mut rx, &mut runs).await {
-                    tracing::warn!(peer = id, error = %e, "peer link down");
-                }
-                metrics.peer_links_up.dec();
-                if rx.is_closed() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::debug!(peer = id, error = %e, "cannot reach peer");
-                // Drop what piled up: it is stale by the time the peer is back.
-                while rx.try_recv().is_ok() {}
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-async fn connect_peer(me: u64, addr: SocketAddr, token: &str) -> Result<Conn, net::NetError> {
-    let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let mut conn = net::framed(stream);
-    net::hello(&mut conn, token, Some(me)).await?;
-    Ok(conn)
-}
-
-async fn pump(
-    link: &Link,
-    conn: &mut Conn,
-    rx: &mut mpsc::Receiver<Vec<u8>>,
-    runs: &mut u64,
-) -> Result<(), net::NetError> {
-    use futures::SinkExt;
-    while let Some(bytes) = rx.recv().await {
-        feed_raft(link, conn, bytes, runs).await?;
-        while let Ok(bytes) = rx.try_recv() {
-            feed_raft(link, conn, bytes, runs).await?;
-        }
-        SinkExt::<Bytes>::flush(conn).await?;
-    }
-    Ok(())
-}
-
-/// Queues one Raft message: in one frame, or in parts when it is large.
-async fn feed_raft(
-    link: &Link,
-    conn: &mut Conn,
-    bytes: Vec<u8>,
-    runs: &mut u64,
-) -> Result<(), net::NetError> {
-    if bytes.len() <= link.chunk {
-        let message = Message::Raft {
-            from: link.me,
-            bytes,
-        };
-        return net::feed(conn, &message).await;
-    }
-    *runs += 1;
-    let parts = crate::chunks::split(link.me, *runs, &bytes, link.chunk);
-    tracing::info!(
-        peer = link.peer,
-        bytes = bytes.len(),
-        parts = parts.len(),
-        "sending a large raft message in parts"
-    );
-    for part in parts {
-        net::feed(conn, &part).await?;
-    }
-    Ok(())
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    me: u64,
-    token: String,
-    node: Addr<NodeActor>,
-    metrics: Metrics,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, from)) => {
-                let (token, node, metrics) = (token.clone(), node.clone(), metrics.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = serve_conn(stream, me, &token, node, metrics).await {
-                        tracing::info!(%from, error = %e, "connection closed");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// One connection: the handshake, then peer messages into the node, or
-/// client requests into the node and their answers back.
-async fn serve_conn(
-    stream: TcpStream,
-    me: u64,
-    token: &str,
-    node: Addr<NodeActor>,
-    metrics: Metrics,
-) -> Result<(), net::NetError> {
-    let mut conn = net::framed(stream);
-    let caller = tokio::time::timeout(Duration::from_secs(5), net::accept(&mut conn, me, token))
-        .await
-        .map_err(|_| net::NetError::Refused("no hello within 5 s".into()))?;
-    match caller {
-        Ok(Caller::Peer(from)) => serve_peer(conn, from, node).await,
-        Ok(Caller::Client) => {
-            metrics.client_connections.inc();
-            let result = serve_client(conn, node).await;
-            metrics.client_connections.dec();
-            result
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "handshake refused");
-            Err(e)
-        }
-    }
-}
-
-async fn serve_peer(mut conn: Conn, from: u64, node: Addr<NodeActor>) -> Result<(), net::NetError> {
-    let mut parts = crate::chunks::Reassembler::default();
-    loop {
-        match net::recv(&mut conn).await? {
-            Message::Raft {
-                from: sender,
-                bytes,
-            } if sender == from => {
-                node.do_send(Step { from, bytes });
-            }
-            Message::RaftChunk {
-                from: sender,
-                id,
-                seq,
-                last,
-                crc32,
-                bytes,
-            } if sender == from => match parts.push(id, seq, last, crc32, &bytes) {
-                Ok(Some(bytes)) => node.do_send(Step { from, bytes }),
-                Ok(None) => {}
-                Err(why) => tracing::warn!(peer = from, %why, "dropped a large raft message"),
-            },
-            other => {
-                return Err(net::NetError::Refused(format!(
-                    "peer {from} sent a {}",
-                    net::kind(&other)
-                )))
-            }
-        }
-    }
-}
-
-/// Requests are answered as the node answers them, possibly out of order
-/// (each names its client and sequence number).
-async fn serve_client(conn: Conn, node: Addr<NodeActor>) -> Result<(), net::NetError> {
-    use futures::StreamExt;
-    let (mut stream, tx, writer) = net::split(conn);
-    let result = loop {
-        let frame = match stream.next().await {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => break Err(e.into()),
-            None => break Ok(()),
-        };
-        let envelope = match floe_protocol::codec::decode::<Message>(&frame) {
-            Ok(Message::Request(envelope)) => envelope,
-            Ok(Message::StatusRequest) => {
-                if let Ok(status) = node.send(GetStatus).await {
-                    let _ = tx.send(Message::Status(status)).await;
-                }
-                continue;
-            }
-            Ok(other) => {
-                let why = format!("a client sent a {}", net::kind(&other));
-                let _ = tx.send(Message::Refused { why: why.clone() }).await;
-                break Err(net::NetError::Refused(why));
-            }
-            Err(e) => {
-                let why = format!("bad frame: {e}");
-                let _ = tx.send(Message::Refused { why }).await;
-                break Err(e.into());
-            }
-        };
-        let (client, seq) = (envelope.client, envelope.seq);
-        let answer = node.send(ClientRequest(envelope));
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let outcome = match answer.await {
-                Ok(rx) => rx.await.unwrap_or_else(|_| {
-                    Err(FloeError::Unavailable(
-                        "the node dropped the request".into(),
-                    ))
-                }),
-                Err(_) => Err(FloeError::Unavailable("the node is shutting down".into())),
-            };
-            let _ = tx
-                .send(Message::Response {
-                    client,
-                    seq,
-                    outcome,
-                })
-                .await;
-        });
-    };
-    drop(tx);
-    let _ = writer.await;
-    result
 }
 
 #[cfg(test)]

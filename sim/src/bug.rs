@@ -36,11 +36,13 @@ pub enum Bug {
     TagFollowsBranch,
     /// Restoring a snapshot leaves the branches' conflict indexes empty.
     IndexLostOnRestore,
+    /// The leader ignores that a wiped follower lost its log.
+    IgnoreLostLog,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::SkipConflictCheck,
         Bug::CheckOnlyTip,
         Bug::ReplyBeforeCommit,
@@ -53,6 +55,7 @@ impl Bug {
         Bug::StaleReads,
         Bug::TagFollowsBranch,
         Bug::IndexLostOnRestore,
+        Bug::IgnoreLostLog,
     ];
 
     /// The bug's name on the command line (`floe-sim --bug NAME`).
@@ -70,6 +73,7 @@ impl Bug {
             Bug::StaleReads => "stale-reads",
             Bug::TagFollowsBranch => "tag-follows-branch",
             Bug::IndexLostOnRestore => "index-lost-on-restore",
+            Bug::IgnoreLostLog => "ignore-lost-log",
         }
     }
 
@@ -105,6 +109,7 @@ impl Bug {
             reply_before_commit: bug == Some(Bug::ReplyBeforeCommit),
             apply_snapshot_out_of_order: bug == Some(Bug::SnapshotOutOfOrder),
             serve_stale_reads: bug == Some(Bug::StaleReads),
+            ignore_lost_log: bug == Some(Bug::IgnoreLostLog),
         }
     }
 }

@@ -156,6 +156,56 @@ impl Cluster {
         }
     }
 
+    /// Wipes the disk of node `id`, which is down: it restarts empty, as a
+    /// member that lost its data (it votes only once a leader gave it the
+    /// state, and the leader finds its log gone and sends it a snapshot).
+    /// Done only when the voters other than `id` keep, durably, everything
+    /// any node knows committed on a majority: the check an operator makes
+    /// before replacing a disk (Raft cannot survive losing a disk that a
+    /// committed entry needs). Returns whether it wiped.
+    pub fn wipe(&mut self, id: u64) -> bool {
+        let voters = self.voters();
+        if !voters.contains(&id) || !matches!(self.slots.get(&id), Some(Slot::Down { .. })) {
+            return false;
+        }
+        // The entry most recently known committed, as its leader holds it.
+        let Some((committed, term)) = self.last_committed() else {
+            return false;
+        };
+        let keeping = voters
+            .iter()
+            .filter(|&&v| v != id && self.durably_holds(v, committed, term))
+            .count();
+        if keeping < voters.len() / 2 + 1 {
+            return false;
+        }
+        if let Some(Slot::Down { durable, .. }) = self.slots.get_mut(&id) {
+            **durable = MemStorage::new();
+        }
+        if let Some(cfg) = self.configs.get_mut(&id) {
+            cfg.peers = Vec::new();
+            cfg.lost_data = true;
+        }
+        true
+    }
+
+    /// The highest index a running node knows committed, with its term.
+    fn last_committed(&mut self) -> Option<(u64, u64)> {
+        let best = self.running().max_by_key(|n| n.commit_index())?;
+        let index = best.commit_index();
+        let term = raft::Storage::term(best.storage(), index).ok()?;
+        Some((index, term))
+    }
+
+    /// True when node `id`'s disk holds entry `index` of `term`.
+    fn durably_holds(&self, id: u64, index: u64, term: u64) -> bool {
+        match self.slots.get(&id) {
+            Some(Slot::Up { node, .. }) => node.storage().durably_holds(index, term),
+            Some(Slot::Down { durable, .. }) => durable.durably_holds(index, term),
+            None => false,
+        }
+    }
+
     /// Restarts node `id` from its durable storage with a fresh state
     /// machine (restored from the stored snapshot, then the log replayed).
     pub fn restart(&mut self, id: u64) -> Result<(), NodeError> {

@@ -96,6 +96,8 @@ pub enum FaultKind {
     Clog,
     /// A coordinator crashed (unsynced writes lost).
     Crash,
+    /// A coordinator restarted with its disk wiped.
+    Wipe,
     /// A worker crashed or paused mid-task.
     WorkerCrash,
     /// An object-store put failed.
@@ -118,6 +120,7 @@ impl fmt::Display for FaultKind {
             FaultKind::OneWay => "one-way",
             FaultKind::Clog => "clog",
             FaultKind::Crash => "crash",
+            FaultKind::Wipe => "wipe",
             FaultKind::WorkerCrash => "worker-crash",
             FaultKind::PutFailure => "put-failure",
             FaultKind::GetFailure => "get-failure",

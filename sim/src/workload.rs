@@ -57,6 +57,9 @@ pub struct Shape {
     pub branching: bool,
     /// Taggers (each tags a branch tip; a reader reads at the tag later).
     pub taggers: usize,
+    /// Share of coordinator restarts that come back with a wiped disk
+    /// (when that is safe: see `Cluster::wipe`).
+    pub wipe_share: f64,
 }
 
 impl Shape {
@@ -124,6 +127,7 @@ impl Shape {
             busy_resizes: false,
             branching: false,
             taggers: 0,
+            wipe_share: 0.15,
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {
@@ -169,6 +173,10 @@ impl Shape {
                 s.lease_ms = (100, 300);
                 s.worker_fault_ms = Some(rng.gen_range(100..300));
                 s.slow_store = true;
+            }
+            Some(Bug::IgnoreLostLog) => {
+                s.crash_ms = Some(rng.gen_range(300..1_000));
+                s.wipe_share = 0.8;
             }
             Some(Bug::TagFollowsBranch | Bug::IndexLostOnRestore) | None => {}
         }

@@ -76,6 +76,11 @@ fn index_lost_on_restore_is_caught() {
 }
 
 #[test]
+fn ignore_lost_log_is_caught() {
+    check(Bug::IgnoreLostLog);
+}
+
+#[test]
 fn bugs_have_names() {
     for bug in Bug::ALL {
         assert_eq!(Bug::from_name(bug.name()), Some(bug));

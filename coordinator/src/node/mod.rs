@@ -61,6 +61,10 @@ pub struct NodeBugs {
     /// Every node answers reads at once from its own applied state, with no
     /// ReadIndex round: a follower or a deposed leader serves stale reads.
     pub serve_stale_reads: bool,
+    /// The leader ignores a follower's word that it lost its log and keeps
+    /// believing what it acknowledged before: the wiped node never catches
+    /// up.
+    pub ignore_lost_log: bool,
 }
 
 /// Static configuration of one node.
@@ -144,6 +148,10 @@ impl From<StateRole> for Role {
     }
 }
 
+/// Marks the append rejections of a node that lost its log (see
+/// [`NodeConfig::lost_data`]), in the Raft message's context field.
+pub const LOST_LOG: &[u8] = b"floe:lost-log";
+
 /// What the shell must do, in the order [`Node::poll`] returns them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
@@ -198,7 +206,17 @@ pub enum Effect {
         /// What failed.
         error: LogError,
     },
-    /// A membership change was applied (or a snapshot changed it).
+    /// The leader found that a follower lost entries it had acknowledged
+    /// (its data directory was wiped) and probes it again from scratch.
+    LostLog {
+        /// The follower.
+        node: u64,
+        /// The index it had acknowledged.
+        had: u64,
+        /// Its last index now.
+        has: u64,
+    },
+    /// The configuration changed: the voters and learners now.
     ConfChanged {
         /// Voting members, sorted.
         voters: Vec<u64>,
@@ -391,10 +409,14 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         if self.halted() {
             return Ok(());
         }
+        if self.answers_lost_log(&msg) {
+            return Ok(());
+        }
         wire::check_message(&self.raw.raft, from, &msg)?;
         if self.votes_unsafely(&msg) {
             return Ok(());
         }
+        self.forget_lost_progress(&msg);
         #[cfg(feature = "planted-bugs")]
         self.bug_restore_stale_snapshot(&msg);
         let stepped = self.raw.step(msg).map_err(NodeError::from);
@@ -409,7 +431,70 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     fn votes_unsafely(&self, msg: &raft::eraftpb::Message) -> bool {
         use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
         let asks_vote = matches!(msg.get_msg_type(), MsgRequestVote | MsgRequestPreVote);
-        self.cfg.lost_data && asks_vote && self.raw.raft.prs().conf().voters().ids().is_empty()
+        asks_vote && self.lost_its_log()
+    }
+
+    /// A leader that still believes we hold what we acknowledged before we
+    /// lost our log heartbeats us with a commit index past it (raft-rs
+    /// would abort on that) and sends no appends we could reject. Answer
+    /// with a rejection marked [`LOST_LOG`], so that it probes us again.
+    fn answers_lost_log(&mut self, msg: &raft::eraftpb::Message) -> bool {
+        use raft::eraftpb::MessageType::{MsgAppendResponse, MsgHeartbeat};
+        let last = self.raw.raft.raft_log.last_index();
+        if msg.get_msg_type() != MsgHeartbeat || msg.commit <= last || !self.lost_its_log() {
+            return false;
+        }
+        let mut reject = raft::eraftpb::Message::default();
+        reject.set_msg_type(MsgAppendResponse);
+        reject.from = self.id();
+        reject.to = msg.from;
+        reject.term = msg.term;
+        reject.index = msg.commit;
+        reject.reject = true;
+        reject.reject_hint = last;
+        self.send(vec![reject]);
+        true
+    }
+
+    /// This node lost its directory and has not yet been given the state.
+    fn lost_its_log(&self) -> bool {
+        self.cfg.lost_data && self.raw.raft.prs().conf().voters().ids().is_empty()
+    }
+
+    /// A follower that lost its directory and rejoined (it says so in its
+    /// rejections, [`LOST_LOG`]) has a last index below what it once
+    /// acknowledged. raft-rs would take its rejections for stale ones and
+    /// never send it anything again (its heartbeats would even commit past
+    /// the follower's log), so the leader forgets what the follower had
+    /// matched and probes it from its real last index: entries, or a
+    /// snapshot when those are compacted. Lowering a match index never
+    /// uncommits anything. (An ordinary rejection with a low hint is no
+    /// such sign: a delayed one arrives after later acknowledgements.)
+    fn forget_lost_progress(&mut self, msg: &raft::eraftpb::Message) {
+        use raft::eraftpb::MessageType::MsgAppendResponse;
+        let lost = msg.get_msg_type() == MsgAppendResponse && msg.reject && msg.context == LOST_LOG;
+        if !self.is_leader() || !lost {
+            return;
+        }
+        #[cfg(feature = "planted-bugs")]
+        if self.cfg.bugs.ignore_lost_log {
+            return;
+        }
+        let Some(pr) = self.raw.raft.mut_prs().get_mut(msg.from) else {
+            return;
+        };
+        if msg.reject_hint >= pr.matched {
+            return;
+        }
+        let had = pr.matched;
+        pr.become_probe();
+        pr.matched = msg.reject_hint;
+        pr.next_idx = msg.reject_hint + 1;
+        self.effects.push_back(Effect::LostLog {
+            node: msg.from,
+            had,
+            has: msg.reject_hint,
+        });
     }
 
     /// Submits a client request. A command joins the entry proposed at the

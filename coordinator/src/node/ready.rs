@@ -151,9 +151,13 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
     }
 
     pub(super) fn send(&mut self, messages: Vec<Message>) {
-        for m in messages {
+        for mut m in messages {
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 self.snapshots_sent.push(m.to);
+            }
+            if self.lost_its_log() && m.get_msg_type() == MessageType::MsgAppendResponse && m.reject
+            {
+                m.context = super::LOST_LOG.to_vec().into();
             }
             let bytes = super::wire::encode_message(&m);
             self.effects.push_back(Effect::Send { to: m.to, bytes });

@@ -214,6 +214,11 @@ impl World {
                 self.trace.rec(self.now, Kind::Role, n);
             }
             NodeEffect::ConfChanged { .. } => {}
+            NodeEffect::LostLog { node, had, has } => self.trace.note(
+                self.now,
+                "lost-log",
+                format!("n{id} found n{node} lost its log ({had} acknowledged, {has} now)"),
+            ),
             // The simulated disk never fails: a node stopping on its own is
             // a core bug, reported like a panic.
             NodeEffect::Failed { error } => self.fail(crate::oracle::Failure::new(

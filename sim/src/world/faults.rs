@@ -63,7 +63,17 @@ impl World {
         if !self.cluster.down_ids().contains(&id) || self.tweaks.keep_down == Some(id) {
             return;
         }
-        self.trace.event(self.now, "restart", id, 0);
+        // Now and then the node comes back with its disk wiped.
+        let wiped = self.rngs.fault.gen_bool(self.shape.wipe_share) && self.cluster.wipe(id);
+        if wiped {
+            self.counts.add(FaultKind::Wipe);
+        }
+        self.trace.event(
+            self.now,
+            if wiped { "restart-wiped" } else { "restart" },
+            id,
+            0,
+        );
         if let Err(e) = self.cluster.restart(id) {
             return self.panicked(format!(
                 "node n{id} cannot restart from its durable log: {e}"
