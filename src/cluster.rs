@@ -14,9 +14,40 @@ use floe_server::local::write_local_cluster;
 /// `floe coordinator`.
 #[derive(Args)]
 pub struct CoordinatorArgs {
-    /// The node's configuration file (TOML).
-    #[arg(long, required_unless_present = "print_default_config")]
+    /// The node's configuration file (TOML); every key can also be given
+    /// (or overridden) by its flag below.
+    #[arg(long)]
     config: Option<PathBuf>,
+    /// `id`: this node's id.
+    #[arg(long)]
+    id: Option<String>,
+    /// `listen`: the address peers and clients connect to.
+    #[arg(long)]
+    listen: Option<String>,
+    /// `data_dir`: the Raft log, snapshots and cluster id.
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// `token_file`: the cluster's shared secret.
+    #[arg(long)]
+    token_file: Option<String>,
+    /// `peers`: an initial voter as ID=ADDRESS (repeat for each).
+    #[arg(long = "peer", value_name = "ID=ADDRESS")]
+    peers: Vec<String>,
+    /// `metrics`: where /metrics, /healthz and /readyz are served.
+    #[arg(long)]
+    metrics: Option<String>,
+    /// `tick_ms`: the Raft tick.
+    #[arg(long)]
+    tick_ms: Option<String>,
+    /// `election_ticks`: ticks without a leader before an election.
+    #[arg(long)]
+    election_ticks: Option<String>,
+    /// `snapshot_every`: applied entries between snapshots.
+    #[arg(long)]
+    snapshot_every: Option<String>,
+    /// `raft_chunk_bytes`: snapshots go to peers in parts this large.
+    #[arg(long)]
+    raft_chunk_bytes: Option<String>,
     /// Print a documented example configuration and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -33,10 +64,36 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<()> {
         print!("{}", NodeConfig::example());
         return Ok(());
     }
-    let path = args.config.context("--config is required")?;
-    let config = NodeConfig::load(&path)?;
+    let overrides = overrides(&args)?;
+    let config = NodeConfig::load_with(args.config.as_deref(), &overrides)?;
     floe_server::serve::run(config, args.join)?;
     Ok(())
+}
+
+/// The configuration keys given as flags.
+fn overrides(args: &CoordinatorArgs) -> Result<Vec<(String, String)>> {
+    let keys = [
+        ("id", &args.id),
+        ("listen", &args.listen),
+        ("data_dir", &args.data_dir),
+        ("token_file", &args.token_file),
+        ("metrics", &args.metrics),
+        ("tick_ms", &args.tick_ms),
+        ("election_ticks", &args.election_ticks),
+        ("snapshot_every", &args.snapshot_every),
+        ("raft_chunk_bytes", &args.raft_chunk_bytes),
+    ];
+    let mut out: Vec<(String, String)> = keys
+        .into_iter()
+        .filter_map(|(key, value)| value.clone().map(|v| (key.to_string(), v)))
+        .collect();
+    for peer in &args.peers {
+        let Some((id, addr)) = peer.split_once('=') else {
+            bail!("--peer {peer:?}: expected ID=ADDRESS");
+        };
+        out.push((format!("peers.{id}"), addr.to_string()));
+    }
+    Ok(out)
 }
 
 /// `floe up`.

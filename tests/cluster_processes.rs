@@ -31,15 +31,22 @@ struct Procs {
     layout: LocalCluster,
     dir: PathBuf,
     running: BTreeMap<u64, Child>,
+    /// Flags every coordinator of the test gets.
+    flags: Vec<String>,
 }
 
 impl Procs {
     fn start(dir: &Path) -> Procs {
+        Procs::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, flags: &[&str]) -> Procs {
         let layout = write_local_cluster(dir, 3, 10).expect("layout");
         let mut procs = Procs {
             layout,
             dir: dir.to_path_buf(),
             running: BTreeMap::new(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         for id in 1..=3 {
             procs.spawn(id);
@@ -61,6 +68,7 @@ impl Procs {
         let child = Process::new(env!("CARGO_BIN_EXE_floe"))
             .args(["coordinator", "--config"])
             .arg(config)
+            .args(&self.flags)
             .args(flags)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -99,6 +107,19 @@ impl Procs {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("n{id} did not catch up with n{from} (commit {target}) in 10 s");
+    }
+
+    /// One counter of node `id`'s `/metrics`.
+    fn metric(&self, id: u64, name: &str) -> u64 {
+        let file = ClusterFile::load(&self.layout.cluster_file).unwrap();
+        let mut http = StdTcp::connect(file.metrics[&id.to_string()]).expect("metrics address");
+        http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        http.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("n{id} has no metric {name}")) as u64
     }
 
     fn endpoint(&self, id: u64) -> std::net::SocketAddr {
@@ -205,18 +226,7 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
     let mut procs = Procs::start(dir.path());
     let coord = procs.client();
     let store = Store::local(dir.path().join("store")).unwrap();
-    let client = Client::new(coord.clone());
-    let created = client
-        .command(Command::CreateRepo { repo: repo() })
-        .await
-        .expect("create repo");
-    assert!(matches!(created, Reply::RepoCreated { .. }));
-    let mut s = Session::checkout(coord.clone(), store.clone(), repo(), main_branch())
-        .await
-        .unwrap();
-    let meta = ArrayMeta::new(vec![400], vec![4], DType::I32, 0.0).unwrap();
-    s.create_array(&path(), meta).unwrap();
-    s.commit("create", CommitMode::Strict).await.unwrap();
+    create_array(&coord, &store).await;
 
     let mut acked = BTreeMap::new();
     for i in 0..10 {
@@ -238,9 +248,19 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
     }
     procs.spawn(other);
     procs.wait_caught_up(other, leader).await;
+    check_acknowledged(&coord, &store, &acked).await;
+}
 
+/// Every acknowledged commit is on the branch exactly once, under its
+/// acknowledged id, and the array holds what they wrote.
+async fn check_acknowledged(
+    coord: &Arc<NetCoordinator>,
+    store: &Store,
+    acked: &BTreeMap<u64, CommitId>,
+) {
+    let client = Client::new(coord.clone());
     let records = log(&client).await;
-    for (i, id) in &acked {
+    for (i, id) in acked {
         let message = format!("chunk {i}");
         let on_branch: Vec<_> = records.iter().filter(|r| r.message == message).collect();
         assert_eq!(on_branch.len(), 1, "{message} must land exactly once");
@@ -249,14 +269,76 @@ async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
     let mut reader = Session::checkout(coord.clone(), store.clone(), repo(), main_branch())
         .await
         .unwrap();
+    let n = acked.len() as u64;
     let all = reader
-        .read_region(&path(), &Region::new(&[(0, 120)]))
+        .read_region(&path(), &Region::new(&[(0, n * 4)]))
         .await
         .unwrap()
         .to_vec::<i32>()
         .unwrap();
-    let want: Vec<i32> = (0..30).flat_map(|i| [i; 4]).collect();
+    let want: Vec<i32> = (0..n as i32).flat_map(|i| [i; 4]).collect();
     assert_eq!(all, want);
+}
+
+/// Creates the repo and the array `/t` the tests write.
+async fn create_array(coord: &Arc<NetCoordinator>, store: &Store) {
+    let client = Client::new(coord.clone());
+    let created = client
+        .command(Command::CreateRepo { repo: repo() })
+        .await
+        .expect("create repo");
+    assert!(matches!(created, Reply::RepoCreated { .. }));
+    let mut s = Session::checkout(coord.clone(), store.clone(), repo(), main_branch())
+        .await
+        .unwrap();
+    let meta = ArrayMeta::new(vec![400], vec![4], DType::I32, 0.0).unwrap();
+    s.create_array(&path(), meta).unwrap();
+    s.commit("create", CommitMode::Strict).await.unwrap();
+}
+
+/// Snapshots every 8 entries, sent in 1 KiB parts: a node that was down
+/// while the others compacted their logs catches up by a snapshot
+/// transfer; a node whose directory is wiped rejoins (`--join`), is sent
+/// the state, and then counts in the quorum when another node goes down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_and_wiped_members_catch_up_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--snapshot-every", "8", "--raft-chunk-bytes", "1024"];
+    let mut procs = Procs::start_with(dir.path(), &flags);
+    let coord = procs.client();
+    let store = Store::local(dir.path().join("store")).unwrap();
+    create_array(&coord, &store).await;
+    let mut acked = BTreeMap::new();
+    for i in 0..5 {
+        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
+    }
+    let leader = leader_of(&coord).await;
+    let lagging = (1..=3).find(|&id| id != leader).unwrap();
+    let other = (1..=3).find(|&id| id != leader && id != lagging).unwrap();
+
+    procs.kill(lagging);
+    // Enough commits that the state outgrows one 1 KiB part.
+    for i in 5..45 {
+        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
+    }
+    procs.spawn(lagging);
+    procs.wait_caught_up(lagging, leader).await;
+    assert!(procs.metric(lagging, "floe_snapshots_received_total") >= 1);
+
+    procs.kill(lagging);
+    std::fs::remove_dir_all(dir.path().join(format!("n{lagging}"))).unwrap();
+    procs.spawn_with(lagging, &["--join"]);
+    for i in 45..50 {
+        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
+    }
+    procs.wait_caught_up(lagging, leader).await;
+    assert!(procs.metric(lagging, "floe_snapshots_received_total") >= 1);
+    // Now the quorum needs the wiped node.
+    procs.kill(other);
+    for i in 50..55 {
+        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
+    }
+    check_acknowledged(&coord, &store, &acked).await;
 }
 
 /// Raw bytes to a node: what it answers, if anything, before it closes.

@@ -112,8 +112,41 @@ raft_chunk_bytes = 1048576      # snapshots go to peers in parts this large
 
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: NodeConfig = parse(path)?;
-        config.check(path)?;
+        Self::load_with(Some(path), &[])
+    }
+
+    /// The configuration of `path` (if any) with `overrides` (key, value)
+    /// set on top, as command-line flags give them: `peers.2` names one
+    /// peer. Checked like a file; errors name the key.
+    pub fn load_with(
+        path: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let shown = path.map_or_else(|| PathBuf::from("(flags)"), Path::to_path_buf);
+        if let (Some(path), true) = (path, overrides.is_empty()) {
+            // Straight from the text: errors keep their line numbers.
+            let config: NodeConfig = parse(path)?;
+            config.check(path)?;
+            return Ok(config);
+        }
+        let mut table = match path {
+            Some(path) => parse::<toml::Table>(path)?,
+            None => toml::Table::new(),
+        };
+        for (key, value) in overrides {
+            set_key(&mut table, key, value).map_err(|why| ConfigError::Invalid {
+                path: shown.clone(),
+                why,
+            })?;
+        }
+        let config: NodeConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: shown.clone(),
+                    error: e.to_string(),
+                })?;
+        config.check(&shown)?;
         Ok(config)
     }
 
@@ -200,6 +233,33 @@ impl ClusterFile {
     }
 }
 
+/// Keys whose values are strings (the others are integers).
+const STRING_KEYS: [&str; 4] = ["listen", "data_dir", "token_file", "metrics"];
+
+/// Sets one key of a node configuration from a flag's text.
+fn set_key(table: &mut toml::Table, key: &str, value: &str) -> Result<(), String> {
+    if let Some(id) = key.strip_prefix("peers.") {
+        let peers = table
+            .entry("peers")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(peers) = peers.as_table_mut() else {
+            return Err("peers must be a table of id = \"address\"".into());
+        };
+        peers.insert(id.to_string(), toml::Value::String(value.to_string()));
+        return Ok(());
+    }
+    let parsed = if STRING_KEYS.contains(&key) {
+        toml::Value::String(value.to_string())
+    } else {
+        let n = value
+            .parse::<i64>()
+            .map_err(|_| format!("{key}: {value:?} is not an integer"))?;
+        toml::Value::Integer(n)
+    };
+    table.insert(key.to_string(), parsed);
+    Ok(())
+}
+
 /// Reads the token from `path` (surrounding whitespace ignored).
 pub fn read_token(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -245,6 +305,35 @@ mod tests {
         assert_eq!(config.id, 1);
         assert_eq!(config.peer_addrs().len(), 3);
         assert_eq!(config.metrics, None);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_can_stand_alone() {
+        let (_d, path) = write(&NodeConfig::example());
+        let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let config = NodeConfig::load_with(
+            Some(&path),
+            &[
+                set("snapshot_every", "64"),
+                set("peers.4", "127.0.0.1:7004"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.snapshot_every, 64);
+        assert_eq!(config.peer_addrs().len(), 4);
+        let alone = [
+            set("id", "2"),
+            set("listen", "127.0.0.1:7002"),
+            set("data_dir", "/tmp/n2"),
+            set("token_file", "/tmp/token"),
+            set("peers.2", "127.0.0.1:7002"),
+        ];
+        let config = NodeConfig::load_with(None, &alone).unwrap();
+        assert_eq!((config.id, config.tick_ms), (2, 20));
+        let err = NodeConfig::load_with(Some(&path), &[set("tick_ms", "fast")]).unwrap_err();
+        assert!(err.to_string().contains("tick_ms"), "{err}");
+        let err = NodeConfig::load_with(None, &alone[1..]).unwrap_err();
+        assert!(err.to_string().contains("id"), "{err}");
     }
 
     #[test]

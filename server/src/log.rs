@@ -345,6 +345,14 @@ fn recover(engine: &Engine, snap_dir: &Path) -> Result<(LogImage, Option<PathBuf
         }
     }
     remove_stray_snapshots(snap_dir, kept.as_deref());
+    tracing::info!(
+        snapshot = snapshot.get_metadata().index,
+        first = entries.first().map_or(0, |e| e.index),
+        last = entries.last().map_or(0, |e| e.index),
+        term = hs.term,
+        commit = hs.commit,
+        "recovered the raft log"
+    );
     Ok((LogImage::recovered(hs, cs, snapshot, entries), kept))
 }
 
