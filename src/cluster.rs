@@ -48,6 +48,9 @@ pub struct CoordinatorArgs {
     /// `raft_chunk_bytes`: snapshots go to peers in parts this large.
     #[arg(long)]
     raft_chunk_bytes: Option<String>,
+    /// `client_expiry_ms`: idle client sessions are forgotten after this.
+    #[arg(long)]
+    client_expiry_ms: Option<String>,
     /// Print a documented example configuration and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -82,6 +85,7 @@ fn overrides(args: &CoordinatorArgs) -> Result<Vec<(String, String)>> {
         ("election_ticks", &args.election_ticks),
         ("snapshot_every", &args.snapshot_every),
         ("raft_chunk_bytes", &args.raft_chunk_bytes),
+        ("client_expiry_ms", &args.client_expiry_ms),
     ];
     let mut out: Vec<(String, String)> = keys
         .into_iter()

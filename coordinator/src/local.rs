@@ -2,11 +2,11 @@
 //! Raft. For embedded use, examples and tests of the layers above.
 
 use std::future::{ready, Future};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use floe_protocol::{ClientId, Coordinator, Envelope, FloeError, Outcome, Request};
+use floe_protocol::{ClientId, Command, Coordinator, Envelope, FloeError, Outcome, Request};
 
 use crate::machine::StateMachine;
 use crate::state::{Config, State};
@@ -19,6 +19,8 @@ pub struct LocalCoordinator {
     state: Mutex<State>,
     client: ClientId,
     seq: AtomicU64,
+    /// Its own client's session is open (see [`LocalCoordinator::call_now`]).
+    opened: AtomicBool,
 }
 
 impl LocalCoordinator {
@@ -33,6 +35,7 @@ impl LocalCoordinator {
             state: Mutex::new(state),
             client: ClientId(rand::random()),
             seq: AtomicU64::new(0),
+            opened: AtomicBool::new(false),
         }
     }
 
@@ -52,6 +55,14 @@ impl LocalCoordinator {
     /// Answers one request synchronously, stamped with this coordinator's
     /// own client id and the next sequence number (for tests and setup).
     pub fn call_now(&self, request: Request) -> Outcome {
+        if matches!(request, Request::Command(_)) && !self.opened.swap(true, Ordering::Relaxed) {
+            let open = Envelope {
+                client: self.client,
+                seq: 0,
+                request: Request::Command(Command::OpenClient),
+            };
+            self.deliver(&open)?;
+        }
         let envelope = Envelope {
             client: self.client,
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,

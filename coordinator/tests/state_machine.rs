@@ -24,6 +24,12 @@ fn envelope(client: u64, seq: u64, command: Command) -> Envelope {
     }
 }
 
+/// Opens `client`'s session.
+fn open(state: &mut State, client: u64, now: u64) {
+    let opened = state.apply(now, &envelope(client, 0, Command::OpenClient));
+    assert_eq!(opened, Ok(Reply::Done));
+}
+
 #[test]
 fn a_retry_returns_the_first_outcome_and_changes_nothing() {
     let mut h = Harness::with_repo();
@@ -75,6 +81,8 @@ fn seqs_older_than_the_window_are_refused_not_reexecuted() {
     let make = |i: u64| Command::CreateRepo {
         repo: floe_protocol::RepoName::new(format!("r{i}")).unwrap(),
     };
+    open(&mut state, 1, 0);
+    open(&mut state, 2, 0);
     for seq in 1..=5 {
         assert!(state.apply(seq, &envelope(1, seq, make(seq))).is_ok());
     }
@@ -115,6 +123,7 @@ fn queries_through_apply_are_answered_and_not_recorded() {
     assert!(matches!(h.state.apply(99_999, &q), Ok(Reply::Commit(_))));
     assert_eq!(h.digest(), digest);
     // The same (client, seq) later carrying a command is executed.
+    open(&mut h.state, 3, 99_999);
     let cmd = envelope(
         3,
         1,
@@ -252,6 +261,12 @@ fn local_coordinator_delivers_envelopes_idempotently_as_node_1() {
         seq: 1,
         request: Request::Command(Command::CreateRepo { repo: repo() }),
     };
+    let open = Envelope {
+        client: ClientId(7),
+        seq: 0,
+        request: Request::Command(Command::OpenClient),
+    };
+    assert_eq!(futures_lite_block_on(local.send(1, open)), Ok(Reply::Done));
     let first = futures_lite_block_on(local.send(1, envelope.clone()));
     assert_eq!(first, Ok(Reply::RepoCreated { root: CommitId(0) }));
     let resent = futures_lite_block_on(local.send(1, envelope.clone()));
@@ -304,4 +319,83 @@ fn planted_forget_idempotency_on_restore_reexecutes_retries() {
         CommitId(3),
         "committed twice"
     );
+}
+
+fn expiring(ms: u64) -> State {
+    State::new(Config {
+        client_expiry_ms: ms,
+        ..Config::default()
+    })
+}
+
+fn create(name: &str) -> Command {
+    Command::CreateRepo {
+        repo: floe_protocol::RepoName::new(name).unwrap(),
+    }
+}
+
+#[test]
+fn commands_need_an_open_session() {
+    let mut state = expiring(1_000);
+    let refused = state.apply(5, &envelope(1, 1, create("a")));
+    assert_eq!(refused, Err(FloeError::SessionExpired { client: 1 }));
+    open(&mut state, 1, 6);
+    open(&mut state, 1, 7);
+    assert!(state.apply(8, &envelope(1, 1, create("a"))).is_ok());
+}
+
+#[test]
+fn idle_sessions_expire_and_their_retries_are_refused_never_reapplied() {
+    let mut state = expiring(1_000);
+    open(&mut state, 1, 0);
+    assert!(state.apply(10, &envelope(1, 1, create("a"))).is_ok());
+    // Another client's command at t = 2000 expires client 1 (idle since 10).
+    open(&mut state, 2, 2_000);
+    let digest = state.digest();
+    let expired = Err(FloeError::SessionExpired { client: 1 });
+    // The retry of seq 1 (its answer was lost), and a new seq: neither runs.
+    assert_eq!(
+        state.apply(2_001, &envelope(1, 1, create("again"))),
+        expired
+    );
+    assert_eq!(state.apply(2_002, &envelope(1, 2, create("b"))), expired);
+    assert_eq!(state.digest(), digest, "a refusal changes nothing");
+    // A client that opens anew goes on (numbering after what it sent).
+    open(&mut state, 1, 2_003);
+    assert!(state.apply(2_004, &envelope(1, 3, create("b"))).is_ok());
+}
+
+#[test]
+fn a_client_idle_past_the_expiry_is_refused_by_its_own_next_command() {
+    let mut state = expiring(1_000);
+    open(&mut state, 1, 0);
+    assert!(state.apply(10, &envelope(1, 1, create("a"))).is_ok());
+    let expired = Err(FloeError::SessionExpired { client: 1 });
+    assert_eq!(state.apply(5_000, &envelope(1, 2, create("b"))), expired);
+    // Its outcomes are gone with it: the old seq is refused, not re-run.
+    assert_eq!(state.apply(5_001, &envelope(1, 1, create("a2"))), expired);
+}
+
+#[test]
+fn sessions_in_use_do_not_expire() {
+    let mut state = expiring(1_000);
+    open(&mut state, 1, 0);
+    for seq in 1..=10 {
+        let name = format!("r{seq}");
+        assert!(state
+            .apply(seq * 600, &envelope(1, seq, create(&name)))
+            .is_ok());
+    }
+}
+
+#[test]
+fn expiry_goes_on_after_a_snapshot_restore() {
+    let mut state = expiring(1_000);
+    open(&mut state, 1, 0);
+    let mut restored = expiring(1_000);
+    restored.restore(&state.snapshot().unwrap()).unwrap();
+    assert_eq!(restored.digest(), state.digest());
+    open(&mut restored, 2, 2_000);
+    let refused = restored.apply(2_001, &envelope(1, 1, create("a")));
+    assert_eq!(refused, Err(FloeError::SessionExpired { client: 1 }));
 }

@@ -284,6 +284,15 @@ pub enum FloeError {
         /// The leader, if known.
         leader_hint: Option<u64>,
     },
+    /// A command from a client whose session expired after inactivity (or
+    /// was never opened with [`crate::Command::OpenClient`]). If this was a
+    /// retry, the earlier attempt may or may not have been applied: check
+    /// the branch's log.
+    #[error("the session of client {client} expired (or was never opened); an earlier attempt of this request may or may not have been applied")]
+    SessionExpired {
+        /// The client.
+        client: u64,
+    },
     /// A retry of a request older than the idempotency window.
     #[error("request {seq} of {client} is older than the idempotency window")]
     SeqTooOld {
@@ -387,7 +396,9 @@ impl FloeError {
             | E::UnknownTask { .. }
             | E::FootprintOutsideTask { .. }
             | E::SessionIncomplete { .. } => ErrorKind::InvalidInput,
-            E::SeqTooOld { .. } | E::Codec(_) | E::Store(_) => ErrorKind::Internal,
+            E::SeqTooOld { .. } | E::SessionExpired { .. } | E::Codec(_) | E::Store(_) => {
+                ErrorKind::Internal
+            }
         }
     }
 

@@ -176,6 +176,12 @@ pub enum Command {
         /// The checkpoint object.
         checkpoint: ObjectId,
     },
+    /// Opens the sending client's session in the idempotency table (or
+    /// keeps it alive): the first command of every client id. A command
+    /// from a client without a session is refused with
+    /// [`crate::FloeError::SessionExpired`], so a retry that comes after its
+    /// session expired is never applied a second time. Answered `Done`.
+    OpenClient,
 }
 
 /// Read-only requests.

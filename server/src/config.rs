@@ -70,6 +70,10 @@ pub struct NodeConfig {
     /// this many bytes.
     #[serde(default = "default_chunk_bytes")]
     pub raft_chunk_bytes: usize,
+    /// A client session idle this long (ms of leader time) is dropped
+    /// from the idempotency table (the same on every node).
+    #[serde(default = "default_client_expiry_ms")]
+    pub client_expiry_ms: u64,
 }
 
 fn default_chunk_bytes() -> usize {
@@ -78,6 +82,10 @@ fn default_chunk_bytes() -> usize {
 
 fn default_tick_ms() -> u64 {
     20
+}
+
+fn default_client_expiry_ms() -> u64 {
+    floe_coordinator::state::DEFAULT_CLIENT_EXPIRY_MS
 }
 
 fn default_election_ticks() -> usize {
@@ -101,6 +109,7 @@ tick_ms = 20                    # Raft tick
 election_ticks = 10             # ticks without a leader before an election
 snapshot_every = 10000          # applied entries between snapshots
 raft_chunk_bytes = 1048576      # snapshots go to peers in parts this large
+client_expiry_ms = 3600000      # idle client sessions are forgotten after this
 
 [peers]                         # the initial voters, this node included
 1 = "127.0.0.1:7001"

@@ -68,6 +68,7 @@ pub fn write_local_cluster(dir: &Path, n: u64, tick_ms: u64) -> std::io::Result<
             election_ticks: 10,
             snapshot_every: 10_000,
             raft_chunk_bytes: crate::chunks::CHUNK_BYTES,
+            client_expiry_ms: floe_coordinator::state::DEFAULT_CLIENT_EXPIRY_MS,
         };
         let path = dir.join(format!("n{id}.toml"));
         std::fs::write(&path, to_toml(&config)?)?;

@@ -71,8 +71,11 @@ pub fn run(config: NodeConfig, join: bool) -> Result<(), ServeError> {
     // A digest encodes the whole state: the simulation checks replicas
     // with it; a production node does not need one per entry.
     core.digest_every = 0;
-    let node = Node::new(core, State::new(Config::default()), log)
-        .map_err(|e| ServeError::Node(e.to_string()))?;
+    let state = State::new(Config {
+        client_expiry_ms: config.client_expiry_ms,
+        ..Config::default()
+    });
+    let node = Node::new(core, state, log).map_err(|e| ServeError::Node(e.to_string()))?;
     let system = System::new();
     let result = system.block_on(async move { start(config, token, node).await });
     result?;

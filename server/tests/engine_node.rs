@@ -55,6 +55,16 @@ fn acknowledged_commands_survive_a_restart() {
     let applied = {
         let mut node = open(dir.path());
         lead(&mut node);
+        let open = Envelope {
+            client: ClientId(9),
+            seq: 0,
+            request: Request::Command(Command::OpenClient),
+        };
+        node.propose(1_000, open);
+        assert!(matches!(
+            drain(&mut node).as_slice(),
+            [(0, Ok(Reply::Done))]
+        ));
         for seq in 1..=12 {
             let request = Request::Command(Command::CreateRepo { repo: repo(seq) });
             let envelope = Envelope {

@@ -19,6 +19,7 @@ pub fn request(r: &Request) -> u64 {
             Command::CommitSession { .. } => 9,
             Command::AbortSession { .. } => 10,
             Command::RecordCheckpoint { .. } => 11,
+            Command::OpenClient => 19,
         },
         Request::Query(q) => match q {
             Query::Checkout { .. } => 12,
@@ -48,7 +49,7 @@ const REPLIES: [&str; 13] = [
     "Refs",
 ];
 
-const ERRORS: [&str; 31] = [
+const ERRORS: [&str; 32] = [
     "InvalidName",
     "Geometry",
     "DTypeMismatch",
@@ -80,6 +81,7 @@ const ERRORS: [&str; 31] = [
     "Unavailable",
     "StoreUnavailable",
     "CheckpointExists",
+    "SessionExpired",
 ];
 
 /// A code for an outcome: replies below 100, errors from 100 on.
@@ -142,6 +144,7 @@ fn error(e: &FloeError) -> u64 {
         Unavailable(_) => 28,
         StoreUnavailable(_) => 29,
         CheckpointExists { .. } => 30,
+        SessionExpired { .. } => 31,
     }
 }
 

@@ -166,6 +166,8 @@ pub struct Observations {
     pub tags: Vec<TagMade>,
     /// Every tag resolution a client received, and what it read there.
     pub tag_reads: Vec<TagRead>,
+    /// How long idle client sessions lived in this run.
+    pub client_expiry_ms: u64,
 }
 
 /// A `CreateTag` as its client saw it.

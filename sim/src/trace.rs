@@ -67,7 +67,7 @@ const RAFT_TYPES: [&str; 19] = [
 const ROLES: [&str; 4] = ["follower", "pre-candidate", "candidate", "leader"];
 
 /// Names of request codes (see `codes::request`).
-pub const REQUESTS: [&str; 19] = [
+pub const REQUESTS: [&str; 20] = [
     "CreateRepo",
     "CreateBranch",
     "CreateTag",
@@ -87,6 +87,7 @@ pub const REQUESTS: [&str; 19] = [
     "CanFastForward",
     "Session",
     "Refs",
+    "OpenClient",
 ];
 
 impl Rec {

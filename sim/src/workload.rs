@@ -60,6 +60,9 @@ pub struct Shape {
     /// Share of coordinator restarts that come back with a wiped disk
     /// (when that is safe: see `Cluster::wipe`).
     pub wipe_share: f64,
+    /// Idle client sessions expire after this (short on some seeds, so
+    /// that clients cut off for long see `SessionExpired`).
+    pub client_expiry_ms: u64,
 }
 
 impl Shape {
@@ -128,6 +131,9 @@ impl Shape {
             branching: false,
             taggers: 0,
             wipe_share: 0.15,
+            // Short expiries (on some seeds) wait for the oracles to treat
+            // a contribution refused `SessionExpired` as indeterminate.
+            client_expiry_ms: floe_coordinator::state::DEFAULT_CLIENT_EXPIRY_MS,
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {

@@ -2,13 +2,13 @@
 //! a [`Call`] machine run by the [`drive`]r, so it is retried, redirected
 //! and given up exactly as every other client machine.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use floe_protocol::{ClientId, Command, Coordinator, Outcome, Query, Reply, Request};
 
 use crate::driver::drive;
-use crate::machine::{Call, Caller, RetryPolicy};
+use crate::machine::{Call, Caller, Requester, RetryPolicy};
 
 /// A client of the coordinator cluster with its own client id. Requests
 /// may run concurrently (each under a sequence number of its own); a
@@ -20,6 +20,8 @@ pub struct Client<C: ?Sized> {
     policy: RetryPolicy,
     /// The leader last learnt of (0: none).
     leader: AtomicU64,
+    /// Its session is open at the coordinators (a machine opened it).
+    opened: AtomicBool,
 }
 
 impl<C: Coordinator + ?Sized + 'static> Client<C> {
@@ -38,6 +40,7 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
             last_seq: AtomicU64::new(0),
             policy: RetryPolicy::default(),
             leader: AtomicU64::new(0),
+            opened: AtomicBool::new(false),
         }
     }
 
@@ -67,6 +70,7 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
             nodes: self.coord.nodes(),
             policy: self.policy,
             leader: self.leader(),
+            opened: self.opened.load(Ordering::Relaxed),
         }
     }
 
@@ -75,11 +79,15 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
         Some(self.leader.load(Ordering::Relaxed)).filter(|&l| l != 0)
     }
 
-    /// Remembers the leader a finished machine learnt of, so the next
-    /// request goes straight there.
-    pub fn learn(&self, leader: Option<u64>) {
-        if let Some(l) = leader {
+    /// Remembers what a finished machine's requester learnt: the leader,
+    /// so the next request goes straight there, and that the client's
+    /// session is open, so the next machines need not open it.
+    pub fn learn(&self, requester: &Requester) {
+        if let Some(l) = requester.leader() {
             self.leader.store(l, Ordering::Relaxed);
+        }
+        if requester.opened() {
+            self.opened.store(true, Ordering::Relaxed);
         }
     }
 
@@ -93,7 +101,7 @@ impl<C: Coordinator + ?Sized + 'static> Client<C> {
     pub async fn call(&self, request: Request) -> Outcome {
         let call = Call::new(self.caller(1), request);
         let call = drive(call, self.coord.clone(), None).await?;
-        self.learn(call.leader());
+        self.learn(call.requester());
         call.into_outcome()
     }
 

@@ -92,7 +92,7 @@ impl<C: Coordinator + 'static> Planless<C> {
         let task = ContributeTask::new(caller, rand::random(), to, writes, History::new());
         let coord = self.client.coordinator().clone();
         let task = drive(task, coord, Some(self.store.clone())).await?;
-        self.client.learn(task.leader());
+        self.client.learn(task.requester());
         match task.outcome() {
             Some(Ok(_)) => Ok(()),
             Some(Err(e)) => Err(e.clone()),

@@ -102,7 +102,7 @@ impl<C: Coordinator + 'static> Reader<C> {
         let task = CheckpointTask::new(caller, rand::random(), self.repo.clone(), of, history);
         let coord = self.client.coordinator().clone();
         let task = drive(task, coord, Some(self.store.clone())).await?;
-        self.client.learn(task.leader());
+        self.client.learn(task.requester());
         let (result, history) = task.finish();
         self.history = history;
         result.map(|(_, id)| id)
@@ -145,7 +145,7 @@ impl<C: Coordinator + 'static> Reader<C> {
         let task = ReadTask::new(caller, spec, history);
         let coord = self.client.coordinator().clone();
         let task = drive(task, coord, Some(self.store.clone())).await?;
-        self.client.learn(task.leader());
+        self.client.learn(task.requester());
         let (result, history) = task.finish();
         self.history = history;
         result
@@ -364,7 +364,7 @@ impl<C: Coordinator + 'static> Session<C> {
         let store = Some(self.reader.store.clone());
         let coord = self.reader.client.coordinator().clone();
         let task = drive(task, coord, store).await?;
-        self.reader.client.learn(task.leader());
+        self.reader.client.learn(task.requester());
         let (result, history) = task.finish();
         self.reader.history = history;
         result
@@ -474,7 +474,7 @@ impl<C: Coordinator + 'static> Session<C> {
             .await?;
         // The last steps came with the input that finished the machine.
         report(driven.machine());
-        self.reader.client.learn(driven.machine().leader());
+        self.reader.client.learn(driven.machine().requester());
         let end = driven.machine().committer().end().cloned();
         let commit = end
             .ok_or_else(|| FloeError::Unavailable("the commit did not finish".into()))?

@@ -456,6 +456,13 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
         true
     }
 
+    /// True while this node rebuilds a lost directory: it has not yet
+    /// been given the state and cannot vote (operators wait for it before
+    /// other membership changes or restarts).
+    pub fn rebuilding(&self) -> bool {
+        self.lost_its_log()
+    }
+
     /// This node lost its directory and has not yet been given the state.
     fn lost_its_log(&self) -> bool {
         self.cfg.lost_data && self.raw.raft.prs().conf().voters().ids().is_empty()

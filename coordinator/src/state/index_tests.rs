@@ -48,6 +48,9 @@ impl World {
             rng: SmallRng::seed_from_u64(seed),
             seq: 0,
         };
+        // OpenClient is not numbered in the idempotency table.
+        w.apply(Command::OpenClient).expect("session opened");
+        w.seq = 0;
         w.apply(Command::CreateRepo { repo: repo_name() })
             .expect("repo created");
         w

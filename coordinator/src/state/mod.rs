@@ -14,7 +14,7 @@ mod repo;
 mod session;
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hasher};
 
 use floe_protocol::codec;
@@ -35,6 +35,10 @@ pub struct Config {
     /// How many sequence numbers per client are remembered, counting back
     /// from the highest seen; older ones get `SeqTooOld`.
     pub idempotency_window: u64,
+    /// A client session with no command for this long (leader time, ms)
+    /// is dropped from the idempotency table; its later commands get
+    /// `SessionExpired`. 0: sessions never expire.
+    pub client_expiry_ms: u64,
     /// Planted bugs for the simulation's self-test.
     #[cfg(feature = "planted-bugs")]
     pub bugs: crate::bugs::Bugs,
@@ -44,15 +48,21 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             idempotency_window: 4096,
+            client_expiry_ms: DEFAULT_CLIENT_EXPIRY_MS,
             #[cfg(feature = "planted-bugs")]
             bugs: crate::bugs::Bugs::default(),
         }
     }
 }
 
+/// How long a client session lives without a command, by default: an hour.
+pub const DEFAULT_CLIENT_EXPIRY_MS: u64 = 3_600_000;
+
 /// The outcomes remembered for one client.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct ClientLog {
+    /// Leader time of its last command.
+    last_active: u64,
     /// Highest sequence number executed.
     highest: u64,
     /// Outcomes of the retained sequence numbers.
@@ -67,6 +77,8 @@ enum Seen {
     Replay(Outcome),
     /// Older than the retained window.
     TooOld,
+    /// The client has no session (expired, or never opened).
+    NoSession,
 }
 
 /// The whole replicated state. See the module documentation.
@@ -81,6 +93,9 @@ pub struct State {
     /// Number of sessions ever opened; the next one is `S{sessions_opened + 1}`.
     sessions_opened: u64,
     clients: BTreeMap<ClientId, ClientLog>,
+    /// The clients by last activity, oldest first (rebuilt on restore).
+    #[serde(skip)]
+    by_activity: BTreeSet<(u64, ClientId)>,
 }
 
 impl State {
@@ -130,7 +145,7 @@ impl State {
 
     fn seen(&self, client: ClientId, seq: u64) -> Seen {
         let Some(log) = self.clients.get(&client) else {
-            return Seen::Fresh;
+            return Seen::NoSession;
         };
         if let Some(outcome) = log.outcomes.get(&seq) {
             return Seen::Replay(outcome.clone());
@@ -139,6 +154,31 @@ impl State {
             return Seen::TooOld;
         }
         Seen::Fresh
+    }
+
+    /// Opens `client`'s session, or keeps it alive, at the state's time.
+    fn touch(&mut self, client: ClientId) {
+        let now = self.time;
+        let log = self.clients.entry(client).or_default();
+        self.by_activity.remove(&(log.last_active, client));
+        log.last_active = now;
+        self.by_activity.insert((now, client));
+    }
+
+    /// Drops the sessions idle for the expiry or longer.
+    fn expire_clients(&mut self) {
+        let expiry = self.config.client_expiry_ms;
+        if expiry == 0 || self.time < expiry {
+            return;
+        }
+        let horizon = self.time - expiry;
+        while let Some(&(last, client)) = self.by_activity.first() {
+            if last > horizon {
+                break;
+            }
+            self.by_activity.pop_first();
+            self.clients.remove(&client);
+        }
     }
 
     fn remember(&mut self, client: ClientId, seq: u64, outcome: &Outcome) {
@@ -202,6 +242,8 @@ impl State {
                 commit,
                 checkpoint,
             } => self.repo_mut(repo)?.record_checkpoint(*commit, *checkpoint),
+            // Handled before the idempotency check (see `apply`).
+            Command::OpenClient => Ok(floe_protocol::Reply::Done),
         }
     }
 
@@ -227,17 +269,33 @@ impl StateMachine for State {
             Request::Query(query) => return self.query(query),
             Request::Command(command) => command,
         };
-        match self.seen(envelope.client, envelope.seq) {
+        let client = envelope.client;
+        if *command == Command::OpenClient {
+            self.time = self.time.max(now_ms);
+            self.expire_clients();
+            self.touch(client);
+            return Ok(floe_protocol::Reply::Done);
+        }
+        // A retry, or a refusal, changes nothing (not even the clock).
+        match self.seen(client, envelope.seq) {
             Seen::Replay(outcome) => return outcome,
             Seen::TooOld => {
                 return Err(FloeError::SeqTooOld {
-                    client: envelope.client.0,
+                    client: client.0,
                     seq: envelope.seq,
                 })
             }
+            Seen::NoSession => return Err(FloeError::SessionExpired { client: client.0 }),
             Seen::Fresh => {}
         }
         self.time = self.time.max(now_ms);
+        self.expire_clients();
+        if !self.clients.contains_key(&client) {
+            // Idle past the expiry: its outcomes are gone, so an older
+            // retry could no longer be recognised; refuse, execute nothing.
+            return Err(FloeError::SessionExpired { client: client.0 });
+        }
+        self.touch(client);
         let outcome = self.execute(command);
         self.remember(envelope.client, envelope.seq, &outcome);
         outcome
@@ -271,9 +329,17 @@ impl StateMachine for State {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), FloeError> {
         let mut restored: State = codec::decode_snapshot(snapshot)?;
         restored.config = self.config.clone();
+        restored.by_activity = restored
+            .clients
+            .iter()
+            .map(|(&client, log)| (log.last_active, client))
+            .collect();
         #[cfg(feature = "planted-bugs")]
         if restored.config.bugs.forget_idempotency_on_restore {
-            restored.clients.clear();
+            for log in restored.clients.values_mut() {
+                log.outcomes.clear();
+                log.highest = 0;
+            }
         }
         #[cfg(feature = "planted-bugs")]
         if restored.config.bugs.index_lost_on_restore {

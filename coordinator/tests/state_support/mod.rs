@@ -83,6 +83,18 @@ impl Harness {
             now: 1_000,
             next_object: 1,
         }
+        .opened()
+    }
+
+    /// Opens the harness client's session.
+    fn opened(mut self) -> Self {
+        let open = Envelope {
+            client: self.client,
+            seq: 0,
+            request: Request::Command(Command::OpenClient),
+        };
+        assert_eq!(self.state.apply(self.now, &open), Ok(Reply::Done));
+        self
     }
 
     /// A harness with repo `r` created.

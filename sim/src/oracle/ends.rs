@@ -9,7 +9,7 @@
 use floe_protocol::FloeError;
 
 use super::{Check, Failure, CLIENT_ENDS};
-use crate::faults::{FaultCounts, FaultKind};
+use crate::faults::FaultKind;
 use crate::obs::{ClientEnd, End, Observations, Replica};
 
 /// Checks every client's end against the faults of the run and the
@@ -17,7 +17,7 @@ use crate::obs::{ClientEnd, End, Observations, Replica};
 pub fn client_ends(obs: &Observations, r: &Replica) -> Check {
     for end in &obs.ends {
         if let End::Failed(e) = &end.end {
-            if !explained(end, e, &obs.faults) && !resized_under(e, r) {
+            if !explained(end, e, obs) && !resized_under(e, r) {
                 return Err(Failure::new(
                     CLIENT_ENDS,
                     format!(
@@ -52,7 +52,8 @@ fn resized_under(e: &FloeError, r: &Replica) -> bool {
 }
 
 /// Whether a client's failure has a cause in the workload or the faults.
-fn explained(end: &ClientEnd, e: &FloeError, faults: &FaultCounts) -> bool {
+fn explained(end: &ClientEnd, e: &FloeError, obs: &Observations) -> bool {
+    let faults = &obs.faults;
     let any = |kinds: &[FaultKind]| {
         kinds
             .iter()
@@ -76,6 +77,9 @@ fn explained(end: &ClientEnd, e: &FloeError, faults: &FaultCounts) -> bool {
         // Gave up retrying: something must have been failing.
         FloeError::NotLeader { .. } | FloeError::Unavailable(_) => any(&network),
         FloeError::StoreUnavailable(_) => any(&store),
+        // Silent longer than a session lives: only on seeds that make
+        // sessions short (never with the default hour).
+        FloeError::SessionExpired { .. } => obs.client_expiry_ms < 60_000,
         // Puts that kept failing; a missing object is never explained.
         FloeError::Store(m) => m.starts_with("put failed") && any(&store),
         _ => false,

@@ -39,7 +39,13 @@ impl World {
             return;
         }
         let voters = self.cluster.voters();
-        let up: Vec<u64> = self.cluster.running().map(|n| n.id()).collect();
+        // A node rebuilding a wiped directory cannot vote: it counts as down.
+        let up: Vec<u64> = self
+            .cluster
+            .running()
+            .filter(|n| !n.rebuilding())
+            .map(|n| n.id())
+            .collect();
         let down = voters.iter().filter(|v| !up.contains(v)).count();
         let spare = (voters.len().saturating_sub(1) / 2).saturating_sub(down);
         let may: Vec<u64> = up

@@ -111,6 +111,7 @@ impl World {
             obs.ends.push(slot.client.end(i as u32, &self.arrays));
         }
         obs.faults = self.counts.clone();
+        obs.client_expiry_ms = self.shape.client_expiry_ms;
         obs.reads = self.timeline.reads.clone();
         obs.acks = self.timeline.acks.clone();
         for info in &self.jobs {

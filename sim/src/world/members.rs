@@ -137,6 +137,12 @@ impl World {
             self.rearm(at);
             return false;
         }
+        // As an operator would: no membership change while a member
+        // rebuilds a wiped directory (it cannot vote yet).
+        if self.cluster.running().any(|n| n.rebuilding()) {
+            self.rearm(self.now + RETRY_MS.1);
+            return false;
+        }
         self.members.queue.pop_front();
         let voters = self.cluster.voters();
         match change {

@@ -325,6 +325,7 @@ fn boot(opts: &SimOptions, shape: &Shape, seed: u64) -> Cluster {
         .collect();
     let config = Config {
         bugs: Bug::state_bugs(opts.bug),
+        client_expiry_ms: shape.client_expiry_ms,
         ..Config::default()
     };
     Cluster::boot(configs, config).expect("a fresh cluster boots")

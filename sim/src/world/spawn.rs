@@ -243,6 +243,7 @@ impl World {
             nodes: self.client_nodes(),
             policy: RetryPolicy::default(),
             leader: None,
+            opened: false,
         }
     }
 

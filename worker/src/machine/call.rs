@@ -35,6 +35,12 @@ impl Call {
         self.requester.leader()
     }
 
+    /// Its requester: the leader and the session state it learnt, for
+    /// the client's next machines ([`crate::client::Client::learn`]).
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
     /// The final outcome, once there is one.
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()

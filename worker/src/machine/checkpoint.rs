@@ -58,6 +58,12 @@ impl CheckpointTask {
         self.requester.leader()
     }
 
+    /// Its requester: the leader and the session state it learnt, for
+    /// the client's next machines ([`crate::client::Client::learn`]).
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
     /// A checkpoint of `of` in `repo` for `caller`, drawing its object id
     /// from `seed`, walking through `history` (handed back by
     /// [`CheckpointTask::finish`]).

@@ -293,6 +293,12 @@ impl CommitTask {
         self.requester.leader()
     }
 
+    /// Its requester: the leader and the session state it learnt, for
+    /// the client's next machines ([`crate::client::Client::learn`]).
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
     /// Commits `spec` for `caller`.
     pub fn new(caller: Caller, spec: CommitSpec) -> Self {
         CommitTask {

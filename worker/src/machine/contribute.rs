@@ -109,6 +109,12 @@ impl ContributeTask {
         self.requester.leader()
     }
 
+    /// Its requester: the leader and the session state it learnt, for
+    /// the client's next machines ([`crate::client::Client::learn`]).
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
     fn end(&mut self, outcome: Outcome) {
         self.result = Some(outcome);
         self.phase = Phase::Done;

@@ -114,6 +114,12 @@ impl ReadTask {
         self.requester.leader()
     }
 
+    /// Its requester: the leader and the session state it learnt, for
+    /// the client's next machines ([`crate::client::Client::learn`]).
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
     fn end(&mut self, result: Result<ArrayData, FloeError>) {
         self.result = Some(result);
         self.requester.cancel();

@@ -2,7 +2,7 @@
 //! where floe's clients decide to resend, where, after how long, and when to
 //! give up.
 
-use floe_protocol::{ClientId, Envelope, FloeError, Outcome, Request};
+use floe_protocol::{ClientId, Command, Envelope, FloeError, Outcome, Request};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -67,6 +67,10 @@ pub struct Caller {
     /// The leader as last seen by this client, if known: the first send
     /// goes there instead of to a node at random.
     pub leader: Option<u64>,
+    /// The client's session is open at the coordinators (an earlier
+    /// machine sent [`Command::OpenClient`]); if not, the first command
+    /// opens it.
+    pub opened: bool,
 }
 
 impl Caller {
@@ -75,6 +79,7 @@ impl Caller {
         let mut requester = Requester::new(self.client, self.nodes, self.policy);
         requester.continue_after(self.last_seq);
         requester.leader = self.leader.filter(|l| requester.nodes.contains(l));
+        requester.opened = self.opened;
         requester
     }
 }
@@ -141,6 +146,10 @@ pub struct Requester {
     cursor: usize,
     leader: Option<u64>,
     inflight: Option<Inflight>,
+    /// The client's session is open (see [`Caller::opened`]).
+    opened: bool,
+    /// A command waiting for the session to open.
+    waiting: Option<Envelope>,
     sends: u64,
     rng: SmallRng,
 }
@@ -159,6 +168,8 @@ impl Requester {
             cursor: 0,
             leader: None,
             inflight: None,
+            opened: false,
+            waiting: None,
             sends: 0,
             rng: SmallRng::seed_from_u64(client.0 ^ 0x6a09_e667_f3bc_c909),
         }
@@ -211,8 +222,16 @@ impl Requester {
         self.sends
     }
 
+    /// True once the client's session is open at the coordinators.
+    pub fn opened(&self) -> bool {
+        self.opened
+    }
+
     /// Sends a new request under the next seq, abandoning any request in
-    /// flight (its answer will be ignored). Returns the seq.
+    /// flight (its answer will be ignored). Returns the seq. The first
+    /// command of a client whose session is not open is preceded by
+    /// [`Command::OpenClient`] (under seq 0; it may be sent any number of
+    /// times), and sent once that is answered.
     pub fn request(&mut self, out: &mut Outbox, request: Request) -> u64 {
         self.last_seq += 1;
         let envelope = Envelope {
@@ -220,6 +239,23 @@ impl Requester {
             seq: self.last_seq,
             request,
         };
+        self.waiting = None;
+        if matches!(envelope.request, Request::Command(_)) && !self.opened {
+            self.waiting = Some(envelope);
+            let open = Envelope {
+                client: self.client,
+                seq: 0,
+                request: Request::Command(Command::OpenClient),
+            };
+            self.send_new(out, open);
+        } else {
+            self.send_new(out, envelope);
+        }
+        self.last_seq
+    }
+
+    /// Sends `envelope` as the request in flight.
+    fn send_new(&mut self, out: &mut Outbox, envelope: Envelope) {
         let timeout_ms = self.policy.timeout_ms.max(1);
         let to = self.target();
         let timer = self.transmit(out, to, &envelope, timeout_ms);
@@ -234,7 +270,6 @@ impl Requester {
             pauses: 0,
             last_error: None,
         });
-        self.last_seq
     }
 
     /// Forgets the request in flight (its answer will be ignored).
@@ -265,8 +300,16 @@ impl Requester {
                 self.redirect(out, hint);
                 None
             }
+            Ok(_) if seq == 0 && self.waiting.is_some() => {
+                // The session is open: now the command it was opened for.
+                self.opened = true;
+                let waiting = self.waiting.take()?;
+                self.send_new(out, waiting);
+                None
+            }
             final_outcome => {
                 self.inflight = None;
+                self.waiting = None;
                 Some(final_outcome)
             }
         }

@@ -64,6 +64,12 @@ impl WriteTask {
         self.requester.leader()
     }
 
+    /// Its requester: the leader and the session state it learnt, for
+    /// the client's next machines ([`crate::client::Client::learn`]).
+    pub fn requester(&self) -> &Requester {
+        &self.requester
+    }
+
     /// Writes `writes` on `at` for `caller`, drawing object ids from
     /// `seed`, reading records and manifests through `history` (handed back
     /// by [`WriteTask::finish`]).

@@ -103,6 +103,8 @@ impl World {
             hold: Box::new(|_, _, _| false),
             setup_seq: 0,
         };
+        let opened = w.setup(Command::OpenClient);
+        assert_eq!(opened, Ok(Reply::Done));
         let created = w.setup(Command::CreateRepo { repo: repo() });
         assert!(
             matches!(created, Ok(Reply::RepoCreated { .. })),
