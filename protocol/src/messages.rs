@@ -342,6 +342,9 @@ pub struct SessionStatus {
     pub base: CommitId,
     /// Its tasks (empty when planless).
     pub tasks: Vec<TaskStatus>,
+    /// The delta manifests of a planless session's accepted contributions,
+    /// in the order they were accepted (empty when planned).
+    pub contributions: Vec<ObjectId>,
     /// The commit it landed as, once committed.
     pub committed: Option<CommitId>,
     /// True once committed or aborted.

@@ -106,6 +106,8 @@ pub struct SeedReport {
     pub branch_commits: u64,
     /// Regions read at tags.
     pub tag_reads: u64,
+    /// `SessionExpired` answers the clients received.
+    pub expired: u64,
     /// The violation, if the seed failed.
     pub violation: Option<Violation>,
 }
@@ -201,6 +203,7 @@ pub fn run_seed_tweaked(seed: u64, opts: &SimOptions, tweaks: &Tweaks) -> SeedRe
         conflicts: tally.conflicts,
         branch_commits: tally.branch_commits,
         tag_reads: tally.tag_reads,
+        expired: world.expired_replies,
         violation,
     }
 }

@@ -53,6 +53,7 @@ struct Totals {
     conflicts: u64,
     branch_commits: u64,
     tag_reads: u64,
+    expired: u64,
     faults: FaultCounts,
 }
 
@@ -66,6 +67,7 @@ impl Totals {
         self.conflicts += r.conflicts;
         self.branch_commits += r.branch_commits;
         self.tag_reads += r.tag_reads;
+        self.expired += r.expired;
         self.faults.absorb(&r.faults);
     }
 }
@@ -180,8 +182,8 @@ fn summary(t: &Totals, secs: f64, nodes: usize) {
         t.sim_ms as f64 / 1000.0
     );
     println!(
-        "commits landed {} ({} off main), fast-forwards {}, conflicts {}, reads at tags {}",
-        t.commits, t.branch_commits, t.fast_forwards, t.conflicts, t.tag_reads
+        "commits landed {} ({} off main), fast-forwards {}, conflicts {}, reads at tags {}, sessions expired {}",
+        t.commits, t.branch_commits, t.fast_forwards, t.conflicts, t.tag_reads, t.expired
     );
     println!("faults injected: {}", t.faults);
 }

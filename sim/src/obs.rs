@@ -113,6 +113,16 @@ impl Contribution {
             Some(Ok(floe_protocol::Reply::Accepted { .. }))
         )
     }
+
+    /// True when the writer cannot know whether the session holds it: no
+    /// answer came, or a retry found the client's session expired (an
+    /// earlier send may have been applied and its reply lost).
+    pub fn indeterminate(&self) -> bool {
+        matches!(
+            self.outcome,
+            None | Some(Err(floe_protocol::FloeError::SessionExpired { .. }))
+        )
+    }
 }
 
 /// One cooperative job: its plan, what its workers saw, its commit.
@@ -142,6 +152,10 @@ pub struct CoopRun {
     pub planless: bool,
     /// The contributions of a planless session's writers.
     pub contributions: Vec<Contribution>,
+    /// The deltas of the contributions the session holds, as the final
+    /// state reports them (filled from a replica at the end of the run;
+    /// `None` in hand-made histories).
+    pub held_deltas: Option<Vec<ObjectId>>,
 }
 
 /// Everything the clients observed in one run.
@@ -351,6 +365,19 @@ impl CoopRun {
         out
     }
 
+    /// The contributions the session holds: those the final state lists
+    /// (an indeterminate one included), else those accepted by a reply.
+    pub fn held_contributions(&self) -> Vec<&Contribution> {
+        match &self.held_deltas {
+            Some(deltas) => self
+                .contributions
+                .iter()
+                .filter(|c| deltas.contains(&c.delta))
+                .collect(),
+            None => self.contributions.iter().filter(|c| c.accepted()).collect(),
+        }
+    }
+
     /// The job's commit as a model attempt, once the session is open.
     pub fn as_attempt(&self) -> Option<model::Attempt> {
         let base = self.base?;
@@ -360,7 +387,7 @@ impl CoopRun {
             footprint.merge(&c.footprint);
             writes.extend(c.writes.iter().cloned());
         }
-        for c in self.contributions.iter().filter(|c| c.accepted()) {
+        for c in self.held_contributions() {
             footprint.merge(&c.footprint);
             writes.extend(c.writes.iter().cloned());
         }

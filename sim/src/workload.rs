@@ -131,9 +131,14 @@ impl Shape {
             branching: false,
             taggers: 0,
             wipe_share: 0.15,
-            // Short expiries (on some seeds) wait for the oracles to treat
-            // a contribution refused `SessionExpired` as indeterminate.
-            client_expiry_ms: floe_coordinator::state::DEFAULT_CLIENT_EXPIRY_MS,
+            // Short expiries on a quarter of the seeds: clients cut off by
+            // partitions and crashes outlive their sessions, and a retry
+            // must get `SessionExpired`, never a second application.
+            client_expiry_ms: if rng.gen_bool(0.25) {
+                rng.gen_range(1_500..6_000)
+            } else {
+                floe_coordinator::state::DEFAULT_CLIENT_EXPIRY_MS
+            },
         };
         match bug {
             Some(Bug::SkipConflictCheck | Bug::CheckOnlyTip) => {

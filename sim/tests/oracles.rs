@@ -666,7 +666,48 @@ fn planless_overlaps_are_checked_by_brute_force() {
     expect(
         oracle::cooperative(&obs, &h.replica()),
         oracle::EXACT_CONFLICTS,
-        "both were accepted",
+        "the session holds both",
+    );
+}
+
+#[test]
+fn a_contribution_whose_answer_was_lost_counts_as_the_session_holds_it() {
+    let (h, mut obs) = good();
+    let ok = Ok(Reply::Accepted { unfinished: 0 });
+    let expired = Err(FloeError::SessionExpired { client: 3 });
+    // W1's retry found its client session expired: the first send landed
+    // (the session holds W1), so W2's refusal naming chunk 0 is right.
+    let mut run = planless(vec![
+        contribution(1, 0, 10, expired.clone()),
+        contribution(2, 0, 20, overlapping(vec![vec![0]])),
+    ]);
+    run.held_deltas = Some(vec![ObjectId(1)]);
+    obs.coops.push(run);
+    oracle::cooperative(&obs, &h.replica()).unwrap();
+    // Had the session not held W1, the refusal would have been false.
+    obs.coops[0].held_deltas = Some(Vec::new());
+    expect(
+        oracle::cooperative(&obs, &h.replica()),
+        oracle::EXACT_CONFLICTS,
+        "refused naming",
+    );
+    // A contribution refused for good must not be held.
+    obs.coops[0] = planless(vec![
+        contribution(1, 0, 10, ok),
+        contribution(2, 0, 20, overlapping(vec![vec![0]])),
+    ]);
+    obs.coops[0].held_deltas = Some(vec![ObjectId(1), ObjectId(2)]);
+    expect(
+        oracle::cooperative(&obs, &h.replica()),
+        oracle::EXACT_CONFLICTS,
+        "refused but the session holds it",
+    );
+    // An accepted one must be.
+    obs.coops[0].held_deltas = Some(Vec::new());
+    expect(
+        oracle::cooperative(&obs, &h.replica()),
+        oracle::EXACT_CONFLICTS,
+        "accepted but the session does not hold it",
     );
 }
 

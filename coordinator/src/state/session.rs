@@ -245,6 +245,10 @@ impl Session {
             branch: self.branch.clone(),
             base: self.base,
             tasks,
+            contributions: match &self.work {
+                Work::Planless(pool) => pool.deltas.clone(),
+                Work::Planned(_) => Vec::new(),
+            },
             committed: self.committed,
             closed: self.closed,
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use floe_protocol::footprint::MAX_LISTED_CHUNKS;
 use floe_protocol::{
     ArrayMeta, ArrayPath, CommitId, CommitMode, CommitRecord, Conflict, ConflictKind, FloeError,
-    Footprint, Outcome, Solver, TaskId,
+    Footprint, ObjectId, Outcome, Solver, TaskId,
 };
 
 use super::{by_message, history, Check, Failure, COOPERATIVE, EXACT_CONFLICTS, ONE_HISTORY};
@@ -410,6 +410,42 @@ fn names_exactly(named: &[Conflict], want: &Coords) -> bool {
     seen == want.len()
 }
 
+/// The commit a planless session landed as, if any.
+fn session_commit<'r>(run: &CoopRun, r: &'r Replica) -> Result<Option<&'r CommitRecord>, Failure> {
+    Ok(by_message(r, &history(r)?)
+        .get(&run.message)
+        .and_then(|ids| ids.first())
+        .and_then(|id| r.records.get(id)))
+}
+
+/// The session holds every accepted contribution, and besides them only
+/// contributions whose writer never learned the answer; its commit lists
+/// exactly what it holds, in the order it accepted them.
+fn held_as_answered(run: &CoopRun, held: &[ObjectId], rec: Option<&CommitRecord>) -> Check {
+    let session = run.session;
+    for c in &run.contributions {
+        let listed = held.contains(&c.delta);
+        let wrong = if c.accepted() {
+            (!listed).then_some("accepted but the session does not hold it")
+        } else {
+            (listed && !c.indeterminate()).then_some("refused but the session holds it")
+        };
+        if let Some(wrong) = wrong {
+            return fail(format!(
+                "session {session:?}: the contribution of {} ({:?}) was {wrong}",
+                c.worker, c.outcome
+            ));
+        }
+    }
+    match rec {
+        Some(rec) if rec.deltas != held => fail(format!(
+            "session {session:?}: its commit {} lists deltas {:?} but the session held {held:?}",
+            rec.id, rec.deltas
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_planless(run: &CoopRun, r: &Replica) -> Check {
     let (Some(session), Some(base)) = (run.session, run.base) else {
         return Ok(());
@@ -418,8 +454,12 @@ fn check_planless(run: &CoopRun, r: &Replica) -> Check {
         return Ok(());
     };
     let who = |c: &Contribution| format!("{} ({:?})", c.worker, show(&written(c, arrays)));
-    let accepted: Vec<&Contribution> = run.contributions.iter().filter(|c| c.accepted()).collect();
-    for (i, a) in accepted.iter().enumerate() {
+    if let Some(held) = &run.held_deltas {
+        held_as_answered(run, held, session_commit(run, r)?)?;
+    }
+    // What the session holds: its commit's deltas, else the accepted ones.
+    let held = run.held_contributions();
+    for (i, a) in held.iter().enumerate() {
         let wa = written(a, arrays);
         if coord_sets(&a.footprint) != wa {
             return Err(Failure::new(
@@ -428,11 +468,11 @@ fn check_planless(run: &CoopRun, r: &Replica) -> Check {
                     a.worker, show(&coord_sets(&a.footprint)), show(&wa)),
             ));
         }
-        for b in &accepted[..i] {
+        for b in &held[..i] {
             let both = intersect(&wa, &written(b, arrays));
             if !both.is_empty() {
                 return fail(format!(
-                    "session {session}: contributions of {} and {} share {} but both were accepted",
+                    "session {session}: contributions of {} and {} share {} but the session holds both",
                     who(b),
                     who(a),
                     show(&both)
@@ -440,36 +480,34 @@ fn check_planless(run: &CoopRun, r: &Replica) -> Check {
             }
         }
     }
-    // The acceptance order: the session's commit lists the deltas in it.
-    let rec = by_message(r, &history(r)?)
-        .get(&run.message)
-        .and_then(|ids| ids.first())
-        .map(|id| &r.records[id]);
-    let mut ordered: Vec<&Contribution> = accepted.clone();
-    let candidates: Vec<Vec<&Contribution>> = match rec {
-        Some(rec) => {
-            for c in &accepted {
-                if !rec.deltas.contains(&c.delta) {
-                    return Err(Failure::new(
-                        COOPERATIVE,
-                        format!("session {session}: the accepted contribution of {} is not in its commit {}", c.worker, rec.id),
-                    ));
-                }
-            }
-            ordered.sort_by_key(|c| rec.deltas.iter().position(|d| *d == c.delta));
+    // The acceptance order: the final state lists the deltas in it; in a
+    // hand-made history, any subset of those that may have been accepted.
+    let mut ordered: Vec<&Contribution> = held.clone();
+    let candidates: Vec<Vec<&Contribution>> = match &run.held_deltas {
+        Some(deltas) => {
+            ordered.sort_by_key(|c| deltas.iter().position(|d| d == &c.delta));
             (0..=ordered.len()).map(|k| ordered[..k].to_vec()).collect()
         }
-        None if accepted.len() <= 8 => (0..1u32 << accepted.len())
-            .map(|m| {
-                accepted
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| m & (1 << i) != 0)
-                    .map(|(_, c)| *c)
-                    .collect()
-            })
-            .collect(),
-        None => return Ok(()),
+        None => {
+            let maybe: Vec<&Contribution> = run
+                .contributions
+                .iter()
+                .filter(|c| c.accepted() || c.indeterminate())
+                .collect();
+            if maybe.len() > 8 {
+                return Ok(());
+            }
+            (0..1u32 << maybe.len())
+                .map(|m| {
+                    maybe
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| m & (1 << i) != 0)
+                        .map(|(_, c)| *c)
+                        .collect()
+                })
+                .collect()
+        }
     };
     for c in &run.contributions {
         let Some(Err(FloeError::OverlappingContribution { conflicts })) = &c.outcome else {

@@ -35,10 +35,26 @@ pub fn client_ends(obs: &Observations, r: &Replica) -> Check {
 }
 
 /// A write planned on the arrays' first metadata that no longer fits
-/// because a resize or a delete (and re-create) of that array landed: the
-/// clear refusal the client must get.
+/// because a resize or a delete (and re-create) of that array landed, or
+/// because the setup commit creating the arrays never landed (its client
+/// gave up, e.g. on `SessionExpired`): the clear refusal the client must
+/// get.
 fn resized_under(e: &FloeError, r: &Replica) -> bool {
-    use floe_protocol::MetaChange::{Delete, Update};
+    use floe_protocol::MetaChange::{Create, Delete, Update};
+    let no_setup = !r.records.values().any(|rec| {
+        rec.footprint
+            .arrays
+            .values()
+            .any(|c| matches!(c.meta, Some(Create(_))))
+    });
+    if no_setup
+        && matches!(
+            e,
+            FloeError::UnknownArray { .. } | FloeError::InvalidPlan { .. }
+        )
+    {
+        return true;
+    }
     let path = match e {
         FloeError::Geometry { path, .. }
         | FloeError::DTypeMismatch { path, .. }

@@ -2,6 +2,8 @@
 
 use floe_coordinator::node::{Effect as NodeEffect, Role};
 use floe_protocol::{ClientId, Outcome};
+
+use super::client_id;
 use rand::Rng;
 
 use super::{Ev, Life, World, TICK_MS};
@@ -67,6 +69,9 @@ impl World {
     fn on_reply(&mut self, node: u64, client: u32, seq: u64, outcome: Outcome) {
         let n = [node, u64::from(client) + 1, seq, codes::outcome(&outcome)];
         self.trace.rec(self.now, Kind::Reply, n);
+        if let Err(floe_protocol::FloeError::SessionExpired { .. }) = outcome {
+            self.expired_replies += 1;
+        }
         let live = self
             .clients
             .get(client as usize)
@@ -300,6 +305,10 @@ impl World {
         match effect {
             Effect::Send { to, envelope } => {
                 let seq = envelope.seq;
+                if envelope.client != client_id(index) {
+                    // A client that renewed its id after `SessionExpired`.
+                    self.renewed_ids.insert(envelope.client, index);
+                }
                 self.timeline.sent(index, seq, &envelope.request, self.now);
                 let delays = self.route(Addr::Client(index), Addr::Node(to));
                 for d in delays {

@@ -365,12 +365,13 @@ pub(crate) fn replica(node: &SimNode, repo: &RepoName, names: &Names) -> Replica
 }
 
 /// Tells each cooperative run which worker the final state says
-/// completed each task.
+/// completed each task, and which deltas its commit holds.
 fn record_done_by(obs: &mut Observations, r: &Replica) {
     for run in &mut obs.coops {
         let Some(status) = run.session.and_then(|s| r.sessions.get(&s)) else {
             continue;
         };
+        run.held_deltas = Some(status.contributions.clone());
         for t in &status.tasks {
             if let floe_protocol::TaskState::Done { worker } = t.state {
                 run.done_by.insert(t.task, (worker, t.epoch));

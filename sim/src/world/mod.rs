@@ -163,6 +163,13 @@ pub(crate) struct World {
     pub(crate) deleter: Option<(u32, floe_protocol::ArrayPath)>,
     /// The setup writer, once started.
     pub(crate) setup: Option<u32>,
+    /// How often the repo creation or the setup writer was rerun after
+    /// its session expired.
+    pub(crate) setup_reruns: u8,
+    /// Client ids taken after `SessionExpired`, by sim index.
+    pub(crate) renewed_ids: BTreeMap<ClientId, u32>,
+    /// `SessionExpired` answers delivered to clients.
+    pub(crate) expired_replies: u64,
     /// The branches created so far (`main` first).
     pub(crate) branches: Vec<floe_protocol::BranchName>,
     /// The tags the workload creates (names taken as taggers start).
@@ -223,6 +230,9 @@ impl World {
             timeline: crate::obs::Timeline::default(),
             deleter: None,
             setup: None,
+            setup_reruns: 0,
+            renewed_ids: BTreeMap::new(),
+            expired_replies: 0,
             branches: vec![spawn::main()],
             tags: Vec::new(),
         };
@@ -287,6 +297,9 @@ impl World {
 
     /// The sim index of a client id.
     pub(crate) fn index_of(&self, id: ClientId) -> Option<u32> {
+        if let Some(&index) = self.renewed_ids.get(&id) {
+            return Some(index);
+        }
         let i = id.0.checked_sub(1)?;
         (i < self.clients.len() as u64).then_some(i as u32)
     }

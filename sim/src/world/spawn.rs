@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, Outcome, Region, Reply,
-    Request, SessionId, Solver, WorkerId,
+    ArrayMeta, ArrayPath, BranchName, Command, CommitId, CommitMode, FloeError, Outcome, Region,
+    Reply, Request, SessionId, Solver, WorkerId,
 };
 use floe_worker::data::ArrayData;
 use floe_worker::machine::{
@@ -82,12 +82,12 @@ impl World {
     }
 
     /// The setup writer: one commit creating the workload's arrays.
-    fn spawn_setup_writer(&mut self) {
+    fn spawn_setup_writer(&mut self, tag: &str) {
         let script = WriterScript {
             creates: self.arrays.clone(),
             mode: CommitMode::Strict,
             seed_loop: false,
-            ..retrying_script(&mut self.rngs.work, "setup")
+            ..retrying_script(&mut self.rngs.work, tag)
         };
         self.setup = Some(self.spawn_writer(script, self.now));
     }
@@ -96,6 +96,14 @@ impl World {
     pub(crate) fn on_done(&mut self, index: u32) {
         self.trace.event(self.now, "done", u64::from(index) + 1, 0);
         if self.setup == Some(index) {
+            // A setup whose session expired (it could not reach a leader
+            // for longer than a session lives) is rerun under a new client
+            // id, as its user would; it may have landed, so the rerun may
+            // find it there and fail.
+            if self.setup_expired(index) && self.setup_reruns < 2 {
+                self.setup_reruns += 1;
+                return self.spawn_setup_writer("setup-rerun");
+            }
             return self.spawn_workload();
         }
         match &self.clients[index as usize].client {
@@ -116,10 +124,26 @@ impl World {
         }
     }
 
+    /// True when the setup writer `index` ended on `SessionExpired`.
+    fn setup_expired(&self, index: u32) -> bool {
+        matches!(
+            &self.clients[index as usize].client,
+            Client::Writer(w) if matches!(
+                w.status(),
+                WriterStatus::Ended(CommitEnd::Failed(FloeError::SessionExpired { .. }))
+            )
+        )
+    }
+
     /// A single request was answered: its next step.
     fn on_answer(&mut self, role: Role, outcome: Outcome) {
         match (role, outcome) {
-            (Role::CreateRepo, _) => self.spawn_setup_writer(),
+            // Rerun as its user would; a rerun may find the repo there.
+            (Role::CreateRepo, Err(FloeError::SessionExpired { .. })) if self.setup_reruns < 2 => {
+                self.setup_reruns += 1;
+                self.spawn_setup();
+            }
+            (Role::CreateRepo, _) => self.spawn_setup_writer("setup"),
             (
                 Role::OpenPlanless(n),
                 Ok(Reply::SessionOpened {

@@ -175,6 +175,21 @@ impl Requester {
         }
     }
 
+    /// Takes a fresh client id after the coordinators expired this one's
+    /// session (`SessionExpired`): numbering restarts and the next command
+    /// opens a new session. Any request in flight is forgotten. The new id
+    /// is a hash of the old one, so a seeded run stays reproducible and
+    /// the id stays unique with the odds of a random 64-bit draw. Returns
+    /// the new id.
+    pub fn renew(&mut self) -> ClientId {
+        self.client = ClientId(splitmix64(self.client.0));
+        self.last_seq = 0;
+        self.opened = false;
+        self.inflight = None;
+        self.waiting = None;
+        self.client
+    }
+
     /// Continues numbering after `seq`: the next request gets `seq + 1`.
     /// For a client id shared by several requesters (each request in
     /// flight under a seq of its own); never move it backwards.
@@ -452,6 +467,15 @@ impl Requester {
     }
 }
 
+/// SplitMix64's finaliser: a bijection on u64 that scatters neighbouring
+/// ids (the simulation numbers its clients 1, 2, 3, ...) far apart.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +541,46 @@ mod tests {
         let next = r.request(&mut out, query());
         assert_eq!(next, seq + 1);
         assert_eq!(sent(&drain(&mut out)), vec![(3, next)]);
+    }
+
+    fn clients(effects: &[Effect]) -> Vec<ClientId> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { envelope, .. } => Some(envelope.client),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_expired_session_is_renewed_under_a_fresh_id() {
+        let mut out = Outbox::new();
+        let mut r = Requester::new(ClientId(9), vec![1], RetryPolicy::default());
+        let claim = Request::Command(Command::AbortSession {
+            session: SessionId(1),
+        });
+        r.request(&mut out, claim.clone());
+        assert_eq!(sent(&drain(&mut out)), vec![(1, 0)], "OpenClient first");
+        assert_eq!(r.on_response(&mut out, 0, Ok(Reply::Done)), None);
+        assert_eq!(sent(&drain(&mut out)), vec![(1, 1)]);
+        let expired = Err(FloeError::SessionExpired {
+            client: 9,
+        });
+        // Final for the request: the owner decides what it means.
+        assert_eq!(r.on_response(&mut out, 1, expired.clone()), Some(expired));
+        let fresh = r.renew();
+        assert_ne!(fresh, ClientId(9));
+        assert!(!r.opened() && !r.busy());
+        // The next command opens a session for the new id, numbered anew.
+        r.request(&mut out, claim);
+        let effects = drain(&mut out);
+        assert_eq!(sent(&effects), vec![(1, 0)]);
+        assert_eq!(clients(&effects), vec![fresh]);
+        assert_eq!(r.on_response(&mut out, 0, Ok(Reply::Done)), None);
+        assert_eq!(sent(&drain(&mut out)), vec![(1, 1)]);
+        // Renewing again never comes back to an id used before.
+        assert!(![ClientId(9), fresh].contains(&r.renew()));
     }
 
     #[test]

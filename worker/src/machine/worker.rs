@@ -77,6 +77,8 @@ pub struct WorkerReport {
     pub completions: Vec<CompletionLog>,
     /// Tasks dropped before completing: lease lost, or puts failing.
     pub abandoned: Vec<(TaskId, u64)>,
+    /// How often it took a fresh client id after `SessionExpired`.
+    pub renewed_client: u32,
     /// Where it stands.
     pub status: WorkerStatus,
 }
@@ -179,6 +181,7 @@ impl Worker {
                 grants: Vec::new(),
                 completions: Vec::new(),
                 abandoned: Vec::new(),
+                renewed_client: 0,
                 status: WorkerStatus::Running,
             },
         }
@@ -435,6 +438,24 @@ impl Worker {
         }
     }
 
+    /// The coordinators forgot this worker's client session (it was cut
+    /// off longer than a session lives). Whether the command in flight was
+    /// applied is unknown, so the task in hand is dropped (a completion
+    /// that did land stands; otherwise the lease lapses and the task is
+    /// granted again under a new epoch) and the worker goes on under a
+    /// fresh client id.
+    fn on_expired(&mut self, outcome: Outcome) {
+        if self.asked == Asked::Complete {
+            if let Some(last) = self.report.completions.last_mut() {
+                last.outcome = Some(outcome);
+            }
+        }
+        self.asked = Asked::Nothing;
+        self.report.renewed_client += 1;
+        self.requester.renew();
+        self.abandon();
+    }
+
     /// Drops the task in hand (its objects become garbage) and claims again.
     fn abandon(&mut self) {
         if let Some(held) = self.held.take() {
@@ -475,6 +496,9 @@ impl Worker {
     }
 
     fn on_outcome(&mut self, now_ms: u64, outcome: Outcome) {
+        if let Err(FloeError::SessionExpired { .. }) = outcome {
+            return self.on_expired(outcome);
+        }
         match self.asked {
             Asked::Session => self.on_session(outcome),
             Asked::Base => self.on_base(outcome),
