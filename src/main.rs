@@ -78,6 +78,13 @@ enum Command {
         #[command(subcommand)]
         cmd: remote::RefCmd,
     },
+    /// Add or remove a coordinator.
+    Member {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: remote::MemberCmd,
+    },
     /// Tags (immutable).
     Tag {
         #[command(flatten)]
@@ -126,6 +133,7 @@ fn run() -> Result<()> {
         Command::Log { cluster, args } => remote::log(cluster, args),
         Command::Branch { cluster, cmd } => remote::reference(cluster, cmd, false),
         Command::Tag { cluster, cmd } => remote::reference(cluster, cmd, true),
+        Command::Member { cluster, cmd } => remote::member(cluster, cmd),
     }
 }
 

@@ -72,6 +72,30 @@ impl Remote {
     }
 }
 
+/// `floe member`.
+#[derive(Subcommand)]
+pub enum MemberCmd {
+    /// Add a coordinator as a voter. Start it first (`floe coordinator
+    /// --id ID --listen ADDR --join --peer ...` naming the current members
+    /// and itself); once it is a voter, ADDR is added to the cluster file.
+    Add {
+        /// The new coordinator's node id (not 0, not in use).
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// Its client address (its `--listen`).
+        addr: std::net::SocketAddr,
+        /// Its metrics address, for `floe status`.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+    },
+    /// Remove a coordinator; it stops once it learns. The leader cannot
+    /// remove itself: stop it first, another member takes over.
+    Remove {
+        /// The coordinator's node id.
+        id: u64,
+    },
+}
+
 /// `floe repo`.
 #[derive(Subcommand)]
 pub enum RepoCmd {
@@ -253,6 +277,71 @@ fn dtype(name: &str) -> Result<DType> {
 
 /// Runs the commands' async part on a small runtime.
 fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
+    block_on_value(f)
+}
+
+/// `floe member add|remove`: the change goes through the client core like
+/// any command (the leader's node core proposes it); then the members'
+/// status is polled until the leader's configuration shows it, and the
+/// cluster file follows.
+pub fn member(cluster: ClusterArgs, cmd: MemberCmd) -> Result<()> {
+    let mut remote = cluster.connect()?;
+    let (change, id) = match cmd {
+        MemberCmd::Add { id, .. } => (floe_protocol::MemberChange::Add { id }, id),
+        MemberCmd::Remove { id } => (floe_protocol::MemberChange::Remove { id }, id),
+    };
+    let adding = matches!(change, floe_protocol::MemberChange::Add { .. });
+    let token = remote.token.clone();
+    let endpoints = remote.file.endpoints();
+    let coord = remote.coord.clone();
+    let voters = block_on_value(async move {
+        Client::new(coord)
+            .command(Command::ChangeMembers(change))
+            .await?;
+        wait_for_voters(&endpoints, &token, |voters| voters.contains(&id) == adding).await
+    })?;
+    let key = id.to_string();
+    if let MemberCmd::Add { addr, metrics, .. } = cmd {
+        remote.file.nodes.insert(key.clone(), addr);
+        if let Some(m) = metrics {
+            remote.file.metrics.insert(key, m);
+        }
+    } else {
+        remote.file.nodes.remove(&key);
+        remote.file.metrics.remove(&key);
+    }
+    remote
+        .file
+        .save(&cluster.cluster)
+        .with_context(|| format!("updating {}", cluster.cluster.display()))?;
+    let verb = if adding { "added" } else { "removed" };
+    println!("{verb} n{id}; voters now {voters:?}");
+    Ok(())
+}
+
+/// Polls the members until the leader reports voters that pass `done`;
+/// gives up after 30 s.
+async fn wait_for_voters(
+    endpoints: &std::collections::BTreeMap<u64, std::net::SocketAddr>,
+    token: &str,
+    done: impl Fn(&[u64]) -> bool,
+) -> Result<Vec<u64>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        for addr in endpoints.values() {
+            let Ok(s) = floe_server::net::node_status(*addr, token).await else {
+                continue;
+            };
+            if s.role == "leader" && done(&s.voters) {
+                return Ok(s.voters);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bail!("the change was proposed but no leader reported it applied within 30 s; check `floe status`")
+}
+
+fn block_on_value<T, F: std::future::Future<Output = Result<T>>>(f: F) -> Result<T> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

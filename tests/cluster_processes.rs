@@ -60,16 +60,22 @@ impl Procs {
 
     fn spawn_with(&mut self, id: u64, flags: &[&str]) {
         let config = &self.layout.nodes[(id - 1) as usize].1;
+        let mut args = vec!["--config".to_string(), config.display().to_string()];
+        args.extend(self.flags.iter().cloned());
+        args.extend(flags.iter().map(|f| f.to_string()));
+        self.spawn_args(id, &args);
+    }
+
+    /// Starts `floe coordinator ARGS` as node `id`, logging to `n<id>.log`.
+    fn spawn_args(&mut self, id: u64, args: &[String]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join(format!("n{id}.log")))
             .unwrap();
         let child = Process::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["coordinator", "--config"])
-            .arg(config)
-            .args(&self.flags)
-            .args(flags)
+            .arg("coordinator")
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -140,12 +146,15 @@ impl Drop for Procs {
             // the whole logs kept aside, their tails printed.
             let keep = std::env::temp_dir().join(format!("floe-failed-{}", std::process::id()));
             let _ = std::fs::create_dir_all(&keep);
-            for id in 1..=3 {
+            let logged: Vec<u64> = (1..=9)
+                .filter(|id| self.dir.join(format!("n{id}.log")).exists())
+                .collect();
+            for id in &logged {
                 let name = format!("n{id}.log");
                 let _ = std::fs::copy(self.dir.join(&name), keep.join(&name));
             }
             eprintln!("coordinator logs kept in {}", keep.display());
-            for id in 1..=3 {
+            for id in logged {
                 let log = std::fs::read_to_string(self.dir.join(format!("n{id}.log")));
                 let log = log.unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
@@ -223,32 +232,49 @@ async fn log(client: &Client<NetCoordinator>) -> Vec<floe_protocol::CommitRecord
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_process_cluster_survives_kill_9_and_restarts_from_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let mut procs = Procs::start(dir.path());
-    let coord = procs.client();
-    let store = Store::local(dir.path().join("store")).unwrap();
-    create_array(&coord, &store).await;
-
-    let mut acked = BTreeMap::new();
-    for i in 0..10 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
+    let (mut procs, coord, store, mut acked) = started(dir.path(), &[], 10).await;
     let leader = leader_of(&coord).await;
     procs.kill(leader);
-    for i in 10..20 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
+    write_chunks(&coord, &store, &mut acked, 10..20).await;
     // Back from its directory; then another node goes, so the next writes
     // need the restarted one (two of three make a quorum).
     procs.spawn(leader);
     let other = (1..=3).find(|&id| id != leader).unwrap();
     procs.wait_caught_up(leader, other).await;
     procs.kill(other);
-    for i in 20..30 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
+    write_chunks(&coord, &store, &mut acked, 20..30).await;
     procs.spawn(other);
     procs.wait_caught_up(other, leader).await;
     check_acknowledged(&coord, &store, &acked).await;
+}
+
+/// Three coordinators started with `flags`, the array created, and the
+/// first `writes` chunks written and acknowledged.
+async fn started(
+    dir: &Path,
+    flags: &[&str],
+    writes: u64,
+) -> (Procs, Arc<NetCoordinator>, Store, BTreeMap<u64, CommitId>) {
+    let procs = Procs::start_with(dir, flags);
+    let coord = procs.client();
+    let store = Store::local(dir.join("store")).unwrap();
+    create_array(&coord, &store).await;
+    let mut acked = BTreeMap::new();
+    write_chunks(&coord, &store, &mut acked, 0..writes).await;
+    (procs, coord, store, acked)
+}
+
+/// Writes chunks `range` (chunk i holds i), one commit each, recording
+/// each acknowledged commit.
+async fn write_chunks(
+    coord: &Arc<NetCoordinator>,
+    store: &Store,
+    acked: &mut BTreeMap<u64, CommitId>,
+    range: std::ops::Range<u64>,
+) {
+    for i in range {
+        acked.insert(i, write_chunk(coord, store, i, i as i32).await);
+    }
 }
 
 /// Every acknowledged commit is on the branch exactly once, under its
@@ -304,23 +330,14 @@ async fn create_array(coord: &Arc<NetCoordinator>, store: &Store) {
 async fn lagging_and_wiped_members_catch_up_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let flags = ["--snapshot-every", "8", "--raft-chunk-bytes", "1024"];
-    let mut procs = Procs::start_with(dir.path(), &flags);
-    let coord = procs.client();
-    let store = Store::local(dir.path().join("store")).unwrap();
-    create_array(&coord, &store).await;
-    let mut acked = BTreeMap::new();
-    for i in 0..5 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
+    let (mut procs, coord, store, mut acked) = started(dir.path(), &flags, 5).await;
     let leader = leader_of(&coord).await;
     let lagging = (1..=3).find(|&id| id != leader).unwrap();
     let other = (1..=3).find(|&id| id != leader && id != lagging).unwrap();
 
     procs.kill(lagging);
     // Enough commits that the state outgrows one 1 KiB part.
-    for i in 5..45 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
+    write_chunks(&coord, &store, &mut acked, 5..45).await;
     procs.spawn(lagging);
     procs.wait_caught_up(lagging, leader).await;
     assert!(procs.metric(lagging, "floe_snapshots_received_total") >= 1);
@@ -328,16 +345,12 @@ async fn lagging_and_wiped_members_catch_up_by_snapshot() {
     procs.kill(lagging);
     std::fs::remove_dir_all(dir.path().join(format!("n{lagging}"))).unwrap();
     procs.spawn_with(lagging, &["--join"]);
-    for i in 45..50 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
+    write_chunks(&coord, &store, &mut acked, 45..50).await;
     procs.wait_caught_up(lagging, leader).await;
     assert!(procs.metric(lagging, "floe_snapshots_received_total") >= 1);
     // Now the quorum needs the wiped node.
     procs.kill(other);
-    for i in 50..55 {
-        acked.insert(i, write_chunk(&coord, &store, i, i as i32).await);
-    }
+    write_chunks(&coord, &store, &mut acked, 50..55).await;
     check_acknowledged(&coord, &store, &acked).await;
 }
 
@@ -381,6 +394,7 @@ async fn bad_traffic_is_refused_and_the_node_keeps_serving() {
             protocol: floe_protocol::PROTOCOL_VERSION,
             token: token.into(),
             peer: None,
+            listen: None,
         };
         frame(&floe_protocol::codec::encode(&m).unwrap())
     };
@@ -392,6 +406,7 @@ async fn bad_traffic_is_refused_and_the_node_keeps_serving() {
         protocol: floe_protocol::PROTOCOL_VERSION + 1,
         token: "x".into(),
         peer: None,
+        listen: None,
     };
     let why = refusal(&raw_exchange(
         addr,
@@ -419,4 +434,97 @@ async fn bad_traffic_is_refused_and_the_node_keeps_serving() {
         })
         .await;
     assert!(matches!(again, Ok(Reply::RepoCreated { .. })), "{again:?}");
+}
+
+/// Runs `floe member ...` against the test's cluster file; returns what it
+/// printed, or panics with its error output.
+fn floe_member(procs: &Procs, args: &[&str]) -> String {
+    let out = Process::new(env!("CARGO_BIN_EXE_floe"))
+        .arg("member")
+        .arg("--cluster")
+        .arg(&procs.layout.cluster_file)
+        .args(args)
+        .output()
+        .expect("floe member runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "floe member {args:?} failed: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Waits (bounded) for coordinator `id`'s process to exit by itself.
+fn wait_exit(procs: &mut Procs, id: u64) -> std::process::ExitStatus {
+    for _ in 0..200 {
+        if let Some(child) = procs.running.get_mut(&id) {
+            if let Ok(Some(status)) = child.try_wait() {
+                procs.running.remove(&id);
+                return status;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("n{id} did not stop within 10 s after its removal");
+}
+
+/// A fourth coordinator started with `--join` is added with `floe member
+/// add` while writes go on and catches up; a member is then removed with
+/// `floe member remove`, stops by itself, and the cluster keeps writing
+/// with the newcomer in the quorum. The cluster file follows each change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_added_and_removed_with_floe_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut procs, coord, store, mut acked) = started(dir.path(), &[], 5).await;
+
+    // n4 knows the members; they learn its address from its handshake.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let mut flags: Vec<String> = vec![
+        "--id=4".into(),
+        format!("--listen={addr}"),
+        format!("--data-dir={}", dir.path().join("n4").display()),
+        format!("--token-file={}", dir.path().join("token").display()),
+        "--tick-ms=10".into(),
+        "--join".into(),
+    ];
+    for id in 1..=3 {
+        flags.push(format!("--peer={id}={}", procs.endpoint(id)));
+    }
+    flags.push(format!("--peer=4={addr}"));
+    procs.spawn_args(4, &flags);
+
+    let added = floe_member(&procs, &["add", "4", &addr.to_string()]);
+    assert!(
+        added.contains("added n4; voters now [1, 2, 3, 4]"),
+        "{added}"
+    );
+    assert_eq!(procs.endpoint(4), addr, "the cluster file names n4");
+    write_chunks(&coord, &store, &mut acked, 5..10).await;
+    let leader = leader_of(&coord).await;
+    procs.wait_caught_up(4, leader).await;
+
+    // Adding it again changes nothing and says so.
+    let again = floe_member(&procs, &["add", "4", &addr.to_string()]);
+    assert!(again.contains("voters now [1, 2, 3, 4]"), "{again}");
+
+    let gone = (1..=3).find(|&id| id != leader).unwrap();
+    let removed = floe_member(&procs, &["remove", &gone.to_string()]);
+    assert!(removed.contains(&format!("removed n{gone}")), "{removed}");
+    assert!(
+        wait_exit(&mut procs, gone).success(),
+        "a removed member exits cleanly"
+    );
+    let file = ClusterFile::load(&procs.layout.cluster_file).unwrap();
+    assert!(!file.endpoints().contains_key(&gone));
+
+    // Three voters left, one of them n4: with another member down, the
+    // writes need n4 in the quorum.
+    let other = (1..=3).find(|&id| id != leader && id != gone).unwrap();
+    procs.kill(other);
+    let coord = procs.client();
+    write_chunks(&coord, &store, &mut acked, 10..15).await;
+    check_acknowledged(&coord, &store, &acked).await;
 }

@@ -11,7 +11,7 @@ use floe_coordinator::storage::MemStorage;
 use floe_coordinator::StateMachine;
 use floe_protocol::codec;
 use floe_protocol::{ClientId, Command, CommitId, Envelope, FloeError, Outcome, Query};
-use floe_protocol::{Reply, RepoName, Request};
+use floe_protocol::{MemberChange, Reply, RepoName, Request};
 use protobuf::Message as _;
 use raft::eraftpb::{Message as RaftMessage, MessageType};
 use rand::rngs::SmallRng;
@@ -693,6 +693,68 @@ fn nodes_are_added_and_removed_by_conf_change() {
         c.node(follower).add_node(9),
         Err(FloeError::NotLeader { .. })
     ));
+}
+
+fn members(client: u64, seq: u64, change: MemberChange) -> Envelope {
+    Envelope {
+        client: ClientId(client),
+        seq,
+        request: Request::Command(Command::ChangeMembers(change)),
+    }
+}
+
+#[test]
+fn clients_change_members_through_the_leader() {
+    let mut c = Cluster::new(3, 11, |_| {});
+    let leader = c.elect();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let cfg = NodeConfig::new(4, Vec::new(), 11);
+    c.nodes
+        .insert(4, Node::bootstrap(cfg.clone(), Toy::default()).unwrap());
+    c.configs.insert(4, cfg);
+    // A follower points at the leader; the leader proposes.
+    c.propose(follower, members(7, 1, MemberChange::Add { id: 4 }));
+    c.propose(leader, members(7, 2, MemberChange::Add { id: 4 }));
+    c.tick(20);
+    assert_eq!(
+        c.reply_for(7, 1),
+        Some(&Err(FloeError::NotLeader {
+            leader_hint: Some(leader)
+        }))
+    );
+    assert_eq!(c.reply_for(7, 2), Some(&Ok(Reply::Done)));
+    for n in c.nodes.values() {
+        assert_eq!(n.voters(), vec![1, 2, 3, 4], "node {}", n.id());
+    }
+    // Already in effect: answered at once, nothing proposed.
+    let before = c.node(leader).commit_index();
+    c.propose(leader, members(7, 3, MemberChange::Add { id: 4 }));
+    c.propose(leader, members(7, 4, MemberChange::Remove { id: 9 }));
+    c.settle();
+    assert_eq!(c.reply_for(7, 3), Some(&Ok(Reply::Done)));
+    assert_eq!(c.reply_for(7, 4), Some(&Ok(Reply::Done)));
+    assert_eq!(c.node(leader).commit_index(), before);
+    // Refused with a reason: node 0, the leader removing itself.
+    c.propose(leader, members(7, 5, MemberChange::Add { id: 0 }));
+    c.propose(leader, members(7, 6, MemberChange::Remove { id: leader }));
+    c.settle();
+    for seq in [5, 6] {
+        assert!(
+            matches!(
+                c.reply_for(7, seq),
+                Some(Err(FloeError::BadMemberChange { .. }))
+            ),
+            "{:?}",
+            c.reply_for(7, seq)
+        );
+    }
+    // A removal: the removed node learns it and stops serving.
+    c.propose(leader, members(7, 7, MemberChange::Remove { id: follower }));
+    c.tick(20);
+    assert_eq!(c.reply_for(7, 7), Some(&Ok(Reply::Done)));
+    let expected: Vec<u64> = (1..=4).filter(|&id| id != follower).collect();
+    assert_eq!(c.node(leader).voters(), expected);
+    assert!(c.node(follower).is_removed());
 }
 
 fn scripted_run(seed: u64) -> u64 {

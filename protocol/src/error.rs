@@ -293,6 +293,13 @@ pub enum FloeError {
         /// The client.
         client: u64,
     },
+    /// A membership change that cannot be made as asked (e.g. node id 0,
+    /// or the leader removing itself).
+    #[error("membership change refused: {why}")]
+    BadMemberChange {
+        /// Why.
+        why: String,
+    },
     /// A retry of a request older than the idempotency window.
     #[error("request {seq} of {client} is older than the idempotency window")]
     SeqTooOld {
@@ -395,7 +402,8 @@ impl FloeError {
             | E::SessionClosed { .. }
             | E::UnknownTask { .. }
             | E::FootprintOutsideTask { .. }
-            | E::SessionIncomplete { .. } => ErrorKind::InvalidInput,
+            | E::SessionIncomplete { .. }
+            | E::BadMemberChange { .. } => ErrorKind::InvalidInput,
             E::SeqTooOld { .. } | E::SessionExpired { .. } | E::Codec(_) | E::Store(_) => {
                 ErrorKind::Internal
             }

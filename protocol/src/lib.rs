@@ -24,8 +24,8 @@ pub use ids::{
     WorkerId,
 };
 pub use messages::{
-    Command, CommitMode, CommitRecord, CommitRequest, Envelope, Message, NodeStatus, Outcome,
-    PlannedTask, Query, Reply, Request, SessionStatus, Solver, TaskState, TaskStatus,
+    Command, CommitMode, CommitRecord, CommitRequest, Envelope, MemberChange, Message, NodeStatus,
+    Outcome, PlannedTask, Query, Reply, Request, SessionStatus, Solver, TaskState, TaskStatus,
     PROTOCOL_VERSION,
 };
 pub use region::{ChunkPart, Region, Span};

@@ -182,6 +182,30 @@ pub enum Command {
     /// [`crate::FloeError::SessionExpired`], so a retry that comes after its
     /// session expired is never applied a second time. Answered `Done`.
     OpenClient,
+    /// Adds or removes a coordinator: a Raft configuration change, decided
+    /// by the leader's node core and never applied to the state machine.
+    /// Answered `Done` once proposed, or at once when the change is already
+    /// in effect (so a retry is harmless); `Unavailable` (retried by the
+    /// client) while another change is under way.
+    ChangeMembers(MemberChange),
+}
+
+/// A change of the coordinators' voting membership (`floe member`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Adds coordinator `id` as a voter. Start it first with `--join` and
+    /// the other members as its peers: it connects to them and they learn
+    /// its address from its handshake.
+    Add {
+        /// The new coordinator's node id.
+        id: u64,
+    },
+    /// Removes coordinator `id`; a removed coordinator stops. The leader
+    /// cannot remove itself.
+    Remove {
+        /// The coordinator's node id.
+        id: u64,
+    },
 }
 
 /// Read-only requests.
@@ -464,6 +488,10 @@ pub enum Message {
         token: String,
         /// The calling coordinator's node id; `None` for a client.
         peer: Option<u64>,
+        /// Where the calling coordinator listens (an unspecified IP means
+        /// the address the connection comes from): how members learn the
+        /// address of a coordinator added after they started.
+        listen: Option<std::net::SocketAddr>,
     },
     /// The answer to an accepted [`Message::Hello`].
     Welcome {

@@ -233,6 +233,15 @@ impl ClusterFile {
         Ok(file)
     }
 
+    /// Writes the file at `path` atomically (a temporary file renamed over
+    /// it), so a reader never sees half of it.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
     /// The endpoints by node id.
     pub fn endpoints(&self) -> BTreeMap<u64, SocketAddr> {
         self.nodes

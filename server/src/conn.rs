@@ -5,6 +5,7 @@
 //! parts of its snapshot transfers to that peer's link. Neither decides
 //! anything.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -18,7 +19,7 @@ use floe_protocol::{FloeError, Message};
 use crate::link::PartIn;
 use crate::metrics::Metrics;
 use crate::net::{self, Caller};
-use crate::node::{ClientRequest, GetStatus, NodeActor, RoutePart, Step};
+use crate::node::{ClientRequest, GetStatus, LearnPeer, NodeActor, RoutePart, Step};
 
 /// A frame read from the connection.
 struct Frame(Result<BytesMut, std::io::Error>);
@@ -40,7 +41,7 @@ pub async fn accept_loop(
             Ok((stream, from)) => {
                 let (token, node, metrics) = (token.clone(), node.clone(), metrics.clone());
                 actix::spawn(async move {
-                    if let Err(e) = greet(stream, me, &token, node, metrics).await {
+                    if let Err(e) = greet(stream, from, me, &token, node, metrics).await {
                         tracing::info!(%from, error = %e, "connection refused");
                     }
                 });
@@ -56,6 +57,7 @@ pub async fn accept_loop(
 /// The handshake, then the connection's actor.
 async fn greet(
     stream: TcpStream,
+    from: SocketAddr,
     me: u64,
     token: &str,
     node: Addr<NodeActor>,
@@ -69,7 +71,11 @@ async fn greet(
     let (stream, out, _writer) = net::split(conn);
     let frames = stream.map(Frame);
     match caller {
-        Caller::Peer(from) => {
+        Caller::Peer(peer, listen) => {
+            if let Some(addr) = listen.map(|l| reachable(l, from)) {
+                node.do_send(LearnPeer { id: peer, addr });
+            }
+            let from = peer;
             PeerConn::create(|ctx| {
                 ctx.add_stream(frames);
                 PeerConn { from, node, out }
@@ -83,6 +89,16 @@ async fn greet(
         }
     }
     Ok(())
+}
+
+/// Where a peer that listens on `listen` is reached: an unspecified IP
+/// (`0.0.0.0`) means the IP its connection comes from.
+fn reachable(listen: SocketAddr, from: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::new(from.ip(), listen.port())
+    } else {
+        listen
+    }
 }
 
 /// A client's connection. Requests are answered as the node answers them,

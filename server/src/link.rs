@@ -50,6 +50,11 @@ pub struct PartIn {
     pub bytes: Vec<u8>,
 }
 
+/// The peer left the cluster (or moved): the link stops.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
 /// A frame read from the outgoing connection `gen` (`None`: it closed).
 struct Read(
     u64,
@@ -61,9 +66,12 @@ impl actix::Message for Read {
 }
 
 /// Where a peer is and how to greet it.
+#[derive(Clone)]
 pub struct PeerAddr {
     /// This node's id.
     pub me: u64,
+    /// Where this node listens (told to the peer in the handshake).
+    pub listen: SocketAddr,
     /// The peer's id.
     pub peer: u64,
     /// The peer's listen address.
@@ -72,6 +80,17 @@ pub struct PeerAddr {
     pub token: String,
     /// Messages larger than this go as a transfer of parts this large.
     pub chunk: usize,
+}
+
+impl PeerAddr {
+    /// The same greeting for another peer.
+    pub fn for_peer(&self, peer: u64, addr: SocketAddr) -> PeerAddr {
+        PeerAddr {
+            peer,
+            addr,
+            ..self.clone()
+        }
+    }
 }
 
 /// See the module documentation.
@@ -119,7 +138,8 @@ impl PeerLink {
         }
         self.connecting = true;
         let (me, addr, token) = (self.to.me, self.to.addr, self.to.token.clone());
-        let attempt = async move { connect_peer(me, addr, &token).await };
+        let listen = self.to.listen;
+        let attempt = async move { connect_peer((me, listen), addr, &token).await };
         ctx.spawn(attempt.into_actor(self).map(|result, link, ctx| {
             link.connecting = false;
             match result {
@@ -225,7 +245,11 @@ impl PeerLink {
     }
 }
 
-async fn connect_peer(me: u64, addr: SocketAddr, token: &str) -> Result<Conn, net::NetError> {
+async fn connect_peer(
+    me: (u64, SocketAddr),
+    addr: SocketAddr,
+    token: &str,
+) -> Result<Conn, net::NetError> {
     let stream = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -241,7 +265,9 @@ impl Actor for PeerLink {
         self.connect(ctx);
         ctx.run_interval(TICK, |link, ctx| {
             link.watch_transfer();
-            if link.out.is_none() && (!link.queue.is_empty() || link.outgoing.busy()) {
+            // Always connected (with backoff): the handshake is how the
+            // peer learns this node's address, e.g. after it restarts.
+            if link.out.is_none() {
                 link.connect(ctx);
             }
             link.pump();
@@ -267,6 +293,16 @@ impl Handler<RaftOut> for PeerLink {
         if self.out.is_none() {
             self.connect(ctx);
         }
+    }
+}
+
+impl Handler<Close> for PeerLink {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        tracing::info!(peer = self.to.peer, "peer link closed");
+        self.disconnected("closed");
+        ctx.stop();
     }
 }
 

@@ -6,6 +6,8 @@
 //! [`Message::Welcome`] or [`Message::Refused`] (then closed).
 
 use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+
 use tokio::net::TcpStream;
 use tokio_util::bytes::Bytes;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -96,13 +98,18 @@ pub async fn recv(conn: &mut Conn) -> Result<Message, NetError> {
     }
 }
 
-/// The caller's side of the handshake: says hello, returns the answering
-/// node's id.
-pub async fn hello(conn: &mut Conn, token: &str, peer: Option<u64>) -> Result<u64, NetError> {
+/// The caller's side of the handshake: says hello (a coordinator with
+/// its id and listen address), returns the answering node's id.
+pub async fn hello(
+    conn: &mut Conn,
+    token: &str,
+    peer: Option<(u64, SocketAddr)>,
+) -> Result<u64, NetError> {
     let hello = Message::Hello {
         protocol: PROTOCOL_VERSION,
         token: token.to_string(),
-        peer,
+        peer: peer.map(|p| p.0),
+        listen: peer.map(|p| p.1),
     };
     send(conn, &hello).await?;
     match recv(conn).await? {
@@ -141,8 +148,8 @@ pub async fn node_status(
 /// Who is calling, once the handshake is accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Caller {
-    /// Another coordinator, with its node id.
-    Peer(u64),
+    /// Another coordinator: its node id and, if it said, where it listens.
+    Peer(u64, Option<SocketAddr>),
     /// A client.
     Client,
 }
@@ -153,6 +160,7 @@ pub fn check_hello(first: &Message, token: &str) -> Result<Caller, String> {
         protocol,
         token: theirs,
         peer,
+        listen,
     } = first
     else {
         return Err(format!(
@@ -169,7 +177,7 @@ pub fn check_hello(first: &Message, token: &str) -> Result<Caller, String> {
         return Err("wrong cluster token".into());
     }
     Ok(match peer {
-        Some(id) => Caller::Peer(*id),
+        Some(id) => Caller::Peer(*id, *listen),
         None => Caller::Client,
     })
 }
@@ -231,6 +239,7 @@ mod tests {
             protocol,
             token: token.into(),
             peer,
+            listen: None,
         }
     }
 
@@ -238,7 +247,7 @@ mod tests {
     fn the_handshake_checks_version_and_token() {
         assert_eq!(
             check_hello(&hello(PROTOCOL_VERSION, "s3cret", Some(2)), "s3cret"),
-            Ok(Caller::Peer(2))
+            Ok(Caller::Peer(2, None))
         );
         assert_eq!(
             check_hello(&hello(PROTOCOL_VERSION, "s3cret", None), "s3cret"),

@@ -4,6 +4,7 @@
 //! waiting clients). It decides nothing: every decision is the node core's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,15 +15,27 @@ use floe_coordinator::node::{Effect, Node, Role};
 use floe_coordinator::State;
 use floe_protocol::{ClientId, Envelope, FloeError, NodeStatus, Outcome, Request};
 
-use crate::link::{PartIn, PeerLink, RaftOut};
+use crate::link::{Close, PartIn, PeerAddr, PeerLink, RaftOut};
 use crate::log::{Batch, EngineLog, LogWriter};
 use crate::metrics::{Metrics, RequestLabels};
 
 /// The node core on the raft-engine log.
 pub type EngineNode = Node<State, EngineLog>;
 
-/// Where the node actor sends a peer's Raft messages: the peer's link.
-pub type PeerQueue = Addr<PeerLink>;
+/// Where the node actor sends a peer's Raft messages: the peer's link, with
+/// the address it connects to.
+pub type PeerQueue = (SocketAddr, Addr<PeerLink>);
+
+/// A peer said in its handshake where it listens: a link to it is made
+/// (or moved) if this node has none to that address.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LearnPeer {
+    /// The peer's node id.
+    pub id: u64,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
 
 /// A Raft message from peer `from`.
 #[derive(Message)]
@@ -89,6 +102,10 @@ struct Waiter {
 pub struct NodeActor {
     node: EngineNode,
     peers: BTreeMap<u64, PeerQueue>,
+    /// How this node greets a peer (for links made at run time).
+    template: PeerAddr,
+    /// The voters of the last configuration applied.
+    voters: Vec<u64>,
     waiting: HashMap<(ClientId, u64), Vec<Waiter>>,
     writer: Option<mpsc::Sender<WriteJob>>,
     log_writer: LogWriter,
@@ -100,17 +117,20 @@ pub struct NodeActor {
 
 impl NodeActor {
     /// An actor around `node`, ticking every `tick`, sending Raft messages
-    /// to `peers`.
+    /// to `peers` and making links like `template` to peers it learns of.
     pub fn new(
         node: EngineNode,
         peers: BTreeMap<u64, PeerQueue>,
+        template: PeerAddr,
         tick: Duration,
         metrics: Metrics,
     ) -> Self {
         let log_writer = node.storage().writer();
         NodeActor {
+            voters: node.voters(),
             node,
             peers,
+            template,
             waiting: HashMap::new(),
             writer: None,
             log_writer,
@@ -143,7 +163,7 @@ impl NodeActor {
     fn execute(&mut self, effect: Effect, ctx: &mut Context<Self>) {
         match effect {
             Effect::Send { to, bytes } => {
-                if let Some(link) = self.peers.get(&to) {
+                if let Some((_, link)) = self.peers.get(&to) {
                     link.do_send(RaftOut(bytes));
                 }
             }
@@ -193,8 +213,26 @@ impl NodeActor {
             }
             Effect::ConfChanged { voters, learners } => {
                 tracing::info!(?voters, ?learners, "membership changed");
+                self.close_departed(&voters, &learners);
+                if self.node.is_removed() {
+                    tracing::warn!("this node was removed from the cluster; stopping");
+                    System::current().stop();
+                }
             }
             _ => {}
+        }
+    }
+
+    /// Closes the links of voters that left the configuration.
+    fn close_departed(&mut self, voters: &[u64], learners: &[u64]) {
+        let before = std::mem::replace(&mut self.voters, voters.to_vec());
+        for id in before {
+            if voters.contains(&id) || learners.contains(&id) {
+                continue;
+            }
+            if let Some((_, link)) = self.peers.remove(&id) {
+                link.do_send(Close);
+            }
         }
     }
 
@@ -337,13 +375,35 @@ impl Handler<RoutePart> for NodeActor {
     type Result = ResponseFuture<Option<floe_protocol::Message>>;
 
     fn handle(&mut self, msg: RoutePart, _: &mut Context<Self>) -> Self::Result {
-        let link = self.peers.get(&msg.from).cloned();
+        let link = self.peers.get(&msg.from).map(|(_, link)| link.clone());
         Box::pin(async move {
             match link {
                 Some(link) => link.send(msg.part).await.ok(),
                 None => None,
             }
         })
+    }
+}
+
+impl Handler<LearnPeer> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LearnPeer, ctx: &mut Context<Self>) {
+        let LearnPeer { id, addr } = msg;
+        if id == self.template.me || self.node.is_removed() {
+            return;
+        }
+        match self.peers.get(&id) {
+            Some((known, _)) if *known == addr => return,
+            Some((known, link)) => {
+                tracing::info!(peer = id, from = %known, to = %addr, "a peer moved");
+                link.do_send(Close);
+            }
+            None => tracing::info!(peer = id, %addr, "learned a new peer's address"),
+        }
+        let to = self.template.for_peer(id, addr);
+        let link = PeerLink::new(to, ctx.address(), self.metrics.clone()).start();
+        self.peers.insert(id, (addr, link));
     }
 }
 

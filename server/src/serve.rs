@@ -118,21 +118,30 @@ async fn start(
         .filter(|(id, _)| *id != config.id)
         .map(|(peer, addr)| PeerAddr {
             me: config.id,
+            listen: config.listen,
             peer,
             addr,
             token: token.clone(),
             chunk: config.raft_chunk_bytes,
         })
         .collect();
+    let template = PeerAddr {
+        me: config.id,
+        listen: config.listen,
+        peer: 0,
+        addr: config.listen,
+        token: token.clone(),
+        chunk: config.raft_chunk_bytes,
+    };
     let link_metrics = metrics.clone();
     let actor = NodeActor::create(move |ctx| {
         let mut links = BTreeMap::new();
         for to in peers {
-            let id = to.peer;
+            let (id, addr) = (to.peer, to.addr);
             let link = PeerLink::new(to, ctx.address(), link_metrics.clone());
-            links.insert(id, link.start());
+            links.insert(id, (addr, link.start()));
         }
-        NodeActor::new(node, links, tick, link_metrics)
+        NodeActor::new(node, links, template, tick, link_metrics)
     });
     actix::spawn(accept_loop(listener, config.id, token, actor, metrics));
     actix::spawn(async {

@@ -20,6 +20,7 @@ pub fn request(r: &Request) -> u64 {
             Command::AbortSession { .. } => 10,
             Command::RecordCheckpoint { .. } => 11,
             Command::OpenClient => 19,
+            Command::ChangeMembers(_) => 20,
         },
         Request::Query(q) => match q {
             Query::Checkout { .. } => 12,
@@ -49,7 +50,7 @@ const REPLIES: [&str; 13] = [
     "Refs",
 ];
 
-const ERRORS: [&str; 32] = [
+const ERRORS: [&str; 33] = [
     "InvalidName",
     "Geometry",
     "DTypeMismatch",
@@ -82,6 +83,7 @@ const ERRORS: [&str; 32] = [
     "StoreUnavailable",
     "CheckpointExists",
     "SessionExpired",
+    "BadMemberChange",
 ];
 
 /// A code for an outcome: replies below 100, errors from 100 on.
@@ -145,6 +147,7 @@ fn error(e: &FloeError) -> u64 {
         StoreUnavailable(_) => 29,
         CheckpointExists { .. } => 30,
         SessionExpired { .. } => 31,
+        BadMemberChange { .. } => 32,
     }
 }
 

@@ -67,7 +67,7 @@ const RAFT_TYPES: [&str; 19] = [
 const ROLES: [&str; 4] = ["follower", "pre-candidate", "candidate", "leader"];
 
 /// Names of request codes (see `codes::request`).
-pub const REQUESTS: [&str; 20] = [
+pub const REQUESTS: [&str; 21] = [
     "CreateRepo",
     "CreateBranch",
     "CreateTag",
@@ -88,6 +88,7 @@ pub const REQUESTS: [&str; 20] = [
     "Session",
     "Refs",
     "OpenClient",
+    "ChangeMembers",
 ];
 
 impl Rec {

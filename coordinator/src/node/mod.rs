@@ -30,7 +30,9 @@ pub use wire::Batch;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use floe_protocol::{ClientId, Envelope, FloeError, Outcome, Query, Request};
+use floe_protocol::{
+    ClientId, Command, Envelope, FloeError, MemberChange, Outcome, Query, Reply, Request,
+};
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Snapshot};
 use raft::{Config, RawNode, ReadOnlyOption, StateRole};
 use rand::rngs::SmallRng;
@@ -519,6 +521,10 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             Request::Command(_) if !self.is_leader() || self.halted() => {
                 self.reply_not_leader(caller)
             }
+            Request::Command(Command::ChangeMembers(change)) => {
+                let outcome = self.change_members(change);
+                self.reply(caller, outcome);
+            }
             Request::Command(_) => self.batch.push(envelope),
         }
     }
@@ -607,6 +613,27 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             ));
         }
         self.change_membership(id, ConfChangeType::RemoveNode)
+    }
+
+    /// A client's [`Command::ChangeMembers`]: proposed unless already in
+    /// effect.
+    fn change_members(&mut self, change: MemberChange) -> Outcome {
+        let voters = self.voters();
+        match change {
+            MemberChange::Add { id } if voters.contains(&id) => Ok(Reply::Done),
+            MemberChange::Remove { id } if !voters.contains(&id) => Ok(Reply::Done),
+            MemberChange::Add { id: 0 } => Err(FloeError::BadMemberChange {
+                why: "node id 0 is reserved by Raft; pick another".into(),
+            }),
+            MemberChange::Remove { id } if id == self.id() => Err(FloeError::BadMemberChange {
+                why: format!(
+                    "node {id} leads the cluster and cannot remove itself; \
+                     stop it (another member takes over) and try again"
+                ),
+            }),
+            MemberChange::Add { id } => self.add_node(id).map(|()| Reply::Done),
+            MemberChange::Remove { id } => self.remove_node(id).map(|()| Reply::Done),
+        }
     }
 
     /// The log store, mutably: for fault injection only (e.g.

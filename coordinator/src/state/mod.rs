@@ -244,6 +244,10 @@ impl State {
             } => self.repo_mut(repo)?.record_checkpoint(*commit, *checkpoint),
             // Handled before the idempotency check (see `apply`).
             Command::OpenClient => Ok(floe_protocol::Reply::Done),
+            // The node core decides it; it never reaches the log as a command.
+            Command::ChangeMembers(_) => Err(FloeError::Unavailable(
+                "membership changes are decided by the Raft node, not the state machine".into(),
+            )),
         }
     }
 

@@ -564,9 +564,7 @@ mod tests {
         assert_eq!(sent(&drain(&mut out)), vec![(1, 0)], "OpenClient first");
         assert_eq!(r.on_response(&mut out, 0, Ok(Reply::Done)), None);
         assert_eq!(sent(&drain(&mut out)), vec![(1, 1)]);
-        let expired = Err(FloeError::SessionExpired {
-            client: 9,
-        });
+        let expired = Err(FloeError::SessionExpired { client: 9 });
         // Final for the request: the owner decides what it means.
         assert_eq!(r.on_response(&mut out, 1, expired.clone()), Some(expired));
         let fresh = r.renew();
