@@ -18,6 +18,11 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// Parts sent ahead of the last acknowledgement.
 pub const WINDOW: usize = 4;
 
+/// A transfer whose acknowledgements did not move for this long is given
+/// up (the peer is gone or stuck; Raft sends a fresh snapshot when it
+/// needs to).
+pub const STALL_MS: u64 = 30_000;
+
 /// The sending side of one peer link's large messages.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -36,6 +41,8 @@ struct Run {
     sent: usize,
     /// Bytes the receiver acknowledged.
     acked: usize,
+    /// When (shell clock, ms) the acknowledgements last moved.
+    moved_ms: u64,
 }
 
 impl Outgoing {
@@ -56,10 +63,11 @@ impl Outgoing {
         bytes.len() > self.chunk
     }
 
-    /// Starts a transfer of `bytes`. Refused (returns false, the message is
-    /// dropped) while another one is under way: Raft sends its snapshot
-    /// again when it needs to, and one transfer per link bounds memory.
-    pub fn start(&mut self, bytes: Vec<u8>) -> bool {
+    /// Starts a transfer of `bytes` at `now_ms`. Refused (returns false,
+    /// the message is dropped) while another one is under way: Raft sends
+    /// its snapshot again when it needs to, and one transfer per link
+    /// bounds memory.
+    pub fn start(&mut self, bytes: Vec<u8>, now_ms: u64) -> bool {
         if self.run.is_some() {
             return false;
         }
@@ -69,6 +77,7 @@ impl Outgoing {
             bytes,
             sent: 0,
             acked: 0,
+            moved_ms: now_ms,
         });
         true
     }
@@ -103,7 +112,7 @@ impl Outgoing {
     /// is done when that is all of it, and goes on from there otherwise
     /// (back to an earlier byte when the receiver lost or refused parts).
     /// Returns true when the transfer just finished.
-    pub fn acked(&mut self, id: u64, received: u64) -> bool {
+    pub fn acked(&mut self, id: u64, received: u64, now_ms: u64) -> bool {
         let Some(run) = self.run.as_mut().filter(|r| r.id == id) else {
             return false;
         };
@@ -114,6 +123,9 @@ impl Outgoing {
         }
         // Acks arrive in order on one connection: a lower count than sent
         // means the receiver dropped what followed it.
+        if received > run.acked {
+            run.moved_ms = now_ms;
+        }
         run.acked = received;
         run.sent = received;
         false
@@ -126,14 +138,17 @@ impl Outgoing {
         }
     }
 
-    /// Gives the transfer up (e.g. it made no progress for too long).
-    pub fn abandon(&mut self) {
+    /// Gives up the transfer under way if its acknowledgements have not
+    /// moved for [`STALL_MS`] at `now_ms`; returns how far it got (bytes
+    /// acknowledged, total) when it did.
+    pub fn give_up_if_stalled(&mut self, now_ms: u64) -> Option<(usize, usize)> {
+        let run = self.run.as_ref()?;
+        if now_ms.saturating_sub(run.moved_ms) < STALL_MS {
+            return None;
+        }
+        let progress = (run.acked, run.bytes.len());
         self.run = None;
-    }
-
-    /// Bytes acknowledged and total of the transfer under way.
-    pub fn progress(&self) -> Option<(usize, usize)> {
-        self.run.as_ref().map(|r| (r.acked, r.bytes.len()))
+        Some(progress)
     }
 }
 
@@ -276,13 +291,13 @@ mod tests {
         let big: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
         let mut tx = Outgoing::new(2, CHUNK_BYTES, 100);
         let mut rx = Incoming::new(1);
-        assert!(tx.is_large(&big) && tx.start(big.clone()));
-        assert!(!tx.start(vec![1; 10]), "one transfer at a time");
+        assert!(tx.is_large(&big) && tx.start(big.clone(), 0));
+        assert!(!tx.start(vec![1; 10], 0), "one transfer at a time");
         let mut whole = None;
         while let Some(part) = tx.next_part() {
             let r = deliver(&mut rx, &part);
             let (id, received) = ack_of(&r);
-            tx.acked(id, received);
+            tx.acked(id, received, 0);
             whole = whole.or(r.whole);
         }
         assert_eq!(whole, Some(big));
@@ -290,9 +305,33 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_is_given_up_only_when_its_acks_stop_moving() {
+        let mut tx = Outgoing::new(2, 10, 0);
+        assert!(tx.start(vec![0; 100], 1_000));
+        let id = |m: Option<Message>| match m {
+            Some(Message::RaftChunk { id, .. }) => id,
+            other => panic!("{other:?}"),
+        };
+        let first = id(tx.next_part());
+        // Progress at 20 s keeps it alive past 30 s from its start.
+        assert_eq!(tx.give_up_if_stalled(20_000), None);
+        tx.acked(first, 10, 20_000);
+        assert_eq!(tx.give_up_if_stalled(40_000), None);
+        // A repeated ack is no progress.
+        tx.acked(first, 10, 45_000);
+        assert_eq!(tx.give_up_if_stalled(50_000 - 1), None);
+        assert_eq!(tx.give_up_if_stalled(50_000), Some((10, 100)));
+        assert!(!tx.busy());
+        assert!(
+            tx.start(vec![1; 100], 50_000),
+            "the next transfer may start"
+        );
+    }
+
+    #[test]
     fn the_window_bounds_parts_in_flight() {
         let mut tx = Outgoing::new(2, 10, 0);
-        tx.start(vec![0; 1000]);
+        tx.start(vec![0; 1000], 0);
         let sent = std::iter::from_fn(|| tx.next_part()).count();
         assert_eq!(sent, WINDOW);
     }
@@ -300,7 +339,7 @@ mod tests {
     #[test]
     fn corrupt_and_unknown_parts_are_not_taken() {
         let mut tx = Outgoing::new(2, 100, 0);
-        tx.start(vec![5u8; 250]);
+        tx.start(vec![5u8; 250], 0);
         let mut rx = Incoming::new(1);
         let mut first = tx.next_part().unwrap();
         if let Message::RaftChunk { bytes, .. } = &mut first {
@@ -338,7 +377,7 @@ mod tests {
             let big: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             let mut tx = Outgoing::new(2, 64, seed);
             let mut rx = Incoming::new(1);
-            tx.start(big.clone());
+            tx.start(big.clone(), 0);
             let (mut wholes, mut parts_sent) = (Vec::new(), 0usize);
             for _round in 0..10_000 {
                 if !tx.busy() {
@@ -361,7 +400,7 @@ mod tests {
                     wholes.extend(r.whole.clone());
                     if !cut || rng.gen_bool(0.5) {
                         let (id, received) = ack_of(&r);
-                        tx.acked(id, received);
+                        tx.acked(id, received, 0);
                     }
                 }
                 if cut {

@@ -25,8 +25,6 @@ use crate::node::{NodeActor, Step};
 const QUEUE: usize = 4096;
 /// How often the link looks after itself (reconnects, stalled transfers).
 const TICK: Duration = Duration::from_millis(200);
-/// A transfer that made no progress for this long is given up.
-const STALLED: Duration = Duration::from_secs(30);
 
 /// A Raft message for the peer (protobuf bytes), from the node actor.
 #[derive(actix::Message)]
@@ -108,8 +106,8 @@ pub struct PeerLink {
     backoff: Duration,
     outgoing: Outgoing,
     incoming: Incoming,
-    /// When the transfer under way last made progress, and how far it was.
-    progress: (Instant, usize),
+    /// The shell's clock for the transfer core: ms are counted from here.
+    born: Instant,
 }
 
 impl PeerLink {
@@ -128,7 +126,7 @@ impl PeerLink {
             connecting: false,
             retry_at: Instant::now(),
             backoff: Duration::from_millis(50),
-            progress: (Instant::now(), 0),
+            born: Instant::now(),
         }
     }
 
@@ -225,22 +223,20 @@ impl PeerLink {
         self.queue.clear();
     }
 
-    /// Gives up a transfer that made no progress for [`STALLED`].
+    /// Milliseconds since the link started: the transfer core's clock.
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    /// Lets the transfer core give up a stalled transfer.
     fn watch_transfer(&mut self) {
-        let Some((acked, total)) = self.outgoing.progress() else {
-            return;
-        };
-        if acked != self.progress.1 {
-            self.progress = (Instant::now(), acked);
-        } else if self.progress.0.elapsed() > STALLED {
+        if let Some((acked, total)) = self.outgoing.give_up_if_stalled(self.now_ms()) {
             tracing::warn!(
                 peer = self.to.peer,
                 acked,
                 total,
                 "snapshot transfer stalled; given up"
             );
-            self.outgoing.abandon();
-            self.progress = (Instant::now(), 0);
         }
     }
 }
@@ -280,9 +276,8 @@ impl Handler<RaftOut> for PeerLink {
 
     fn handle(&mut self, msg: RaftOut, ctx: &mut Context<Self>) {
         if self.outgoing.is_large(&msg.0) {
-            if self.outgoing.start(msg.0) {
+            if self.outgoing.start(msg.0, self.now_ms()) {
                 tracing::info!(peer = self.to.peer, "sending a snapshot in parts");
-                self.progress = (Instant::now(), 0);
                 self.pump();
             } else {
                 self.metrics.peer_messages_dropped.inc();
@@ -344,7 +339,7 @@ impl StreamHandler<Read> for PeerLink {
         };
         match floe_protocol::codec::decode::<Message>(&frame) {
             Ok(Message::RaftChunkAck { id, received, .. }) => {
-                if self.outgoing.acked(id, received) {
+                if self.outgoing.acked(id, received, self.now_ms()) {
                     tracing::info!(peer = self.to.peer, "snapshot sent");
                     self.metrics.snapshots_sent.inc();
                 }
