@@ -41,6 +41,12 @@ pub struct BenchArgs {
     /// queue at the leader, which would measure their resends.
     #[arg(long)]
     in_flight: Option<usize>,
+    /// Commits per writer: after its first commit each writer writes its
+    /// chunk again and commits on its new base, `rounds` times in all, so
+    /// that a run lasts long enough to measure and its clients' sessions
+    /// are opened once, as a long-lived writer's are.
+    #[arg(long, default_value_t = 1)]
+    rounds: u64,
     /// Run against this running cluster (a `floe up` cluster file) instead
     /// of an embedded one; each run uses a fresh repo.
     #[arg(long)]
@@ -65,6 +71,18 @@ enum Part {
 struct Counting<C> {
     inner: Arc<C>,
     requests: AtomicU64,
+    /// Commit commands sent (resends included): the attempts.
+    commit_sends: AtomicU64,
+}
+
+impl<C> Counting<C> {
+    fn new(inner: Arc<C>) -> Self {
+        Counting {
+            inner,
+            requests: AtomicU64::new(0),
+            commit_sends: AtomicU64::new(0),
+        }
+    }
 }
 
 impl<C: Coordinator> Coordinator for Counting<C> {
@@ -74,6 +92,9 @@ impl<C: Coordinator> Coordinator for Counting<C> {
 
     async fn send(&self, to: u64, envelope: Envelope) -> Outcome {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Request::Command(Command::Commit(_)) = &envelope.request {
+            self.commit_sends.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.send(to, envelope).await
     }
 }
@@ -87,6 +108,8 @@ enum Strategy {
 struct Figures {
     secs: f64,
     requests: u64,
+    /// Commit commands sent.
+    attempts: u64,
     commits: u64,
     /// Each commit's latency, seconds, sorted.
     latencies: Vec<f64>,
@@ -99,6 +122,10 @@ impl Figures {
 
     fn requests_per_commit(&self) -> f64 {
         self.requests as f64 / self.commits as f64
+    }
+
+    fn attempts_per_commit(&self) -> f64 {
+        self.attempts as f64 / self.commits as f64
     }
 
     /// The latency at quantile `q`, in milliseconds.
@@ -141,13 +168,14 @@ fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
     };
     println!("fast-forward: concurrent writers on disjoint chunks, one base, {target}");
     println!(
-        "  {:>7}  {:<19} {:>7} {:>9} {:>11} {:>16} {:>8} {:>8}",
+        "  {:>7}  {:<19} {:>7} {:>9} {:>11} {:>16} {:>16} {:>8} {:>8}",
         "writers",
         "strategy",
         "commits",
         "secs",
         "commits/s",
         "requests/commit",
+        "attempts/commit",
         "p50 ms",
         "p99 ms"
     );
@@ -160,18 +188,13 @@ fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
         rt.block_on(async {
             match &remote {
                 Some(net) => {
-                    let coord = Arc::new(Counting {
-                        inner: net.clone(),
-                        requests: AtomicU64::new(0),
-                    });
-                    contend(coord, writers, strategy, args.in_flight).await
+                    let coord = Arc::new(Counting::new(net.clone()));
+                    contend(coord, writers, strategy, args).await
                 }
                 None => {
-                    let coord = Arc::new(Counting {
-                        inner: Arc::new(EmbeddedCluster::start(3, Config::default())?),
-                        requests: AtomicU64::new(0),
-                    });
-                    contend(coord, writers, strategy, args.in_flight).await
+                    let cluster = EmbeddedCluster::start(3, Config::default())?;
+                    let coord = Arc::new(Counting::new(Arc::new(cluster)));
+                    contend(coord, writers, strategy, args).await
                 }
             }
         })
@@ -188,11 +211,12 @@ fn fast_forward(args: &BenchArgs, seed_loop: bool, rebase: bool) -> Result<()> {
         }
         for (name, f) in &row {
             println!(
-                "  {writers:>7}  {name:<19} {:>7} {:>9.3} {:>11.1} {:>16.2} {:>8.1} {:>8.1}",
+                "  {writers:>7}  {name:<19} {:>7} {:>9.3} {:>11.1} {:>16.2} {:>16.2} {:>8.1} {:>8.1}",
                 f.commits,
                 f.secs,
                 f.rate(),
                 f.requests_per_commit(),
+                f.attempts_per_commit(),
                 f.ms(0.5),
                 f.ms(0.99)
             );
@@ -222,51 +246,83 @@ async fn contend<C: Coordinator + 'static>(
     coord: Arc<Counting<C>>,
     writers: u64,
     strategy: Strategy,
-    in_flight: Option<usize>,
+    args: &BenchArgs,
 ) -> Result<Figures> {
     let sessions = prepare(&coord, writers).await?;
-    let permits = in_flight.unwrap_or(sessions.len()).max(1);
+    let rounds = args.rounds.max(1);
+    let permits = args.in_flight.unwrap_or(sessions.len()).max(1);
     let gate = Arc::new(Semaphore::new(permits));
     let before = coord.requests.load(Ordering::Relaxed);
+    let attempts_before = coord.commit_sends.load(Ordering::Relaxed);
     let began = Instant::now();
     let tasks: Vec<_> = sessions
         .into_iter()
-        .map(|mut s| {
+        .enumerate()
+        .map(|(w, mut s)| {
             let gate = gate.clone();
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                let started = Instant::now();
-                let done = match strategy {
-                    Strategy::SeedLoop => {
-                        s.commit_with_fast_forward("w", 100_000).await.map(|_| ())
+                let mut latencies = Vec::with_capacity(rounds as usize);
+                for round in 0..rounds {
+                    if round > 0 {
+                        rewrite(&mut s, w as u64, round).await?;
                     }
-                    Strategy::Rebase => {
-                        let mode = CommitMode::Rebase {
-                            solver: Solver::Fail,
-                        };
-                        s.commit("w", mode).await.map(|_| ())
-                    }
-                };
-                done.map(|()| started.elapsed().as_secs_f64())
+                    let started = Instant::now();
+                    commit_once(&mut s, strategy).await?;
+                    latencies.push(started.elapsed().as_secs_f64());
+                }
+                Ok::<_, floe_protocol::FloeError>(latencies)
             })
         })
         .collect();
     let mut latencies = Vec::new();
     for (w, t) in tasks.into_iter().enumerate() {
-        let latency = t
+        let mine = t
             .await
             .with_context(|| format!("writer {w} of {writers} did not finish"))?
             .with_context(|| format!("writer {w} of {writers} could not commit"))?;
-        latencies.push(latency);
+        latencies.extend(mine);
     }
     let secs = began.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     Ok(Figures {
         secs,
         requests: coord.requests.load(Ordering::Relaxed) - before,
+        attempts: coord.commit_sends.load(Ordering::Relaxed) - attempts_before,
         commits: latencies.len() as u64,
         latencies,
     })
+}
+
+/// One commit of a writer's session, by `strategy`.
+async fn commit_once<C: Coordinator + 'static>(
+    s: &mut Session<C>,
+    strategy: Strategy,
+) -> Result<(), floe_protocol::FloeError> {
+    match strategy {
+        Strategy::SeedLoop => s.commit_with_fast_forward("w", 100_000).await.map(|_| ()),
+        Strategy::Rebase => {
+            let mode = CommitMode::Rebase {
+                solver: Solver::Fail,
+            };
+            s.commit("w", mode).await.map(|_| ())
+        }
+    }
+}
+
+/// Writer `w`'s chunk again, with the round number in it.
+async fn rewrite<C: Coordinator + 'static>(
+    s: &mut Session<C>,
+    w: u64,
+    round: u64,
+) -> Result<(), floe_protocol::FloeError> {
+    let region = Region::new(&[(w * 10, w * 10 + 10)]);
+    let data = ArrayData::from_slice(&[10], &[(w * 1000 + round) as i64; 10])?;
+    s.write_region(&bench_path(), &region, &data).await
+}
+
+fn bench_path() -> ArrayPath {
+    ArrayPath::new("/a").unwrap_or_else(|_| unreachable!("a valid path"))
 }
 
 /// Creates the repo and the array, then one session per writer on the

@@ -202,6 +202,7 @@ impl Loop {
             Effect::Applied { .. }
             | Effect::RoleChanged { .. }
             | Effect::ConfChanged { .. }
+            | Effect::Proposed { .. }
             | Effect::LostLog { .. } => {}
         }
     }

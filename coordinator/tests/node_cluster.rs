@@ -179,7 +179,10 @@ impl Cluster {
                 seen.insert(index, digest);
             }
             Effect::Failed { .. } => self.failed.push(id),
-            Effect::RoleChanged { .. } | Effect::ConfChanged { .. } | Effect::LostLog { .. } => {}
+            Effect::RoleChanged { .. }
+            | Effect::ConfChanged { .. }
+            | Effect::Proposed { .. }
+            | Effect::LostLog { .. } => {}
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub proposals: Counter,
     /// Log batches written (group commits) and their fsync time.
     pub fsync_seconds: Histogram,
+    /// Client commands per Raft entry proposed here (group commit).
+    pub batch_commands: Histogram,
     /// Client requests by kind and outcome, with their latency.
     pub request_seconds: Family<RequestLabels, Histogram>,
     /// Open client connections.
@@ -84,6 +86,7 @@ impl Metrics {
             applied_index: Gauge::default(),
             proposals: Counter::default(),
             fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             request_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
             }),
@@ -113,6 +116,11 @@ impl Metrics {
             "log_fsync_seconds",
             "raft-engine group commits: write and fsync time",
             m.fsync_seconds.clone(),
+        );
+        registry.register(
+            "raft_batch_commands",
+            "Client commands per Raft entry proposed here",
+            m.batch_commands.clone(),
         );
         registry.register(
             "request_seconds",

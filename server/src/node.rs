@@ -211,6 +211,9 @@ impl NodeActor {
                     "a follower lost its log (wiped?): probing it from scratch"
                 );
             }
+            Effect::Proposed { commands } => {
+                self.metrics.batch_commands.observe(commands as f64);
+            }
             Effect::ConfChanged { voters, learners } => {
                 tracing::info!(?voters, ?learners, "membership changed");
                 self.close_departed(&voters, &learners);

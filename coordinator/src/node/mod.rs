@@ -218,6 +218,13 @@ pub enum Effect {
         /// Its last index now.
         has: u64,
     },
+    /// As leader, proposed one Raft entry carrying `commands` client
+    /// commands (group commit: what arrived since the last drain, up to
+    /// [`NodeConfig::max_batch`]). For metrics.
+    Proposed {
+        /// Commands in the entry.
+        commands: usize,
+    },
     /// The configuration changed: the voters and learners now.
     ConfChanged {
         /// Voting members, sorted.

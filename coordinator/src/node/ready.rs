@@ -200,6 +200,8 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             Ok(()) => {
                 let index = self.raw.raft.raft_log.last_index();
                 let term = self.raw.raft.term;
+                let commands = callers.len();
+                self.effects.push_back(Effect::Proposed { commands });
                 self.proposals.insert(index, Proposal { term, callers });
             }
             Err(e) => {

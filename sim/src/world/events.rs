@@ -218,7 +218,7 @@ impl World {
                 let n = [id, role_code(role), term, leader.unwrap_or(0)];
                 self.trace.rec(self.now, Kind::Role, n);
             }
-            NodeEffect::ConfChanged { .. } => {}
+            NodeEffect::ConfChanged { .. } | NodeEffect::Proposed { .. } => {}
             NodeEffect::LostLog { node, had, has } => self.trace.note(
                 self.now,
                 "lost-log",
