@@ -112,6 +112,10 @@ pub struct UpArgs {
     /// Raft tick in milliseconds.
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
+    /// Worker processes to start too (`floe worker`, one slot each,
+    /// writing to `DIR/store`).
+    #[arg(long, default_value_t = 0)]
+    workers: u64,
 }
 
 /// Starts a local cluster and keeps it in the foreground; Ctrl-C or
@@ -122,33 +126,35 @@ pub fn up(args: UpArgs) -> Result<()> {
     }
     let layout = write_local_cluster(&args.dir, args.nodes, args.tick_ms)
         .with_context(|| format!("cannot lay out a cluster in {}", args.dir.display()))?;
-    let exe = std::env::current_exe().context("cannot find the floe executable")?;
-    let mut children: Vec<(u64, Child)> = Vec::new();
+    let mut children: Vec<(String, Child)> = Vec::new();
     for (id, config) in &layout.nodes {
-        let log = std::fs::File::create(args.dir.join(format!("n{id}.log")))?;
-        let child = Command::new(&exe)
-            .arg("coordinator")
-            .arg("--config")
-            .arg(config)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn();
-        match child {
-            Ok(child) => children.push((*id, child)),
-            Err(e) => {
-                stop(&mut children);
-                return Err(e).context("cannot start a coordinator");
-            }
+        let config = config.display().to_string();
+        let started = spawn(
+            &args.dir,
+            &format!("n{id}"),
+            &["coordinator", "--config", &config],
+        );
+        if let Err(e) = started.map(|child| children.push((format!("n{id}"), child))) {
+            stop(&mut children);
+            return Err(e).context("cannot start a coordinator");
+        }
+    }
+    let cluster_file = layout.cluster_file.display().to_string();
+    for w in 1..=args.workers {
+        let name = format!("w{w}");
+        let argv = ["worker", "--cluster", &cluster_file, "--name", &name];
+        if let Err(e) = spawn(&args.dir, &name, &argv).map(|child| children.push((name, child))) {
+            stop(&mut children);
+            return Err(e).context("cannot start a worker");
         }
     }
     println!(
-        "{} coordinators up; clients use --cluster {}",
-        args.nodes,
-        layout.cluster_file.display()
+        "{} coordinators and {} workers up; clients use --cluster {}",
+        args.nodes, args.workers, cluster_file
     );
-    for (id, child) in &children {
+    for (name, child) in &children {
         println!(
-            "  n{id}: pid {} (log: {}/n{id}.log)",
+            "  {name}: pid {} (log: {}/{name}.log)",
             child.id(),
             args.dir.display()
         );
@@ -158,10 +164,21 @@ pub fn up(args: UpArgs) -> Result<()> {
     outcome
 }
 
-/// Waits for a signal. A coordinator that exits (killed, or failed) is
+/// Starts `floe ARGV`, logging to `DIR/<name>.log`.
+fn spawn(dir: &std::path::Path, name: &str, argv: &[&str]) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the floe executable")?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    Ok(Command::new(exe)
+        .args(argv)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?)
+}
+
+/// Waits for a signal. A process that exits (killed, or failed) is
 /// reported and the others keep running, so that a node can be killed and
 /// restarted by hand (`floe coordinator --config DIR/n<id>.toml`).
-fn wait(children: &mut Vec<(u64, Child)>) -> Result<()> {
+fn wait(children: &mut Vec<(String, Child)>) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -176,15 +193,15 @@ fn wait(children: &mut Vec<(u64, Child)>) -> Result<()> {
             let mut i = 0;
             while i < children.len() {
                 if let Some(status) = children[i].1.try_wait()? {
-                    let id = children[i].0;
-                    eprintln!("coordinator n{id} exited ({status}); the others keep running");
+                    let name = &children[i].0;
+                    eprintln!("{name} exited ({status}); the others keep running");
                     children.remove(i);
                 } else {
                     i += 1;
                 }
             }
             if children.is_empty() {
-                bail!("every coordinator exited; see their logs");
+                bail!("every process exited; see their logs");
             }
         }
     })
@@ -192,7 +209,7 @@ fn wait(children: &mut Vec<(u64, Child)>) -> Result<()> {
 
 /// SIGTERM to every child, then SIGKILL to those still up after a grace
 /// period; reaps them all.
-fn stop(children: &mut [(u64, Child)]) {
+fn stop(children: &mut [(String, Child)]) {
     for (_, child) in children.iter() {
         // SAFETY: kill(2) with a pid we spawned and still hold.
         unsafe {

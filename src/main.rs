@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod demo;
 mod embedded;
+mod jobs;
 mod remote;
 
 use anyhow::Result;
@@ -78,6 +79,20 @@ enum Command {
         #[command(subcommand)]
         cmd: remote::RefCmd,
     },
+    /// A worker process: claims tasks of cooperative jobs and writes them.
+    Worker {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(flatten)]
+        args: jobs::WorkerArgs,
+    },
+    /// Cooperative jobs: submit, status, cancel.
+    Job {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: jobs::JobCmd,
+    },
     /// Add or remove a coordinator.
     Member {
         #[command(flatten)]
@@ -134,6 +149,8 @@ fn run() -> Result<()> {
         Command::Branch { cluster, cmd } => remote::reference(cluster, cmd, false),
         Command::Tag { cluster, cmd } => remote::reference(cluster, cmd, true),
         Command::Member { cluster, cmd } => remote::member(cluster, cmd),
+        Command::Worker { cluster, args } => jobs::worker(cluster, args),
+        Command::Job { cluster, cmd } => jobs::job(cluster, cmd),
     }
 }
 

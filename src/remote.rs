@@ -31,15 +31,15 @@ pub struct ClusterArgs {
 }
 
 /// A connected client.
-struct Remote {
-    coord: Arc<NetCoordinator>,
-    file: ClusterFile,
-    token: String,
-    store_url: String,
+pub(crate) struct Remote {
+    pub(crate) coord: Arc<NetCoordinator>,
+    pub(crate) file: ClusterFile,
+    pub(crate) token: String,
+    pub(crate) store_url: String,
 }
 
 impl ClusterArgs {
-    fn connect(&self) -> Result<Remote> {
+    pub(crate) fn connect(&self) -> Result<Remote> {
         let file = ClusterFile::load(&self.cluster)?;
         let token = read_token(&file.token_file)?;
         let coord = Arc::new(NetCoordinator::new(file.endpoints(), token.clone()));
@@ -63,11 +63,11 @@ impl ClusterArgs {
 }
 
 impl Remote {
-    fn store(&self) -> Result<Store> {
+    pub(crate) fn store(&self) -> Result<Store> {
         Ok(Store::from_url(&self.store_url)?)
     }
 
-    fn client(&self) -> Client<NetCoordinator> {
+    pub(crate) fn client(&self) -> Client<NetCoordinator> {
         Client::new(self.coord.clone())
     }
 }
@@ -241,7 +241,7 @@ pub enum RefCmd {
     },
 }
 
-fn repo(name: &str) -> Result<RepoName> {
+pub(crate) fn repo(name: &str) -> Result<RepoName> {
     Ok(RepoName::new(name)?)
 }
 
@@ -341,7 +341,7 @@ async fn wait_for_voters(
     bail!("the change was proposed but no leader reported it applied within 30 s; check `floe status`")
 }
 
-fn block_on_value<T, F: std::future::Future<Output = Result<T>>>(f: F) -> Result<T> {
+pub(crate) fn block_on_value<T, F: std::future::Future<Output = Result<T>>>(f: F) -> Result<T> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -501,7 +501,7 @@ pub fn write(cluster: ClusterArgs, args: WriteArgs) -> Result<()> {
 }
 
 /// The record a branch or tag points at.
-async fn record(client: &Client<NetCoordinator>, query: Query) -> Result<CommitRecord> {
+pub(crate) async fn record(client: &Client<NetCoordinator>, query: Query) -> Result<CommitRecord> {
     match client.call(Request::Query(query)).await? {
         Reply::Commit(rec) => Ok(*rec),
         other => bail!("unexpected answer {other:?}"),

@@ -85,6 +85,7 @@ async fn open(f: &Fixture, regions: &[&str], lease_ms: u64) -> Result<Reply, Flo
             branch: main_branch(),
             plan: Some(plan),
             lease_ms,
+            source: None,
         },
     )
     .await

@@ -58,6 +58,7 @@ fn unknown_repo() {
         branch: main_branch(),
         plan: None,
         lease_ms: 1000,
+        source: None,
     });
     assert_eq!(open, Err(err));
 }

@@ -25,7 +25,7 @@ pub use ids::{
 };
 pub use messages::{
     Command, CommitMode, CommitRecord, CommitRequest, Envelope, MemberChange, Message, NodeStatus,
-    Outcome, PlannedTask, Query, Reply, Request, SessionStatus, Solver, TaskState, TaskStatus,
-    PROTOCOL_VERSION,
+    OpenSession, Outcome, PlannedTask, Query, Reply, Request, SessionStatus, Solver, TaskState,
+    TaskStatus, PROTOCOL_VERSION,
 };
 pub use region::{ChunkPart, Region, Span};

@@ -110,6 +110,11 @@ pub enum Command {
         plan: Option<Vec<PlannedTask>>,
         /// Lease length for claimed tasks, in milliseconds.
         lease_ms: u64,
+        /// Where the workers read the data they write: a `.npy` file on a
+        /// path every worker sees, or an object-store URL of one. Opaque to
+        /// the coordinator; `floe worker` takes part only in sessions that
+        /// name one.
+        source: Option<String>,
     },
     /// A worker asks for a task.
     ClaimTask {
@@ -263,6 +268,9 @@ pub enum Query {
         /// The repo.
         repo: RepoName,
     },
+    /// Every open planned session that names a source, in any repo: what
+    /// `floe worker` looks for work in.
+    OpenSessions,
 }
 
 /// A command or a query.
@@ -369,6 +377,8 @@ pub struct SessionStatus {
     /// The delta manifests of a planless session's accepted contributions,
     /// in the order they were accepted (empty when planned).
     pub contributions: Vec<ObjectId>,
+    /// Where its workers read (see `Command::OpenSession`).
+    pub source: Option<String>,
     /// The commit it landed as, once committed.
     pub committed: Option<CommitId>,
     /// True once committed or aborted.
@@ -453,6 +463,27 @@ pub enum Reply {
         /// Tags and their commits, by name.
         tags: BTreeMap<TagName, CommitId>,
     },
+    /// The answer to `OpenSessions`, by session id.
+    OpenSessions(Vec<OpenSession>),
+}
+
+/// An open cooperative session as `Query::OpenSessions` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSession {
+    /// The session.
+    pub session: SessionId,
+    /// Its repo.
+    pub repo: RepoName,
+    /// The branch it commits to.
+    pub branch: BranchName,
+    /// Where its workers read (see `Command::OpenSession`).
+    pub source: String,
+    /// Tasks in its plan.
+    pub tasks: u32,
+    /// Tasks done.
+    pub done: u32,
+    /// Tasks a worker could claim now (never granted, or lease expired).
+    pub claimable: u32,
 }
 
 /// Outcome of a request.

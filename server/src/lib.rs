@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod serve;
+pub mod worker;
 
 pub use client::NetCoordinator;

@@ -179,6 +179,30 @@ impl Metrics {
     }
 }
 
+/// Serves `registry` as Prometheus text at `/metrics`, and `/healthz`, on
+/// `addr` (a task of the current runtime): for processes other than
+/// coordinators (`floe worker`).
+pub async fn serve_registry(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let render = |State(registry): State<Arc<Registry>>| async move {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &registry) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    };
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(registry);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` (a task of the
 /// current runtime).
 pub async fn serve(addr: SocketAddr, metrics: Metrics) -> std::io::Result<()> {

@@ -30,11 +30,12 @@ pub fn request(r: &Request) -> u64 {
             Query::CanFastForward { .. } => 16,
             Query::Session { .. } => 17,
             Query::Refs { .. } => 18,
+            Query::OpenSessions => 21,
         },
     }
 }
 
-const REPLIES: [&str; 13] = [
+const REPLIES: [&str; 14] = [
     "RepoCreated",
     "Done",
     "Committed",
@@ -48,6 +49,7 @@ const REPLIES: [&str; 13] = [
     "FastForward",
     "Session",
     "Refs",
+    "OpenSessions",
 ];
 
 const ERRORS: [&str; 33] = [
@@ -109,6 +111,7 @@ fn reply(r: &Reply) -> u64 {
         Reply::FastForward { .. } => 10,
         Reply::Session(_) => 11,
         Reply::Refs { .. } => 12,
+        Reply::OpenSessions(_) => 13,
     }
 }
 

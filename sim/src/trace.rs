@@ -67,7 +67,7 @@ const RAFT_TYPES: [&str; 19] = [
 const ROLES: [&str; 4] = ["follower", "pre-candidate", "candidate", "leader"];
 
 /// Names of request codes (see `codes::request`).
-pub const REQUESTS: [&str; 21] = [
+pub const REQUESTS: [&str; 22] = [
     "CreateRepo",
     "CreateBranch",
     "CreateTag",
@@ -89,6 +89,7 @@ pub const REQUESTS: [&str; 21] = [
     "Refs",
     "OpenClient",
     "ChangeMembers",
+    "OpenSessions",
 ];
 
 impl Rec {

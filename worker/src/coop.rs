@@ -148,6 +148,24 @@ pub enum Tiling {
     TasksPerDim(Vec<u64>),
 }
 
+impl Tiling {
+    /// About `tasks` tasks over a chunk grid of `grid` chunks per
+    /// dimension: the slowest dimensions are split first (whole rows of
+    /// chunks stay together), never finer than one chunk.
+    pub fn about(grid: &[u64], tasks: u64) -> Tiling {
+        let mut want = tasks.max(1);
+        let per_dim = grid
+            .iter()
+            .map(|&g| {
+                let split = want.min(g.max(1));
+                want = want.div_ceil(split);
+                split
+            })
+            .collect();
+        Tiling::TasksPerDim(per_dim)
+    }
+}
+
 /// Chunk-aligned tasks covering the whole of array `path`, row-major.
 pub fn plan_grid(
     path: &ArrayPath,
@@ -263,6 +281,18 @@ pub fn on_claim(outcome: Outcome) -> Result<ClaimDecision, FloeError> {
         Ok(other) => Err(unexpected("ClaimTask", &other)),
         Err(e) => Err(e),
     }
+}
+
+/// Which open session a free worker slot joins: the oldest one with a task
+/// to claim now, skipping `skip` (sessions whose source this worker could
+/// not read). Jobs finish in the order they were submitted.
+pub fn pick_session<'a>(
+    open: &'a [floe_protocol::OpenSession],
+    skip: &std::collections::BTreeSet<SessionId>,
+) -> Option<&'a floe_protocol::OpenSession> {
+    open.iter()
+        .filter(|s| s.claimable > 0 && !skip.contains(&s.session))
+        .min_by_key(|s| s.session)
 }
 
 /// What a `RenewLease` outcome means for the task in hand.
@@ -538,6 +568,7 @@ pub async fn run_plan<C: Coordinator + 'static>(
         lease_ms: opts.lease_ms,
         message: opts.message.clone(),
         mode: opts.mode,
+        source: None,
     };
     let job = Job::new(ClientId(rng.gen()), coord.nodes(), spec).with_author(opts.author.clone());
     let mut job = Driven::new(job, coord.clone(), Some(store.clone()));
@@ -879,5 +910,49 @@ mod tests {
         ));
         let short = ArrayData::from_slice(&[9], &[0u8; 9]).unwrap();
         assert!(check_task_data(&path(), &meta, &region, &short).is_err());
+    }
+}
+
+#[cfg(test)]
+mod pick_tests {
+    use super::*;
+    use floe_protocol::OpenSession;
+    use std::collections::BTreeSet;
+
+    fn open(id: u64, claimable: u32) -> OpenSession {
+        OpenSession {
+            session: SessionId(id),
+            repo: RepoName::new("r").unwrap(),
+            branch: BranchName::new("main").unwrap(),
+            source: "/data/x.npy".into(),
+            tasks: 10,
+            done: 10 - claimable,
+            claimable,
+        }
+    }
+
+    #[test]
+    fn about_n_tasks_splits_the_slowest_dimensions_first() {
+        assert_eq!(Tiling::about(&[8, 8], 4), Tiling::TasksPerDim(vec![4, 1]));
+        assert_eq!(Tiling::about(&[8, 8], 64), Tiling::TasksPerDim(vec![8, 8]));
+        assert_eq!(Tiling::about(&[2, 8], 8), Tiling::TasksPerDim(vec![2, 4]));
+        assert_eq!(Tiling::about(&[3], 100), Tiling::TasksPerDim(vec![3]));
+        assert_eq!(Tiling::about(&[5, 5], 0), Tiling::TasksPerDim(vec![1, 1]));
+    }
+
+    #[test]
+    fn a_free_slot_joins_the_oldest_session_with_work() {
+        let none = BTreeSet::new();
+        let listed = [open(7, 3), open(4, 0), open(5, 2)];
+        assert_eq!(
+            pick_session(&listed, &none).map(|s| s.session),
+            Some(SessionId(5))
+        );
+        let skip: BTreeSet<_> = [SessionId(5)].into();
+        assert_eq!(
+            pick_session(&listed, &skip).map(|s| s.session),
+            Some(SessionId(7))
+        );
+        assert_eq!(pick_session(&[open(4, 0)], &none), None);
     }
 }

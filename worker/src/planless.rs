@@ -44,6 +44,7 @@ impl<C: Coordinator + 'static> Planless<C> {
             branch,
             plan: None,
             lease_ms: 10_000,
+            source: None,
         };
         match client.command(open).await? {
             Reply::SessionOpened {

@@ -79,6 +79,7 @@ fn job(plan: Vec<PlannedTask>, lease_ms: u64) -> Job {
         lease_ms,
         message: "cooperative".into(),
         mode: CommitMode::Strict,
+        source: None,
     };
     Job::new(ClientId(100), NODES.to_vec(), spec)
 }

@@ -210,7 +210,8 @@ impl State {
                 branch,
                 plan,
                 lease_ms,
-            } => self.open_session(repo, branch, plan.as_deref(), *lease_ms),
+                source,
+            } => self.open_session(repo, branch, plan.as_deref(), *lease_ms, source.as_deref()),
             Command::ClaimTask { session, worker } => self.claim_task(*session, *worker),
             Command::RenewLease {
                 session,
@@ -322,6 +323,7 @@ impl StateMachine for State {
                 footprint,
             } => self.can_fast_forward(repo, branch, *base, footprint),
             Query::Session { session } => self.session_status(*session),
+            Query::OpenSessions => self.open_sessions(),
             Query::Refs { repo } => self.repo(repo)?.refs(),
         }
     }

@@ -25,6 +25,8 @@ pub(super) struct Session {
     /// The base's arrays, against which every completion is checked.
     arrays: BTreeMap<ArrayPath, ArrayMeta>,
     lease_ms: u64,
+    /// Where its workers read, as the job named it.
+    source: Option<String>,
     work: Work,
     committed: Option<CommitId>,
     closed: bool,
@@ -249,9 +251,35 @@ impl Session {
                 Work::Planless(pool) => pool.deltas.clone(),
                 Work::Planned(_) => Vec::new(),
             },
+            source: self.source.clone(),
             committed: self.committed,
             closed: self.closed,
         }
+    }
+
+    /// This session as `Query::OpenSessions` lists it, if it is an open
+    /// planned session naming a source.
+    fn listed(&self, id: SessionId, now: u64) -> Option<floe_protocol::OpenSession> {
+        let (Work::Planned(plan), Some(source), false) = (&self.work, &self.source, self.closed)
+        else {
+            return None;
+        };
+        let tasks = plan.tasks.len() as u32;
+        let expired = plan
+            .leases
+            .iter()
+            .take_while(|(until, _)| *until <= now)
+            .count() as u32;
+        let fresh = tasks.saturating_sub(plan.next_fresh);
+        Some(floe_protocol::OpenSession {
+            session: id,
+            repo: self.repo.clone(),
+            branch: self.branch.clone(),
+            source: source.clone(),
+            tasks,
+            done: plan.done,
+            claimable: fresh + plan.returned.len() as u32 + expired,
+        })
     }
 }
 
@@ -286,6 +314,7 @@ impl State {
         branch: &BranchName,
         plan: Option<&[PlannedTask]>,
         lease_ms: u64,
+        source: Option<&str>,
     ) -> Outcome {
         let repo = self.repo(repo_name)?;
         let base = repo.tip(branch)?;
@@ -310,6 +339,7 @@ impl State {
             base,
             arrays: arrays.clone(),
             lease_ms,
+            source: source.map(str::to_string),
             work,
             committed: None,
             closed: false,
@@ -476,6 +506,16 @@ impl State {
     pub(super) fn session_status(&self, id: SessionId) -> Outcome {
         let status = self.session(id)?.status(id, self.time);
         Ok(Reply::Session(Box::new(status)))
+    }
+
+    /// `Query::OpenSessions`.
+    pub(super) fn open_sessions(&self) -> Outcome {
+        let listed = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| s.listed(*id, self.time))
+            .collect();
+        Ok(Reply::OpenSessions(listed))
     }
 }
 

@@ -204,6 +204,7 @@ impl Harness {
             branch: main_branch(),
             plan,
             lease_ms,
+            source: None,
         })
     }
 

@@ -196,6 +196,7 @@ impl World {
                 branch: main(),
                 plan: None,
                 lease_ms: 1_000,
+                source: None,
             };
             self.spawn_call(Role::OpenPlanless(n), Request::Command(open), at);
             self.planless.push(PlanlessInfo {
@@ -439,6 +440,7 @@ impl World {
             lease_ms,
             message: format!("job{n}"),
             mode,
+            source: None,
         };
         let index = self.clients.len() as u32;
         let job = Job::new(client_id(index), self.client_nodes(), spec);

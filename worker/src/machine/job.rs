@@ -29,6 +29,10 @@ pub struct JobSpec {
     /// How the session commits; a `Strict` commit refused as `OutOfDate`
     /// is retried once with `Rebase{Fail}`.
     pub mode: CommitMode,
+    /// Where `floe worker` processes read the data (see
+    /// `Command::OpenSession`); `None` when the job's own workers are given
+    /// their source directly.
+    pub source: Option<String>,
 }
 
 /// Where a [`Job`] stands.
@@ -53,6 +57,8 @@ pub struct JobReport {
     pub commits: Vec<(CommitMode, u64, Option<Outcome>)>,
     /// The outcome of the last `CommitSession`, once answered.
     pub outcome: Option<Outcome>,
+    /// The session's state at the last poll (for progress reports).
+    pub last_status: Option<SessionStatus>,
     /// Where it stands.
     pub status: JobStatus,
 }
@@ -96,6 +102,7 @@ impl Job {
                 base: None,
                 commits: Vec::new(),
                 outcome: None,
+                last_status: None,
                 status: JobStatus::Running,
             },
         }
@@ -186,6 +193,7 @@ impl Job {
             Ok(other) => return self.fail(unexpected("Session", &other)),
             Err(e) => return self.fail(e),
         };
+        self.report.last_status = Some((*status).clone());
         match *status {
             SessionStatus {
                 committed: Some(commit),
@@ -261,6 +269,7 @@ impl Machine for Job {
             branch: self.spec.branch.clone(),
             plan: Some(self.spec.plan.clone()),
             lease_ms: self.spec.lease_ms,
+            source: self.spec.source.clone(),
         };
         self.requester.request(&mut self.out, Request::Command(cmd));
         self.phase = Phase::Opening;

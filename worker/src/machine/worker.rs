@@ -79,6 +79,8 @@ pub struct WorkerReport {
     pub abandoned: Vec<(TaskId, u64)>,
     /// How often it took a fresh client id after `SessionExpired`.
     pub renewed_client: u32,
+    /// Leases renewed.
+    pub renewals: u32,
     /// Where it stands.
     pub status: WorkerStatus,
 }
@@ -182,6 +184,7 @@ impl Worker {
                 completions: Vec::new(),
                 abandoned: Vec::new(),
                 renewed_client: 0,
+                renewals: 0,
                 status: WorkerStatus::Running,
             },
         }
@@ -491,7 +494,8 @@ impl Worker {
                 self.finish(WorkerStatus::Finished)
             }
             RenewDecision::Lost => self.abandon(),
-            RenewDecision::Renewed { .. } | RenewDecision::Retry => {}
+            RenewDecision::Renewed { .. } => self.report.renewals += 1,
+            RenewDecision::Retry => {}
         }
     }
 
