@@ -54,6 +54,16 @@ pub struct BenchArgs {
     /// Footprint sizes, in chunks, for the apply-time measurement.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 1_000, 100_000])]
     footprints: Vec<u64>,
+    #[command(subcommand)]
+    other: Option<OtherBench>,
+}
+
+/// Benchmarks of their own.
+#[derive(clap::Subcommand)]
+enum OtherBench {
+    /// A cooperative job on a local deployment next to a raw write of the
+    /// same bytes.
+    Coop(crate::bench_coop::CoopArgs),
 }
 
 /// One part of the benchmark.
@@ -138,6 +148,9 @@ impl Figures {
 /// Runs the parts asked for. Every error ends the run with one line (the
 /// caller prints it) and a non-zero exit.
 pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(OtherBench::Coop(coop)) = args.other {
+        return crate::bench_coop::run(coop);
+    }
     ensure!(
         !args.writers.is_empty() && !args.writers.contains(&0),
         "--writers needs positive counts"

@@ -1,7 +1,9 @@
-//! `floe coordinator` (one coordinator process) and `floe up` (a local
-//! cluster of coordinator processes in the foreground).
+//! `floe coordinator` (one coordinator process), `floe up` (a local
+//! deployment of coordinator and worker processes in the foreground) and
+//! the [`Deployment`] it starts (the coop benchmark and the demo start one
+//! too).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -118,54 +120,87 @@ pub struct UpArgs {
     workers: u64,
 }
 
+/// A local deployment: coordinator and worker processes started from this
+/// executable, laid out in a directory as `floe up` does; stopped (SIGTERM,
+/// then SIGKILL after a grace period) on drop.
+pub struct Deployment {
+    /// The processes, by name (`n1`, `w1`, ...).
+    pub children: Vec<(String, Child)>,
+    /// The cluster file clients use.
+    pub cluster_file: PathBuf,
+}
+
+impl Deployment {
+    /// Lays out `dir` and starts `nodes` coordinators and `workers` worker
+    /// processes (one slot each).
+    pub fn start(dir: &Path, nodes: u64, workers: u64, tick_ms: u64) -> Result<Deployment> {
+        Self::start_with(dir, nodes, workers, tick_ms, &[])
+    }
+
+    /// [`Deployment::start`], each worker getting `worker_flags` too.
+    pub fn start_with(
+        dir: &Path,
+        nodes: u64,
+        workers: u64,
+        tick_ms: u64,
+        worker_flags: &[&str],
+    ) -> Result<Deployment> {
+        if nodes == 0 || nodes > 9 {
+            bail!("--nodes must be between 1 and 9");
+        }
+        let layout = write_local_cluster(dir, nodes, tick_ms)
+            .with_context(|| format!("cannot lay out a cluster in {}", dir.display()))?;
+        let mut d = Deployment {
+            children: Vec::new(),
+            cluster_file: layout.cluster_file.clone(),
+        };
+        for (id, config) in &layout.nodes {
+            let config = config.display().to_string();
+            let argv = ["coordinator", "--config", &config];
+            let child =
+                spawn(dir, &format!("n{id}"), &argv).context("cannot start a coordinator")?;
+            d.children.push((format!("n{id}"), child));
+        }
+        let cluster_file = layout.cluster_file.display().to_string();
+        for w in 1..=workers {
+            let name = format!("w{w}");
+            let mut argv = vec!["worker", "--cluster", &cluster_file, "--name", &name];
+            argv.extend_from_slice(worker_flags);
+            let child = spawn(dir, &name, &argv).context("cannot start a worker")?;
+            d.children.push((name, child));
+        }
+        Ok(d)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        stop(&mut self.children);
+    }
+}
+
 /// Starts a local cluster and keeps it in the foreground; Ctrl-C or
-/// SIGTERM stops every coordinator it started.
+/// SIGTERM stops every process it started.
 pub fn up(args: UpArgs) -> Result<()> {
-    if args.nodes == 0 || args.nodes > 9 {
-        bail!("--nodes must be between 1 and 9");
-    }
-    let layout = write_local_cluster(&args.dir, args.nodes, args.tick_ms)
-        .with_context(|| format!("cannot lay out a cluster in {}", args.dir.display()))?;
-    let mut children: Vec<(String, Child)> = Vec::new();
-    for (id, config) in &layout.nodes {
-        let config = config.display().to_string();
-        let started = spawn(
-            &args.dir,
-            &format!("n{id}"),
-            &["coordinator", "--config", &config],
-        );
-        if let Err(e) = started.map(|child| children.push((format!("n{id}"), child))) {
-            stop(&mut children);
-            return Err(e).context("cannot start a coordinator");
-        }
-    }
-    let cluster_file = layout.cluster_file.display().to_string();
-    for w in 1..=args.workers {
-        let name = format!("w{w}");
-        let argv = ["worker", "--cluster", &cluster_file, "--name", &name];
-        if let Err(e) = spawn(&args.dir, &name, &argv).map(|child| children.push((name, child))) {
-            stop(&mut children);
-            return Err(e).context("cannot start a worker");
-        }
-    }
+    let mut d = Deployment::start(&args.dir, args.nodes, args.workers, args.tick_ms)?;
     println!(
         "{} coordinators and {} workers up; clients use --cluster {}",
-        args.nodes, args.workers, cluster_file
+        args.nodes,
+        args.workers,
+        d.cluster_file.display()
     );
-    for (name, child) in &children {
+    for (name, child) in &d.children {
         println!(
             "  {name}: pid {} (log: {}/{name}.log)",
             child.id(),
             args.dir.display()
         );
     }
-    let outcome = wait(&mut children);
-    stop(&mut children);
-    outcome
+    wait(&mut d.children)
 }
 
 /// Starts `floe ARGV`, logging to `DIR/<name>.log`.
-fn spawn(dir: &std::path::Path, name: &str, argv: &[&str]) -> Result<Child> {
+fn spawn(dir: &Path, name: &str, argv: &[&str]) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the floe executable")?;
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     Ok(Command::new(exe)

@@ -1,6 +1,7 @@
 //! The `floe` binary: argument parsing and wiring only.
 
 mod bench;
+mod bench_coop;
 mod cluster;
 mod demo;
 mod embedded;

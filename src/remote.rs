@@ -254,7 +254,7 @@ fn commit_id(text: &str) -> Result<CommitId> {
 }
 
 /// A dtype by its name (`float64`) or short form (`f64`, `i32`, `u8`).
-fn dtype(name: &str) -> Result<DType> {
+pub(crate) fn dtype(name: &str) -> Result<DType> {
     let long = match name {
         "f32" => "float32",
         "f64" => "float64",

@@ -337,6 +337,21 @@ fn a_worker_paused_past_its_lease_cannot_complete_late() {
     assert_eq!(d.commits_named("cooperative job"), 1);
 }
 
+/// Writes `data` as source `name` and submits a job from it, which must
+/// fail; returns what it said.
+fn submit_fails(
+    d: &Deployment,
+    name: &str,
+    data: Result<ArrayData, floe_protocol::FloeError>,
+) -> String {
+    let path = d.dir.join(name);
+    write_npy(&path, &data.unwrap()).unwrap();
+    let path = path.to_str().unwrap();
+    let out = d.floe(&["job", "submit", "demo", "/t", "--from", path]);
+    assert!(!out.status.success(), "a job from {name} must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_bad_source_fails_before_anything_is_opened() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,27 +367,52 @@ fn a_bad_source_fails_before_anything_is_opened() {
     assert!(!missing.status.success());
     let why = String::from_utf8_lossy(&missing.stderr);
     assert!(why.contains("/nonexistent/x.npy"), "{why}");
-    let small = dir.path().join("small.npy");
-    write_npy(
-        &small,
-        &ArrayData::from_slice(&[8, 16], &[0f32; 128]).unwrap(),
-    )
-    .unwrap();
-    let wrong = d.floe(&[
-        "job",
-        "submit",
-        "demo",
-        "/t",
-        "--from",
-        small.to_str().unwrap(),
-    ]);
-    assert!(!wrong.status.success());
-    let why = String::from_utf8_lossy(&wrong.stderr);
+    let why = submit_fails(
+        &d,
+        "small.npy",
+        ArrayData::from_slice(&[8, 16], &[0f32; 128]),
+    );
     assert!(
         why.contains("shape [8, 16]") && why.contains("[16, 16]"),
         "{why}"
     );
+    let why = submit_fails(
+        &d,
+        "ints.npy",
+        ArrayData::from_slice(&[16, 16], &[0i32; 256]),
+    );
+    assert!(why.contains("int32") && why.contains("float32"), "{why}");
     let status = d.floe(&["job", "status", "S1"]);
     assert!(String::from_utf8_lossy(&status.stderr).contains("unknown session S1"));
     assert_eq!(d.commits_named("cooperative job"), 0);
+}
+
+/// `floe bench coop` runs end to end on a small size (its figures are for
+/// people; this only keeps the command working).
+#[test]
+fn the_coop_benchmark_runs_and_prints_its_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args([
+            "bench",
+            "coop",
+            "--workers",
+            "2",
+            "--size",
+            "1MiB",
+            "--chunk",
+            "128KiB",
+        ])
+        .args(["--repeat", "1", "--dir"])
+        .arg(dir.path())
+        .output()
+        .expect("floe bench coop runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("in 8 chunks of 128 KiB"), "{text}");
+    assert!(text.contains("ratio (floe / raw):"), "{text}");
 }
