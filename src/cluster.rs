@@ -199,15 +199,26 @@ pub fn up(args: UpArgs) -> Result<()> {
     wait(&mut d.children)
 }
 
-/// Starts `floe ARGV`, logging to `DIR/<name>.log`.
+/// Starts `floe ARGV`, logging to `DIR/<name>.log`. The child gets
+/// SIGTERM if this process dies first (killed, or dead of SIGPIPE), so a
+/// deployment never outlives the command that started it.
 fn spawn(dir: &Path, name: &str, argv: &[&str]) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the floe executable")?;
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-    Ok(Command::new(exe)
-        .args(argv)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?)
+    let mut command = Command::new(exe);
+    command.args(argv).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: prctl(2) is async-signal-safe; it runs in the child between
+    // fork and exec and touches nothing of the parent's.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(command.spawn()?)
 }
 
 /// Waits for a signal. A process that exits (killed, or failed) is

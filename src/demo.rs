@@ -1,18 +1,25 @@
 //! `floe demo`: the seed's scenarios, replayed step by step in the seed's
-//! words against an embedded coordinator and a local-disk store.
+//! words on a local deployment of processes (three coordinators and
+//! `floe worker` processes on loopback, as `floe up` starts them; stopped
+//! at the end) or, with `--embedded`, on an in-process cluster; chunks go
+//! to a local-disk store.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
 use floe_protocol::{
-    ArrayMeta, ArrayPath, BranchName, Codec, Command, CommitId, Coordinator, DType, FloeError,
-    Region, Reply, RepoName, Request,
+    ArrayMeta, ArrayPath, BranchName, ClientId, Codec, Command, CommitId, CommitMode, Coordinator,
+    DType, FloeError, Region, Reply, RepoName, Request, Solver,
 };
+use floe_server::NetCoordinator;
+use floe_worker::machine::{Job, JobSpec, JobStatus};
 use floe_worker::{
     plan_grid, run_plan, ArrayData, CoopOptions, SeedStep, Session, Source, Store, Synthetic,
     Tiling,
 };
+
+use crate::cluster::Deployment;
 
 /// Arguments of `floe demo`.
 #[derive(clap::Args)]
@@ -20,26 +27,62 @@ pub struct DemoArgs {
     /// Keep the store in this directory instead of a temporary one.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Workers for the cooperative scenario.
+    /// Workers for the cooperative scenario (worker processes, or
+    /// in-process workers with `--embedded`).
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Run on an in-process cluster instead of coordinator and worker
+    /// processes.
+    #[arg(long)]
+    embedded: bool,
 }
 
 /// Runs every scenario; fails unless each expected outcome happened.
 pub fn run(args: DemoArgs) -> Result<()> {
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    let store = Store::local(&dir).with_context(|| format!("opening {}", dir.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-    let coord = Arc::new(crate::embedded::start()?);
-    println!("floe demo: {} ; store {}", coord.describe(), dir.display());
-    runtime.block_on(async {
-        example_one(&coord, &store).await?;
-        example_two(&coord, &store).await?;
-        cooperative(&coord, &store, args.workers).await
-    })?;
+    if args.embedded {
+        let store = Store::local(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        let coord = Arc::new(crate::embedded::start()?);
+        println!("floe demo: {} ; store {}", coord.describe(), dir.display());
+        runtime.block_on(async {
+            example_one(&coord, &store).await?;
+            example_two(&coord, &store).await?;
+            cooperative(&coord, &store, args.workers).await
+        })?;
+    } else {
+        let deployment = Deployment::start(&dir, 3, args.workers as u64, 20)?;
+        let names: Vec<String> = deployment
+            .children
+            .iter()
+            .map(|(name, child)| format!("{name} (pid {})", child.id()))
+            .collect();
+        println!(
+            "floe demo: processes on loopback: {}; as `floe up --nodes 3 --workers {} --dir {}`",
+            names.join(", "),
+            args.workers,
+            dir.display()
+        );
+        let (coord, store) = connect(&deployment)?;
+        runtime.block_on(async {
+            example_one(&coord, &store).await?;
+            example_two(&coord, &store).await?;
+            on_worker_processes(&coord, &store, &dir).await
+        })?;
+        println!("\nstopping the processes it started");
+    }
     println!("\nall scenarios behaved as the seed describes");
     Ok(())
+}
+
+/// The network client and the store of a deployment.
+fn connect(d: &Deployment) -> Result<(Arc<NetCoordinator>, Store)> {
+    let file = floe_server::config::ClusterFile::load(&d.cluster_file)?;
+    let token = floe_server::config::read_token(&file.token_file)?;
+    let coord = Arc::new(NetCoordinator::new(file.endpoints(), token));
+    let dir = d.cluster_file.parent().unwrap_or(std::path::Path::new("."));
+    Ok((coord, Store::local(dir.join("store"))?))
 }
 
 fn name<T>(make: fn(String) -> Result<T, FloeError>, s: &str) -> Result<T> {
@@ -250,14 +293,16 @@ async fn example_two<C: Coordinator + 'static>(coord: &Arc<C>, store: &Store) ->
     Ok(())
 }
 
-/// The seed's cooperative DAG, larger: 4 workers write a 2-D array in
-/// chunk-aligned tasks inside one session; one commit.
-async fn cooperative<C: Coordinator + 'static>(
+/// The cooperative array and its plan, created in commit C1 of its repo.
+async fn coop_setup<C: Coordinator + 'static>(
     coord: &Arc<C>,
     store: &Store,
-    workers: usize,
-) -> Result<()> {
-    println!("\n== Cooperative mode: {workers} workers, one session, one commit");
+) -> Result<(
+    RepoName,
+    ArrayPath,
+    ArrayMeta,
+    Vec<floe_protocol::PlannedTask>,
+)> {
     let repo = name(RepoName::new, "cooperative")?;
     let path = name(ArrayPath::new, "/temperature")?;
     let meta = ArrayMeta::new(vec![400, 600], vec![40, 60], DType::F32, 0.0)?
@@ -272,6 +317,95 @@ async fn cooperative<C: Coordinator + 'static>(
         meta.chunk_shape[0],
         meta.chunk_shape[1]
     );
+    Ok((repo, path, meta, plan))
+}
+
+/// Reads the whole array back at `commit` and compares it with `want`.
+async fn check_read_back<C: Coordinator + 'static>(
+    coord: &Arc<C>,
+    store: &Store,
+    (repo, path, meta): (RepoName, &ArrayPath, &ArrayMeta),
+    commit: CommitId,
+    want: &ArrayData,
+) -> Result<()> {
+    let all = Region::full(meta);
+    let back = floe_worker::read_at(coord.clone(), store.clone(), repo, commit, path, &all).await?;
+    ensure!(
+        &back == want,
+        "read-back of {commit} differs from the source"
+    );
+    println!(
+        "  check  read-back of {commit} equals the source ({} elements)",
+        want.len()
+    );
+    Ok(())
+}
+
+/// The cooperative scenario on `floe worker` processes: the source goes to
+/// a `.npy` file the workers read, the job is submitted as `floe job
+/// submit` does, and the workers claim its tasks.
+async fn on_worker_processes(
+    coord: &Arc<NetCoordinator>,
+    store: &Store,
+    dir: &std::path::Path,
+) -> Result<()> {
+    println!("\n== Cooperative mode: worker processes, one session, one commit");
+    let (repo, path, meta, plan) = coop_setup(coord, store).await?;
+    let want = Synthetic { seed: 7 }.read(&path, &meta, &Region::full(&meta))?;
+    let source = dir.join("temperature.npy");
+    floe_worker::write_npy(&source, &want)?;
+    println!(
+        "  $ floe job submit cooperative /temperature --from {}",
+        source.display()
+    );
+    let spec = JobSpec {
+        repo: repo.clone(),
+        branch: name(BranchName::new, "main")?,
+        plan: plan.clone(),
+        lease_ms: 10_000,
+        message: "cooperative write of /temperature".into(),
+        mode: CommitMode::Rebase {
+            solver: Solver::Fail,
+        },
+        source: Some(source.to_string_lossy().into_owned()),
+    };
+    let job = Job::new(ClientId(rand::random()), coord.nodes(), spec).with_poll_ms(20);
+    let job = floe_worker::drive(job, coord.clone(), None).await?;
+    let commit = match job.status() {
+        JobStatus::Committed(commit) => *commit,
+        JobStatus::Failed(e) => bail!("the job failed: {e}"),
+        JobStatus::Running => bail!("the job did not finish"),
+    };
+    let mut per_worker = std::collections::BTreeMap::new();
+    for t in job.report().last_status.iter().flat_map(|s| &s.tasks) {
+        if let floe_protocol::TaskState::Done { worker } = t.state {
+            *per_worker.entry(worker).or_insert(0) += 1;
+        }
+    }
+    for (n, (_, tasks)) in per_worker.iter().enumerate() {
+        println!("  worker {} (a process) wrote {tasks} tasks", n + 1);
+    }
+    let chunks: usize = plan.iter().map(|t| t.region.chunks(&meta).len()).sum();
+    println!(
+        "  commit session -> success: new commit {commit} ({} tasks, {chunks} chunks, one commit)",
+        plan.len()
+    );
+    ensure!(
+        commit == CommitId(2),
+        "the session must land as the single commit C2"
+    );
+    check_read_back(coord, store, (repo, &path, &meta), commit, &want).await
+}
+
+/// The seed's cooperative DAG, larger: 4 workers write a 2-D array in
+/// chunk-aligned tasks inside one session; one commit.
+async fn cooperative<C: Coordinator + 'static>(
+    coord: &Arc<C>,
+    store: &Store,
+    workers: usize,
+) -> Result<()> {
+    println!("\n== Cooperative mode: {workers} workers, one session, one commit");
+    let (repo, path, meta, plan) = coop_setup(coord, store).await?;
     let source = Arc::new(Synthetic { seed: 7 });
     let opts = CoopOptions {
         workers,
@@ -302,25 +436,6 @@ async fn cooperative<C: Coordinator + 'static>(
         "the session must land as the single commit C2"
     );
     ensure!(report.tasks == plan.len(), "every task must be done");
-    let back = floe_worker::read_at(
-        coord.clone(),
-        store.clone(),
-        repo,
-        report.commit,
-        &path,
-        &Region::full(&meta),
-    )
-    .await?;
     let want = source.read(&path, &meta, &Region::full(&meta))?;
-    ensure!(
-        back == want,
-        "read-back of {} differs from the source",
-        report.commit
-    );
-    println!(
-        "  check  read-back of {} equals the source ({} elements)",
-        report.commit,
-        want.len()
-    );
-    Ok(())
+    check_read_back(coord, store, (repo, &path, &meta), report.commit, &want).await
 }
