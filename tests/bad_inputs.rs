@@ -235,6 +235,7 @@ async fn a_zombie_with_a_stale_epoch_cannot_complete() {
         epoch,
         delta: ObjectId(1),
         footprint: footprint.clone(),
+        next: None,
     };
     assert_eq!(
         cmd(&f.coord, complete(stale)).await,

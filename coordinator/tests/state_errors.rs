@@ -181,7 +181,8 @@ fn unknown_session_and_task() {
             task: TaskId(0),
             epoch: 1,
             delta: ObjectId(1),
-            footprint: Default::default()
+            footprint: Default::default(),
+            next: None,
         }),
         Err(FloeError::UnknownTask {
             session: p,

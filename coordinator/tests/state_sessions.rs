@@ -61,6 +61,7 @@ fn complete(
         epoch,
         delta: ObjectId(delta),
         footprint,
+        next: None,
     })
 }
 
@@ -147,6 +148,52 @@ fn cooperative_session_lands_as_one_commit() {
         .tasks
         .iter()
         .all(|t| matches!(t.state, TaskState::Done { .. })));
+}
+
+#[test]
+fn a_completion_can_carry_the_next_claim() {
+    let (mut h, m) = setup();
+    let Ok(Reply::SessionOpened { session: s, .. }) = h.open_session(Some(seed_plan()), 60_000)
+    else {
+        panic!("the session opens");
+    };
+    let (task, epoch, _) = granted(claim(&mut h, s, W1));
+    let next = |h: &mut Harness, task: TaskId, epoch: u64, r: &str| {
+        h.cmd(Command::CompleteTask {
+            session: s,
+            task,
+            epoch,
+            delta: ObjectId(200 + u128::from(task.0)),
+            footprint: writes("/t", &m, r),
+            next: Some(W1),
+        })
+    };
+    // Accepted, and the next task granted in the same command.
+    let Ok(Reply::AcceptedNext {
+        unfinished: 3,
+        task: second,
+        epoch: 1,
+        ..
+    }) = next(&mut h, task, epoch, "0:10")
+    else {
+        panic!("expected the next grant with the acceptance");
+    };
+    assert_eq!(second, TaskId(1));
+    // With the other tasks held elsewhere, a plain acceptance.
+    granted(claim(&mut h, s, WorkerId(8)));
+    granted(claim(&mut h, s, WorkerId(9)));
+    let left = next(&mut h, second, 1, "10:20");
+    assert_eq!(left, Ok(Reply::Accepted { unfinished: 2 }));
+    // A refused completion grants nothing.
+    let stale = next(&mut h, second, 7, "10:20");
+    assert!(
+        matches!(stale, Err(FloeError::StaleEpoch { .. })),
+        "{stale:?}"
+    );
+    assert!(h.status(s).tasks.iter().all(|t| !matches!(
+        t.state,
+        TaskState::Claimed { worker, .. } if worker == W1
+    )));
 }
 
 #[test]

@@ -144,6 +144,10 @@ pub enum Command {
         delta: ObjectId,
         /// The chunks written.
         footprint: Footprint,
+        /// Claim the next task for this worker in the same command when
+        /// the completion is accepted (one Raft round per task instead of
+        /// two); answered `AcceptedNext` when one was granted.
+        next: Option<WorkerId>,
     },
     /// A planless writer adds its changes to the session.
     Contribute {
@@ -443,6 +447,22 @@ pub enum Reply {
         /// Tasks not yet completed.
         unfinished: u32,
     },
+    /// A completion accepted, and the next task granted to the same worker
+    /// (`CompleteTask` with `next`).
+    AcceptedNext {
+        /// Tasks not yet completed.
+        unfinished: u32,
+        /// The task granted.
+        task: TaskId,
+        /// Its array.
+        array: ArrayPath,
+        /// Its region.
+        region: Region,
+        /// Fencing epoch to present on renew and complete.
+        epoch: u64,
+        /// Lease expiry, leader ms.
+        lease_until: u64,
+    },
     /// A commit record (checkout, tag, get).
     Commit(Box<CommitRecord>),
     /// A branch's newest commits, tip first.
@@ -484,6 +504,19 @@ pub struct OpenSession {
     pub done: u32,
     /// Tasks a worker could claim now (never granted, or lease expired).
     pub claimable: u32,
+}
+
+impl Reply {
+    /// For an accepted completion or contribution (`Accepted`,
+    /// `AcceptedNext`): the tasks not yet completed.
+    pub fn accepted(&self) -> Option<u32> {
+        match self {
+            Reply::Accepted { unfinished } | Reply::AcceptedNext { unfinished, .. } => {
+                Some(*unfinished)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Outcome of a request.

@@ -141,7 +141,7 @@ impl Seen {
         // Completions are answered one at a time, in order.
         while let Some(c) = report.completions.get(self.answered) {
             let Some(outcome) = &c.outcome else { break };
-            if matches!(outcome, Ok(Reply::Accepted { .. })) {
+            if outcome.as_ref().is_ok_and(|r| r.accepted().is_some()) {
                 m.completed.inc();
                 m.chunks.inc_by(c.chunks);
                 m.bytes.inc_by(c.region.elements() * item);

@@ -35,7 +35,7 @@ pub fn request(r: &Request) -> u64 {
     }
 }
 
-const REPLIES: [&str; 14] = [
+const REPLIES: [&str; 15] = [
     "RepoCreated",
     "Done",
     "Committed",
@@ -50,6 +50,7 @@ const REPLIES: [&str; 14] = [
     "Session",
     "Refs",
     "OpenSessions",
+    "AcceptedNext",
 ];
 
 const ERRORS: [&str; 33] = [
@@ -112,6 +113,7 @@ fn reply(r: &Reply) -> u64 {
         Reply::Session(_) => 11,
         Reply::Refs { .. } => 12,
         Reply::OpenSessions(_) => 13,
+        Reply::AcceptedNext { .. } => 14,
     }
 }
 

@@ -83,10 +83,7 @@ pub struct Completion {
 impl Completion {
     /// True when the coordinator accepted it.
     pub fn accepted(&self) -> bool {
-        matches!(
-            self.outcome,
-            Some(Ok(floe_protocol::Reply::Accepted { .. }))
-        )
+        matches!(&self.outcome, Some(Ok(reply)) if reply.accepted().is_some())
     }
 }
 
@@ -108,10 +105,7 @@ pub struct Contribution {
 impl Contribution {
     /// True when the coordinator accepted it.
     pub fn accepted(&self) -> bool {
-        matches!(
-            self.outcome,
-            Some(Ok(floe_protocol::Reply::Accepted { .. }))
-        )
+        matches!(&self.outcome, Some(Ok(reply)) if reply.accepted().is_some())
     }
 
     /// True when the writer cannot know whether the session holds it: no

@@ -334,6 +334,8 @@ pub enum CompleteDecision {
         /// Tasks not yet completed.
         unfinished: u32,
     },
+    /// The completion counts, and the next task was granted with it.
+    Next(Grant),
     /// Refused: our grant is no longer current (our lease expired and the
     /// task went to another worker). Our chunks are garbage; move on.
     Stale {
@@ -348,6 +350,20 @@ pub enum CompleteDecision {
 pub fn on_complete(outcome: Outcome) -> Result<CompleteDecision, FloeError> {
     match outcome {
         Ok(Reply::Accepted { unfinished }) => Ok(CompleteDecision::Accepted { unfinished }),
+        Ok(Reply::AcceptedNext {
+            task,
+            array,
+            region,
+            epoch,
+            lease_until,
+            ..
+        }) => Ok(CompleteDecision::Next(Grant {
+            task,
+            array,
+            region,
+            epoch,
+            lease_until,
+        })),
         Err(FloeError::StaleEpoch {
             presented, current, ..
         }) => Ok(CompleteDecision::Stale { presented, current }),
@@ -702,11 +718,11 @@ impl Seen {
             .count();
         for c in &r.completions[self.completions.min(answered)..answered] {
             let event = match &c.outcome {
-                Some(Ok(Reply::Accepted { unfinished })) => CoopEvent::Completed {
+                Some(Ok(reply)) if reply.accepted().is_some() => CoopEvent::Completed {
                     worker: w.id(),
                     task: c.task,
                     chunks: c.chunks,
-                    unfinished: *unfinished,
+                    unfinished: reply.accepted().unwrap_or(0),
                 },
                 Some(Err(e)) if refused_late(e) => CoopEvent::StaleCompletion {
                     worker: w.id(),
@@ -743,7 +759,7 @@ fn tally(report: &mut CoopReport, worker: &Worker) {
     let mut completed = 0;
     for c in &r.completions {
         match &c.outcome {
-            Some(Ok(Reply::Accepted { .. })) => {
+            Some(Ok(reply)) if reply.accepted().is_some() => {
                 completed += 1;
                 report.chunks += c.chunks;
             }

@@ -208,12 +208,21 @@ impl Coordinator for DropRenewals {
         } else {
             self.inner.send(to, envelope).await
         };
-        if let Ok(Reply::TaskGranted {
-            task,
-            region,
-            epoch,
-            ..
-        }) = &outcome
+        // A grant answers a claim, or rides on an accepted completion.
+        if let Ok(
+            Reply::TaskGranted {
+                task,
+                region,
+                epoch,
+                ..
+            }
+            | Reply::AcceptedNext {
+                task,
+                region,
+                epoch,
+                ..
+            },
+        ) = &outcome
         {
             let mut first = self.first_grant.lock().unwrap();
             if *region == self.task_region && first.is_none() {

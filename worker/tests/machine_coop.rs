@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use floe_protocol::{
     ArrayMeta, ArrayPath, ClientId, Command, CommitId, CommitMode, DType, FloeError, PlannedTask,
-    Region, Reply, Request, SessionId, TaskId, WorkerId,
+    Region, Request, SessionId, TaskId, WorkerId,
 };
 use floe_worker::machine::{
     Effect, Job, JobSpec, JobStatus, Machine, SourceFn, Worker, WorkerStatus,
@@ -110,7 +110,7 @@ fn accepted(w: &Worker) -> usize {
     w.report()
         .completions
         .iter()
-        .filter(|c| matches!(c.outcome, Some(Ok(Reply::Accepted { .. }))))
+        .filter(|c| matches!(&c.outcome, Some(Ok(r)) if r.accepted().is_some()))
         .count()
 }
 

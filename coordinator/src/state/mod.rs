@@ -224,7 +224,18 @@ impl State {
                 epoch,
                 delta,
                 footprint,
-            } => self.complete_task(*session, *task, *epoch, *delta, footprint),
+                next,
+            } => {
+                let done = self.complete_task(*session, *task, *epoch, *delta, footprint);
+                match (done, next) {
+                    (Ok(floe_protocol::Reply::Accepted { unfinished }), Some(worker))
+                        if unfinished > 0 =>
+                    {
+                        Ok(self.claim_next(*session, *worker, unfinished))
+                    }
+                    (done, _) => done,
+                }
+            }
             Command::Contribute {
                 session,
                 worker: _,

@@ -439,6 +439,29 @@ impl State {
         })
     }
 
+    /// The claim that rides on an accepted completion: the next task for
+    /// `worker` if one can be granted now, else the plain acceptance (the
+    /// worker then claims, or waits, as usual).
+    pub(super) fn claim_next(&mut self, id: SessionId, worker: WorkerId, unfinished: u32) -> Reply {
+        match self.claim_task(id, worker) {
+            Ok(Reply::TaskGranted {
+                task,
+                array,
+                region,
+                epoch,
+                lease_until,
+            }) => Reply::AcceptedNext {
+                unfinished,
+                task,
+                array,
+                region,
+                epoch,
+                lease_until,
+            },
+            _ => Reply::Accepted { unfinished },
+        }
+    }
+
     /// `Contribute`: a planless writer's changes, refused if they overlap.
     pub(super) fn contribute(
         &mut self,

@@ -16,7 +16,7 @@ use floe_protocol::{
 
 use crate::coop::{
     check_task_data, on_claim, on_complete, on_renew, renew_interval_ms, task_chunk, task_parts,
-    ClaimDecision, CompleteDecision, RenewDecision,
+    ClaimDecision, CompleteDecision, Grant, RenewDecision,
 };
 use crate::data::{meta_of, ArrayData};
 use crate::format::encode_chunk;
@@ -293,18 +293,21 @@ impl Worker {
 
     fn on_claim(&mut self, now_ms: u64, outcome: Outcome) {
         match on_claim(outcome) {
-            Ok(ClaimDecision::Work(grant)) => {
-                self.report.grants.push((grant.task, grant.epoch));
-                let lease = self
-                    .lease_ms
-                    .unwrap_or_else(|| grant.lease_until.saturating_sub(now_ms));
-                let every = renew_interval_ms(lease);
-                self.start_task(grant.task, grant.epoch, grant.array, grant.region, every);
-            }
+            Ok(ClaimDecision::Work(grant)) => self.take(now_ms, grant),
             Ok(ClaimDecision::Exit) => self.finish(WorkerStatus::Finished),
             Ok(ClaimDecision::Wait { .. }) => self.idle_timer = Some(self.out.timer(self.idle_ms)),
             Err(e) => self.finish(WorkerStatus::Failed(e)),
         }
+    }
+
+    /// Starts on a granted task (from a claim, or riding on a completion).
+    fn take(&mut self, now_ms: u64, grant: Grant) {
+        self.report.grants.push((grant.task, grant.epoch));
+        let lease = self
+            .lease_ms
+            .unwrap_or_else(|| grant.lease_until.saturating_sub(now_ms));
+        let every = renew_interval_ms(lease);
+        self.start_task(grant.task, grant.epoch, grant.array, grant.region, every);
     }
 
     fn start_task(
@@ -412,6 +415,8 @@ impl Worker {
             epoch: held.epoch,
             delta,
             footprint,
+            // The next task comes with the acceptance: one round per task.
+            next: Some(self.worker),
         };
         let mut log = CompletionLog {
             task: held.task,
@@ -428,7 +433,7 @@ impl Worker {
         self.report.completions.push(log);
     }
 
-    fn on_complete(&mut self, outcome: Outcome) {
+    fn on_complete(&mut self, now_ms: u64, outcome: Outcome) {
         if let Some(last) = self.report.completions.last_mut() {
             last.outcome = Some(outcome.clone());
         }
@@ -437,6 +442,7 @@ impl Worker {
             Ok(CompleteDecision::Accepted { unfinished: 0 })
             | Err(FloeError::SessionClosed { .. }) => self.finish(WorkerStatus::Finished),
             Ok(CompleteDecision::Accepted { .. } | CompleteDecision::Stale { .. }) => self.claim(),
+            Ok(CompleteDecision::Next(grant)) => self.take(now_ms, grant),
             Err(e) => self.finish(WorkerStatus::Failed(e)),
         }
     }
@@ -508,7 +514,7 @@ impl Worker {
             Asked::Base => self.on_base(outcome),
             Asked::Claim => self.on_claim(now_ms, outcome),
             Asked::Renew => self.on_renew(outcome),
-            Asked::Complete => self.on_complete(outcome),
+            Asked::Complete => self.on_complete(now_ms, outcome),
             Asked::Nothing => {}
         }
     }
