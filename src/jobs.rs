@@ -4,7 +4,6 @@
 //! `floe_server::worker`. A job's source is read by the workers, never by
 //! the submitter beyond its header.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,7 +17,8 @@ use floe_protocol::{
 };
 use floe_worker::coop::{plan_grid, Tiling};
 use floe_worker::machine::{Job, JobSpec, JobStatus};
-use floe_worker::{Driven, NpyFile};
+use floe_worker::source::open_source;
+use floe_worker::Driven;
 
 use crate::remote::{block_on_value, record, repo, ClusterArgs};
 
@@ -83,10 +83,10 @@ pub struct SubmitArgs {
     repo: String,
     /// The array, e.g. `/t`.
     path: String,
-    /// A `.npy` file of the array's shape and dtype, on a path every
-    /// worker sees.
+    /// A `.npy` of the array's shape and dtype: a path every worker sees,
+    /// or an object-store URL (`s3://bucket/dir/x.npy`, `file:///...`).
     #[arg(long = "from")]
-    source: PathBuf,
+    source: String,
     /// The branch to commit to.
     #[arg(long, default_value = "main")]
     branch: String,
@@ -129,9 +129,15 @@ fn submit(cluster: ClusterArgs, args: SubmitArgs) -> Result<()> {
     let name = repo(&args.repo)?;
     let path = ArrayPath::new(&args.path)?;
     let branch = BranchName::new(&args.branch)?;
-    let source = std::fs::canonicalize(&args.source)
-        .with_context(|| format!("source {}", args.source.display()))?;
-    let npy = NpyFile::open(&source)?;
+    // Workers resolve a path on their own machines: make it absolute.
+    let source = match args.source.contains("://") {
+        true => args.source.clone(),
+        false => std::fs::canonicalize(&args.source)
+            .with_context(|| format!("source {}", args.source))?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let npy = open_source(&source)?;
     block_on_value(async move {
         let client = remote.client();
         let q = Query::Checkout {
@@ -166,7 +172,7 @@ fn submit(cluster: ClusterArgs, args: SubmitArgs) -> Result<()> {
             mode: CommitMode::Rebase {
                 solver: Solver::Fail,
             },
-            source: Some(source.to_string_lossy().into_owned()),
+            source: Some(source),
         };
         run_job(&remote.coord, spec, bytes).await
     })

@@ -337,6 +337,29 @@ fn a_worker_paused_past_its_lease_cannot_complete_late() {
     assert_eq!(d.commits_named("cooperative job"), 1);
 }
 
+#[test]
+fn a_job_reads_its_source_from_an_object_store_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 64;
+    let mut d = Deployment::start(dir.path(), n, 8);
+    let (src, values) = source(dir.path(), n);
+    d.worker("w1", free_addr());
+    d.worker("w2", free_addr());
+    // The workers read it through object_store, with ranged GETs.
+    let url = format!("file://{}", src.display());
+    let out = d.floe_ok(&[
+        "job", "submit", "demo", "/t", "--from", &url, "--tasks", "16",
+    ]);
+    assert!(out.contains("committed C2: 16 tasks"), "{out}");
+    assert_eq!(d.read_back(n), values);
+    let status = d.floe_ok(&["job", "status", "S1"]);
+    assert!(status.contains(&url), "{status}");
+    let missing = format!("file://{}/nope.npy", dir.path().display());
+    let out = d.floe(&["job", "submit", "demo", "/t", "--from", &missing]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.npy"));
+}
+
 /// Writes `data` as source `name` and submits a job from it, which must
 /// fail; returns what it said.
 fn submit_fails(

@@ -26,7 +26,8 @@ use floe_protocol::{
 };
 use floe_worker::coop::pick_session;
 use floe_worker::machine::{SourceFn, Worker, WorkerReport, WorkerStatus};
-use floe_worker::{Driven, NpyFile, Store};
+use floe_worker::source::{open_source, NpySource};
+use floe_worker::{Driven, Store};
 
 use crate::client::NetCoordinator;
 
@@ -259,7 +260,7 @@ impl Slot {
         let Some(pick) = pick_session(&open, &self.skip).cloned() else {
             return self.rest(ctx);
         };
-        match NpyFile::open(&pick.source) {
+        match open_source(&pick.source) {
             Ok(npy) => self.join(pick, npy, ctx),
             Err(e) => {
                 tracing::warn!(
@@ -276,11 +277,11 @@ impl Slot {
     }
 
     /// Runs a worker machine on session `pick`, reading `npy`.
-    fn join(&mut self, pick: OpenSession, npy: NpyFile, ctx: &mut Context<Self>) {
+    fn join(&mut self, pick: OpenSession, npy: Arc<dyn NpySource>, ctx: &mut Context<Self>) {
         tracing::info!(slot = %self.name, session = %pick.session, source = %pick.source, "joining");
         self.metrics.sessions.inc();
         let mut rng = rand::thread_rng();
-        let item = npy.dtype().size() as u64;
+        let item = npy.header().dtype.size() as u64;
         let machine = Worker::new(
             WorkerId(rng.gen()),
             ClientId(rng.gen()),
@@ -340,7 +341,7 @@ impl Slot {
 
 /// The data of a task's region, read from the job's `.npy` (which must
 /// have the array's shape and dtype).
-fn source_of(npy: NpyFile) -> SourceFn {
+fn source_of(npy: Arc<dyn NpySource>) -> SourceFn {
     Arc::new(
         move |path: &ArrayPath, meta: &ArrayMeta, region: &Region, _: WorkerId| {
             npy.check_fits(path, meta)?;

@@ -23,6 +23,7 @@ pub mod npy;
 pub mod planless;
 pub mod resolve;
 pub mod session;
+pub mod source;
 pub mod store;
 
 pub use client::Client;

@@ -379,89 +379,105 @@ impl NpyFile {
     /// Reads `region` of the file's data; the region must lie inside its
     /// shape.
     pub fn read_region(&self, region: &Region) -> Result<ArrayData, FloeError> {
-        let shape = &self.header.shape;
-        if region.rank() != shape.len()
-            || region
-                .0
-                .iter()
-                .zip(shape)
-                .any(|(s, &n)| s.is_empty() || s.hi > n)
-        {
-            return Err(FloeError::Codec(format!(
-                "{}: region {region} does not fit the file's shape {shape:?}",
-                self.path.display()
-            )));
-        }
-        let io = |e: std::io::Error| {
-            FloeError::Store(format!("cannot read {}: {e}", self.path.display()))
-        };
-        let size = self.header.dtype.size() as u64;
-        let out_shape = region.shape();
-        let mut out = ArrayData::from_bytes(
-            self.header.dtype,
-            &out_shape,
-            vec![0u8; (region.elements() * size) as usize],
-        )?;
-        let rank = shape.len();
-        let row = (region.0[rank - 1].len() * size) as usize;
+        let label = self.path.display().to_string();
+        let rows = row_ranges(&self.header, region, &label)?;
+        let io = |e: std::io::Error| FloeError::Store(format!("cannot read {label}: {e}"));
         let mut file = File::open(&self.path).map_err(io)?;
-        let mut prefix: Vec<u64> = region.0[..rank - 1].iter().map(|s| s.lo).collect();
-        let mut offset_out = 0usize;
-        loop {
-            let mut point = prefix.clone();
-            point.push(region.0[rank - 1].lo);
-            let index = floe_protocol::region::linear_index(&point, shape);
-            file.seek(SeekFrom::Start(self.header.data_offset + index * size))
-                .map_err(io)?;
-            file.read_exact(&mut out.bytes[offset_out..offset_out + row])
-                .map_err(io)?;
-            offset_out += row;
-            // Next row, odometer-style over the outer dimensions.
-            let mut dim = rank - 1;
-            loop {
-                if dim == 0 {
-                    return Ok(out);
-                }
-                dim -= 1;
-                prefix[dim] += 1;
-                if prefix[dim] < region.0[dim].hi {
-                    break;
-                }
-                prefix[dim] = region.0[dim].lo;
-            }
+        let mut bytes = Vec::with_capacity(rows.iter().map(|r| (r.end - r.start) as usize).sum());
+        for row in rows {
+            let start = bytes.len();
+            bytes.resize(start + (row.end - row.start) as usize, 0);
+            file.seek(SeekFrom::Start(row.start)).map_err(io)?;
+            file.read_exact(&mut bytes[start..]).map_err(io)?;
         }
+        ArrayData::from_bytes(self.header.dtype, &region.shape(), bytes)
     }
 
     /// Checks that this file can feed array `path` with metadata `meta`.
     pub fn check_fits(&self, path: &ArrayPath, meta: &ArrayMeta) -> Result<(), FloeError> {
-        if self.header.dtype != meta.dtype {
-            return Err(FloeError::DTypeMismatch {
-                path: path.clone(),
-                expected: meta.dtype,
-                got: self.header.dtype,
-            });
-        }
-        if self.header.shape.len() != meta.shape.len() {
-            return Err(FloeError::geometry(
-                path,
-                GeometryError::RankMismatch {
-                    expected: meta.shape.len(),
-                    got: self.header.shape.len(),
-                },
-            ));
-        }
-        if self.header.shape != meta.shape {
-            return Err(FloeError::InvalidPlan {
-                why: format!(
-                    "{} has shape {:?} but array {path} has shape {:?}",
-                    self.path.display(),
-                    self.header.shape,
-                    meta.shape
-                ),
-            });
-        }
-        Ok(())
+        check_fits(&self.header, &self.path.display().to_string(), path, meta)
     }
+}
+
+/// The byte ranges (from the start of the file), row by row in C order,
+/// that hold `region` of an `.npy` with `header`; `label` names the file
+/// in errors. The region must lie inside the shape.
+pub fn row_ranges(
+    header: &NpyHeader,
+    region: &Region,
+    label: &str,
+) -> Result<Vec<std::ops::Range<u64>>, FloeError> {
+    let shape = &header.shape;
+    if region.rank() != shape.len()
+        || region
+            .0
+            .iter()
+            .zip(shape)
+            .any(|(s, &n)| s.is_empty() || s.hi > n)
+    {
+        return Err(FloeError::Codec(format!(
+            "{label}: region {region} does not fit the file's shape {shape:?}"
+        )));
+    }
+    let size = header.dtype.size() as u64;
+    let rank = shape.len();
+    let row = region.0[rank - 1].len() * size;
+    let mut prefix: Vec<u64> = region.0[..rank - 1].iter().map(|s| s.lo).collect();
+    let mut out = Vec::new();
+    loop {
+        let mut point = prefix.clone();
+        point.push(region.0[rank - 1].lo);
+        let start = header.data_offset + floe_protocol::region::linear_index(&point, shape) * size;
+        out.push(start..start + row);
+        // Next row, odometer-style over the outer dimensions.
+        let mut dim = rank - 1;
+        loop {
+            if dim == 0 {
+                return Ok(out);
+            }
+            dim -= 1;
+            prefix[dim] += 1;
+            if prefix[dim] < region.0[dim].hi {
+                break;
+            }
+            prefix[dim] = region.0[dim].lo;
+        }
+    }
+}
+
+/// Checks that an `.npy` with `header` (named `label`) can feed array
+/// `path` with metadata `meta`: same dtype, same shape.
+pub fn check_fits(
+    header: &NpyHeader,
+    label: &str,
+    path: &ArrayPath,
+    meta: &ArrayMeta,
+) -> Result<(), FloeError> {
+    if header.dtype != meta.dtype {
+        return Err(FloeError::DTypeMismatch {
+            path: path.clone(),
+            expected: meta.dtype,
+            got: header.dtype,
+        });
+    }
+    if header.shape.len() != meta.shape.len() {
+        return Err(FloeError::geometry(
+            path,
+            GeometryError::RankMismatch {
+                expected: meta.shape.len(),
+                got: header.shape.len(),
+            },
+        ));
+    }
+    if header.shape != meta.shape {
+        return Err(FloeError::InvalidPlan {
+            why: format!(
+                "{label} has shape {:?} but array {path} has shape {:?}",
+                header.shape, meta.shape
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
