@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_coop;
+mod check;
 mod cluster;
 mod demo;
 mod embedded;
@@ -94,6 +95,8 @@ enum Command {
         #[command(subcommand)]
         cmd: jobs::JobCmd,
     },
+    /// Check a history (one JSON operation per line, Jepsen's format).
+    Check(check::CheckArgs),
     /// Add or remove a coordinator.
     Member {
         #[command(flatten)]
@@ -150,6 +153,7 @@ fn run() -> Result<()> {
         Command::Branch { cluster, cmd } => remote::reference(cluster, cmd, false),
         Command::Tag { cluster, cmd } => remote::reference(cluster, cmd, true),
         Command::Member { cluster, cmd } => remote::member(cluster, cmd),
+        Command::Check(args) => check::run(args),
         Command::Worker { cluster, args } => {
             keep_large_buffers();
             jobs::worker(cluster, args)

@@ -1,0 +1,101 @@
+//! Every checker passes a good hand-made history and fails on a broken
+//! one, naming the lines involved.
+
+use floe_history::{check, parse, Type};
+
+/// Two writers commit, one fails on a conflict, one times out; a tag is
+/// created; the final reads see exactly that.
+const GOOD: &str = r#"
+{"process": 0, "type": "invoke", "f": "commit", "value": {"repo": "demo", "branch": "main", "message": "w0-1"}, "time": 1}
+{"process": 1, "type": "invoke", "f": "commit", "value": {"repo": "demo", "branch": "main", "message": "w1-1"}, "time": 2}
+{"process": 0, "type": "ok", "f": "commit", "value": {"commit": "C2"}, "time": 3}
+{"process": "nemesis", "type": "info", "f": "kill", "value": {"node": 2}, "time": 4}
+{"process": 1, "type": "fail", "f": "commit", "value": {"error": "conflict"}, "time": 5}
+{"process": 2, "type": "invoke", "f": "commit", "value": {"repo": "demo", "branch": "main", "message": "w2-1"}, "time": 6}
+{"process": 2, "type": "info", "f": "commit", "value": {"error": "timed out"}, "time": 7}
+{"process": 3, "type": "invoke", "f": "tag", "value": {"repo": "demo", "tag": "v1", "at": "C2"}, "time": 8}
+{"process": 3, "type": "ok", "f": "tag", "value": {}, "time": 9}
+{"process": 4, "type": "ok", "f": "read-log", "value": {"repo": "demo", "branch": "main", "log": [{"id": "C3", "message": "w2-1"}, {"id": "C2", "message": "w0-1"}, {"id": "C1", "message": "create"}]}, "time": 10}
+{"process": 4, "type": "ok", "f": "read-tags", "value": {"repo": "demo", "tags": {"v1": "C2"}}, "time": 11}
+"#;
+
+/// The good history with its first commit, C1, carrying `message`.
+fn c1_named(message: &str) -> String {
+    GOOD.replace(
+        r#"{"id": "C1", "message": "create"}"#,
+        &format!(r#"{{"id": "C1", "message": "{message}"}}"#),
+    )
+}
+
+fn verdict(text: &str) -> Vec<String> {
+    let lines = parse(text).expect("the history parses");
+    check(&lines).0.iter().map(|v| v.to_string()).collect()
+}
+
+#[test]
+fn the_good_history_is_valid() {
+    let lines = parse(GOOD).unwrap();
+    let (violations, summary) = check(&lines);
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(summary.acknowledged, 1);
+    assert_eq!(summary.indeterminate_landed, 1);
+    assert_eq!(summary.ops[&("commit".to_string(), Type::Fail)], 1);
+}
+
+#[test]
+fn a_lost_acknowledged_commit_is_reported_with_its_lines() {
+    let broken = GOOD.replace(r#"{"id": "C2", "message": "w0-1"}, "#, "");
+    let found = verdict(&broken);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("acknowledged commit C2 (\"w0-1\") is not on demo/main: lost"));
+    assert!(
+        found[0].contains("4: {\"process\": 0, \"type\": \"ok\""),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn a_duplicated_or_renamed_commit_is_reported() {
+    assert!(verdict(&c1_named("w0-1"))[0].contains("is on demo/main 2 times"));
+    let renamed = GOOD.replace(
+        r#"{"id": "C2", "message": "w0-1"}"#,
+        r#"{"id": "C4", "message": "w0-1"}"#,
+    );
+    assert!(verdict(&renamed)[0].contains("acknowledged as C2 but \"w0-1\" is on demo/main as C4"));
+}
+
+#[test]
+fn a_failed_commit_that_landed_is_reported() {
+    assert!(verdict(&c1_named("w1-1"))[0].contains("commit \"w1-1\" failed but is on demo/main"));
+}
+
+#[test]
+fn an_indeterminate_commit_landing_twice_is_reported() {
+    assert!(verdict(&c1_named("w2-1"))[0].contains("indeterminate commit \"w2-1\" landed 2 times"));
+}
+
+#[test]
+fn a_moved_tag_is_reported() {
+    let broken = GOOD.replace(r#""tags": {"v1": "C2"}"#, r#""tags": {"v1": "C3"}"#);
+    assert!(verdict(&broken)[0].contains("tag demo/v1 was created at C2 but names C3 at the end"));
+}
+
+#[test]
+fn a_completion_of_another_operation_is_not_well_formed() {
+    let broken = GOOD.replace(
+        r#"{"process": 3, "type": "ok", "f": "tag""#,
+        r#"{"process": 3, "type": "ok", "f": "commit""#,
+    );
+    assert!(verdict(&broken)
+        .iter()
+        .any(|v| v.contains("process 3 completed \"commit\" while \"tag\" was in flight")));
+}
+
+#[test]
+fn malformed_lines_are_refused_with_their_number() {
+    let err = parse("{\"process\": 0}\n").unwrap_err();
+    assert_eq!(err.line, 1);
+    let err = parse("\n{\"process\": 0, \"type\": \"later\", \"f\": \"x\"}\n").unwrap_err();
+    assert_eq!(err.line, 2);
+}

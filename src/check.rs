@@ -1,0 +1,42 @@
+//! `floe check HISTORY`: runs the history checkers of `floe-history` over
+//! a history file (Jepsen's format, one JSON object per line) and prints
+//! what was checked and every violation with the lines involved.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+/// `floe check`.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The history file (`history.jsonl`).
+    history: PathBuf,
+}
+
+/// Exits non-zero when the history shows a violation.
+pub fn run(args: CheckArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.history)
+        .with_context(|| format!("cannot read {}", args.history.display()))?;
+    let lines = floe_history::parse(&text)
+        .with_context(|| format!("{} is not a history", args.history.display()))?;
+    let (violations, summary) = floe_history::check(&lines);
+    println!("{}: {} lines", args.history.display(), lines.len());
+    for ((f, outcome), n) in &summary.ops {
+        println!(
+            "  {f:<12} {outcome:<8} {n}",
+            outcome = format!("{outcome:?}").to_lowercase()
+        );
+    }
+    println!(
+        "  commits acknowledged and found once: {}; indeterminate that landed: {}; on branches never read: {}",
+        summary.acknowledged, summary.indeterminate_landed, summary.unread
+    );
+    if violations.is_empty() {
+        println!("valid: no violation found");
+        return Ok(());
+    }
+    for v in &violations {
+        println!("\n{v}");
+    }
+    bail!("{} violations", violations.len())
+}
