@@ -305,10 +305,15 @@ fn a_job_commits_once_with_the_source_data_while_a_worker_is_killed() {
     let (done, claimed) = d.tasks("S1");
     assert_eq!((done, claimed), (256, 0));
     let status = d.floe_ok(&["job", "status", "S1"]);
-    assert!(
-        status.contains("1 granted more than once"),
-        "w1's task went to another worker: {status}"
-    );
+    // w1's task went to another worker (others may have been re-granted
+    // too, if a loaded machine delayed their renewals).
+    let regranted: u64 = status
+        .split("; ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(regranted >= 1, "{status}");
 }
 
 #[test]
