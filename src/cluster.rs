@@ -128,6 +128,10 @@ pub struct Deployment {
     pub children: Vec<(String, Child)>,
     /// The cluster file clients use.
     pub cluster_file: PathBuf,
+    /// Where it is laid out (and the processes log).
+    dir: PathBuf,
+    /// Each process's arguments, to restart it.
+    argv: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Deployment {
@@ -153,23 +157,80 @@ impl Deployment {
         let mut d = Deployment {
             children: Vec::new(),
             cluster_file: layout.cluster_file.clone(),
+            dir: dir.to_path_buf(),
+            argv: Default::default(),
         };
         for (id, config) in &layout.nodes {
             let config = config.display().to_string();
-            let argv = ["coordinator", "--config", &config];
-            let child =
-                spawn(dir, &format!("n{id}"), &argv).context("cannot start a coordinator")?;
-            d.children.push((format!("n{id}"), child));
+            d.launch(&format!("n{id}"), &["coordinator", "--config", &config])
+                .context("cannot start a coordinator")?;
         }
         let cluster_file = layout.cluster_file.display().to_string();
         for w in 1..=workers {
             let name = format!("w{w}");
             let mut argv = vec!["worker", "--cluster", &cluster_file, "--name", &name];
             argv.extend_from_slice(worker_flags);
-            let child = spawn(dir, &name, &argv).context("cannot start a worker")?;
-            d.children.push((name, child));
+            d.launch(&name, &argv).context("cannot start a worker")?;
         }
         Ok(d)
+    }
+}
+
+impl Deployment {
+    /// Starts process `name` as `floe ARGV` and remembers how.
+    fn launch(&mut self, name: &str, argv: &[&str]) -> Result<()> {
+        let child = spawn(&self.dir, name, argv)?;
+        self.children.push((name.to_string(), child));
+        let argv = argv.iter().map(|a| a.to_string()).collect();
+        self.argv.insert(name.to_string(), argv);
+        Ok(())
+    }
+
+    /// The pid of process `name`, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
+    }
+
+    /// Kills process `name` with SIGKILL and reaps it; false when it was
+    /// not running.
+    pub fn kill(&mut self, name: &str) -> bool {
+        let Some(i) = self.children.iter().position(|(n, _)| n == name) else {
+            return false;
+        };
+        let (_, mut child) = self.children.remove(i);
+        let _ = child.kill();
+        let _ = child.wait();
+        true
+    }
+
+    /// Sends `signal` to process `name`, if it runs.
+    pub fn signal(&self, name: &str, signal: libc::c_int) {
+        if let Some(pid) = self.pid(name) {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// Starts process `name` again as it was first started (its log goes
+    /// on), unless it runs.
+    pub fn restart(&mut self, name: &str) -> Result<()> {
+        if self.pid(name).is_some() {
+            return Ok(());
+        }
+        let argv = self
+            .argv
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no process {name}"))?;
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let child = spawn(&self.dir, name, &argv)?;
+        self.children.push((name.to_string(), child));
+        Ok(())
     }
 }
 
@@ -205,7 +266,10 @@ pub fn up(args: UpArgs) -> Result<()> {
 fn spawn(dir: &Path, name: &str, argv: &[&str]) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the floe executable")?;
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))?;
     let mut command = Command::new(exe);
     command.args(argv).stdout(log.try_clone()?).stderr(log);
     // SAFETY: prctl(2) is async-signal-safe; it runs in the child between

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_coop;
+mod chaos;
 mod check;
 mod cluster;
 mod demo;
@@ -95,6 +96,8 @@ enum Command {
         #[command(subcommand)]
         cmd: jobs::JobCmd,
     },
+    /// Run a workload on a local deployment under faults, then check its history.
+    Chaos(chaos::ChaosArgs),
     /// Check a history (one JSON operation per line, Jepsen's format).
     Check(check::CheckArgs),
     /// Add or remove a coordinator.
@@ -154,6 +157,7 @@ fn run() -> Result<()> {
         Command::Tag { cluster, cmd } => remote::reference(cluster, cmd, true),
         Command::Member { cluster, cmd } => remote::member(cluster, cmd),
         Command::Check(args) => check::run(args),
+        Command::Chaos(args) => chaos::run(args),
         Command::Worker { cluster, args } => {
             keep_large_buffers();
             jobs::worker(cluster, args)
