@@ -314,10 +314,7 @@ async fn final_reads(coord: &Arc<NetCoordinator>, history: &History) -> Result<(
     loop {
         match client.call(Request::Query(q.clone())).await {
             Ok(Reply::Log(records)) => {
-                let log: Vec<Value> = records
-                    .iter()
-                    .map(|r| json!({"id": r.id.to_string(), "message": r.message}))
-                    .collect();
+                let log: Vec<Value> = records.iter().map(entry).collect();
                 let value = json!({"repo": "chaos", "branch": "main", "log": log});
                 history.line(json!("final"), "ok", "read-log", value);
                 return Ok(());
@@ -329,6 +326,24 @@ async fn final_reads(coord: &Arc<NetCoordinator>, history: &History) -> Result<(
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
+}
+
+/// A commit as the final read lists it: with its parent, base and chunks
+/// the checkers judge its fast-forward.
+fn entry(r: &floe_protocol::CommitRecord) -> Value {
+    let chunks: serde_json::Map<String, Value> = r
+        .footprint
+        .arrays
+        .iter()
+        .map(|(path, change)| (path.to_string(), json!(change.coords().collect::<Vec<_>>())))
+        .collect();
+    json!({
+        "id": r.id.to_string(),
+        "message": r.message,
+        "parent": r.parent.map(|c| c.to_string()),
+        "base": r.base.map(|c| c.to_string()),
+        "chunks": chunks,
+    })
 }
 
 /// Checks the history, writes `summary.json`, prints the verdict.
@@ -354,6 +369,7 @@ fn verdict(
         "faults": faults,
         "commits_acknowledged_found_once": summary.acknowledged,
         "indeterminate_landed": summary.indeterminate_landed,
+        "fast_forwards_checked": summary.fast_forwards,
         "violations": violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
         "valid": violations.is_empty(),
     });
@@ -364,8 +380,8 @@ fn verdict(
     println!("operations: {ops:?}");
     println!("faults: {faults:?}");
     println!(
-        "acknowledged commits found exactly once: {}; indeterminate that landed: {}",
-        summary.acknowledged, summary.indeterminate_landed
+        "acknowledged commits found exactly once: {}; indeterminate that landed: {}; fast-forwards checked: {}",
+        summary.acknowledged, summary.indeterminate_landed, summary.fast_forwards
     );
     if violations.is_empty() {
         println!(

@@ -28,8 +28,8 @@ pub fn run(args: CheckArgs) -> Result<()> {
         );
     }
     println!(
-        "  commits acknowledged and found once: {}; indeterminate that landed: {}; on branches never read: {}",
-        summary.acknowledged, summary.indeterminate_landed, summary.unread
+        "  commits acknowledged and found once: {}; indeterminate that landed: {}; on branches never read: {}; fast-forwards checked: {}",
+        summary.acknowledged, summary.indeterminate_landed, summary.unread, summary.fast_forwards
     );
     if violations.is_empty() {
         println!("valid: no violation found");

@@ -14,7 +14,10 @@
 //!   `{"error": "..."}`.
 //! * `tag`: invoke `{"repo", "tag", "at": "C3"}`; ok `{}`.
 //! * `read-log` (the final reads): ok `{"repo", "branch", "log":
-//!   [{"id": "C5", "message": "..."}, ...]}`, every commit on the branch.
+//!   [{"id": "C5", "message": "...", "parent": "C4", "base": "C3",
+//!   "chunks": {"/a": [[0], [1]]}}, ...]}`, every commit on the branch
+//!   (`parent`, `base` and `chunks` optional; with them, fast-forwards are
+//!   checked).
 //! * `read-tags`: ok `{"repo", "tags": {"v1": "C3"}}`.
 //!
 //! Other `f`s (faults, reads of data) are kept and counted, not judged.
@@ -188,12 +191,26 @@ impl fmt::Display for Violation {
     }
 }
 
-/// What the final reads say: each branch's commits (id and message) and
-/// each repo's tags.
+/// A commit as a final read lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// Its id.
+    pub id: String,
+    /// Its message.
+    pub message: String,
+    /// The commit it landed on.
+    pub parent: Option<String>,
+    /// The commit its changes were made against.
+    pub base: Option<String>,
+    /// The chunks it wrote, by array.
+    pub chunks: BTreeMap<String, std::collections::BTreeSet<Vec<u64>>>,
+}
+
+/// What the final reads say: each branch's commits and each repo's tags.
 #[derive(Debug, Default)]
 pub struct Final {
     /// `(repo, branch)` -> commits on the branch, in any order.
-    pub logs: BTreeMap<(String, String), Vec<(String, String)>>,
+    pub logs: BTreeMap<(String, String), Vec<Entry>>,
     /// `(repo, tag)` -> the commit it names.
     pub tags: BTreeMap<(String, String), String>,
 }
@@ -208,13 +225,7 @@ pub fn final_state(lines: &[Line]) -> Final {
             "read-log" => {
                 let branch = v.get("branch").and_then(Value::as_str).unwrap_or("main");
                 let log = v.get("log").and_then(Value::as_array).into_iter().flatten();
-                let entries = log
-                    .filter_map(|e| {
-                        let id = e.get("id")?.as_str()?;
-                        let message = e.get("message")?.as_str()?;
-                        Some((id.to_string(), message.to_string()))
-                    })
-                    .collect();
+                let entries = log.filter_map(entry).collect();
                 out.logs
                     .insert((repo.to_string(), branch.to_string()), entries);
             }
@@ -235,6 +246,32 @@ pub fn final_state(lines: &[Line]) -> Final {
         }
     }
     out
+}
+
+/// A final read's commit; `None` without an id and a message.
+fn entry(e: &Value) -> Option<Entry> {
+    let text = |key: &str| e.get(key).and_then(Value::as_str).map(str::to_string);
+    let chunks = e
+        .get("chunks")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten();
+    let chunks = chunks
+        .map(|(path, coords)| {
+            let coords = coords.as_array().into_iter().flatten();
+            let coords = coords
+                .filter_map(|c| c.as_array()?.iter().map(Value::as_u64).collect())
+                .collect();
+            (path.clone(), coords)
+        })
+        .collect();
+    Some(Entry {
+        id: text("id")?,
+        message: text("message")?,
+        parent: text("parent"),
+        base: text("base"),
+        chunks,
+    })
 }
 
 /// Runs every checker; returns the violations (empty: the history is
@@ -259,6 +296,9 @@ pub fn check(lines: &[Line]) -> (Vec<Violation>, Summary) {
             violations.push(v);
         }
     }
+    for ((repo, branch), log) in &fin.logs {
+        violations.extend(fast_forwards(repo, branch, log, &mut summary));
+    }
     (violations, summary)
 }
 
@@ -273,6 +313,57 @@ pub struct Summary {
     pub indeterminate_landed: u64,
     /// Commits whose branch had no final read (not judged).
     pub unread: u64,
+    /// Fast-forwarded commits checked against the commits they passed.
+    pub fast_forwards: u64,
+}
+
+/// Each commit that landed on a later commit than its base shares no chunk
+/// with the commits between its base and its parent (the commit rule's
+/// fast-forward), and its base is on the branch before it.
+fn fast_forwards(repo: &str, branch: &str, log: &[Entry], summary: &mut Summary) -> Vec<Violation> {
+    let by_id: BTreeMap<&str, &Entry> = log.iter().map(|e| (e.id.as_str(), e)).collect();
+    let mut out = Vec::new();
+    for e in log {
+        let (Some(base), Some(parent)) = (e.base.as_deref(), e.parent.as_deref()) else {
+            continue;
+        };
+        if base == parent {
+            continue;
+        }
+        summary.fast_forwards += 1;
+        let mut at = Some(parent);
+        while at != Some(base) {
+            let Some(passed) = at.and_then(|id| by_id.get(id)) else {
+                out.push(Violation::new(
+                    "fast-forwards",
+                    format!("{repo}/{branch}: {} was made on {base}, which is not before its parent {parent}", e.id),
+                    String::new(),
+                ));
+                break;
+            };
+            let shared: Vec<String> = e
+                .chunks
+                .iter()
+                .filter_map(|(path, mine)| {
+                    let theirs = passed.chunks.get(path)?;
+                    let both: Vec<&Vec<u64>> = mine.intersection(theirs).collect();
+                    (!both.is_empty()).then(|| format!("{path} {both:?}"))
+                })
+                .collect();
+            if !shared.is_empty() {
+                out.push(Violation::new(
+                    "fast-forwards",
+                    format!(
+                        "{repo}/{branch}: {} ({:?}) was fast-forwarded from {base} over {} ({:?}) although both wrote {}",
+                        e.id, e.message, passed.id, passed.message, shared.join("; ")
+                    ),
+                    String::new(),
+                ));
+            }
+            at = passed.parent.as_deref();
+        }
+    }
+    out
 }
 
 /// An acknowledged commit is on its branch exactly once, under its
@@ -286,8 +377,8 @@ fn commit_landed_as_answered(op: &Op<'_>, fin: &Final, summary: &mut Summary) ->
     };
     let found: Vec<&String> = log
         .iter()
-        .filter(|(_, m)| m == message)
-        .map(|(id, _)| id)
+        .filter(|e| e.message == message)
+        .map(|e| &e.id)
         .collect();
     let wrong = |what: String| Some(Violation::new("commits", what, op.lines()));
     match op.outcome() {

@@ -99,3 +99,38 @@ fn malformed_lines_are_refused_with_their_number() {
     let err = parse("\n{\"process\": 0, \"type\": \"later\", \"f\": \"x\"}\n").unwrap_err();
     assert_eq!(err.line, 2);
 }
+
+/// A branch where C4 (made on C2) was fast-forwarded over C3.
+fn rebased(c3_chunks: &str) -> String {
+    let log = format!(
+        r#"[{{"id": "C4", "message": "b", "parent": "C3", "base": "C2", "chunks": {{"/a": [[1], [2]]}}}},
+            {{"id": "C3", "message": "a", "parent": "C2", "base": "C2", "chunks": {{"/a": {c3_chunks}}}}},
+            {{"id": "C2", "message": "create", "parent": "C1", "base": "C1", "chunks": {{}}}}]"#
+    );
+    let log = log.replace('\n', " ");
+    format!(
+        r#"{{"process": 0, "type": "ok", "f": "read-log", "value": {{"repo": "r", "branch": "main", "log": {log}}}, "time": 1}}"#
+    )
+}
+
+#[test]
+fn a_fast_forward_over_a_commit_sharing_chunks_is_reported() {
+    let lines = parse(&rebased("[[0], [3]]")).unwrap();
+    let (violations, summary) = check(&lines);
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(summary.fast_forwards, 1);
+    let found = verdict(&rebased("[[0], [2]]"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains(
+            "C4 (\"b\") was fast-forwarded from C2 over C3 (\"a\") although both wrote /a [[2]]"
+        ),
+        "{}",
+        found[0]
+    );
+    let lost_base = rebased("[[0]]").replace(
+        r#""base": "C2", "chunks": {"/a": [[1]"#,
+        r#""base": "C9", "chunks": {"/a": [[1]"#,
+    );
+    assert!(verdict(&lost_base)[0].contains("C4 was made on C9, which is not before its parent C3"));
+}
