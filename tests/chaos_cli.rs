@@ -34,7 +34,10 @@ fn a_short_chaos_run_writes_a_valid_history() {
             .unwrap();
     assert_eq!(summary["valid"], true);
     assert!(summary["commits_acknowledged_found_once"].as_u64().unwrap() > 0);
-    assert!(summary["fast_forwards_checked"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["fast_forwards_checked"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
     let faults = summary["faults"].as_object().unwrap();
     assert!(
         faults.values().map(|n| n.as_u64().unwrap()).sum::<u64>() > 0,
