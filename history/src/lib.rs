@@ -3,166 +3,93 @@
 //! from text and judged from what it says; nothing here talks to a
 //! cluster, so anyone can write a history by hand and check it.
 //!
+//! # Lines
+//!
 //! A line has Jepsen's fields: `process` (a client number, or a name such
 //! as `"nemesis"`), `type` (`invoke`, `ok`, `fail`, or `info` for an
-//! indeterminate outcome), `f`, `value` and `time` (nanoseconds). A
-//! process has at most one operation in flight: its next `ok`/`fail`/
-//! `info` completes its last `invoke`. The `f`s floe's checkers read:
+//! indeterminate outcome), `f`, `value` and `time` (nanoseconds, from one
+//! clock for the whole history, so times of different processes compare).
+//! A process has at most one operation in flight: its next `ok`/`fail`/
+//! `info` completes its last `invoke`. Final reads are bare `ok` lines.
+//!
+//! # The `f`s floe's checkers read
 //!
 //! * `commit`: invoke `{"repo", "branch", "message"}` (the message is
-//!   unique per operation); ok `{"commit": "C5"}`; fail or info
-//!   `{"error": "..."}`.
-//! * `tag`: invoke `{"repo", "tag", "at": "C3"}`; ok `{}`.
-//! * `read-log` (the final reads): ok `{"repo", "branch", "log":
-//!   [{"id": "C5", "message": "...", "parent": "C4", "base": "C3",
-//!   "chunks": {"/a": [[0], [1]]}}, ...]}`, every commit on the branch
-//!   (`parent`, `base` and `chunks` optional; with them, fast-forwards are
-//!   checked).
-//! * `read-tags`: ok `{"repo", "tags": {"v1": "C3"}}`.
+//!   unique per operation), with optional fields:
+//!   - `"mode"`: `"strict"` or `"rebase"`;
+//!   - `"solver"`: `"fail"`, `"ours"` or `"theirs"`;
+//!   - `"base"`: the commit the writer's session was checked out at;
+//!   - `"chunks"`: the chunks the session wrote, by array,
+//!     `{"/a": [[3], [4]]}`;
+//!   - `"changes"`: what the session did, in order, each one of
+//!     `{"array": "/a", "create": {"shape": [192], "chunks": [8], "fill": 0}}`
+//!     (a new array; `chunks` is the chunk shape; `fill` a number),
+//!     `{"array": "/a", "write": [[16, 40]], "value": 7}` (every element
+//!     of the region, one `[start, end)` per dimension, set to `value`),
+//!     `{"array": "/a", "resize": [200]}` (the new shape: elements beyond
+//!     it are cut, new ones are the fill value).
 //!
-//! Other `f`s (faults, reads of data) are kept and counted, not judged.
+//!   ok `{"commit": "C5"}`; fail or info `{"error": "..."}`. A rebase
+//!   commit that failed on conflicts may add `"conflicts": [{"array": "/a",
+//!   "kind": "chunk-double-update", "chunks": [[3], [4]], "total": 2},
+//!   ...]` and `"tip": "C9"` (the branch's tip when it was decided); other
+//!   kinds (`"metadata-double-update"`, `"chunks-written-to-changed-array"`,
+//!   ...) are read but only `chunk-double-update` is judged exactly. A
+//!   strict commit refused because the tip was not its base may add
+//!   `"out-of-date": "C9"` (that tip).
+//! * `read`: a linearizable read of a branch's tip: invoke `{"repo",
+//!   "branch"}`; ok `{"commit": "C7"}`.
+//! * `branch`: invoke `{"repo", "branch", "at": "C3"}`; ok `{}`: the
+//!   branch is created at that commit.
+//! * `tag`: invoke `{"repo", "tag", "at": "C3"}`; ok `{}`.
+//! * `claim` (a worker asks for a task): invoke `{"session": "S1",
+//!   "worker": "w2"}`; ok `{"task": 17, "epoch": 3}`.
+//! * `complete`: invoke `{"session": "S1", "task": 17, "epoch": 3}`; ok
+//!   `{}`, fail `{"error": "stale epoch ..."}`, or info.
+//!
+//! Final reads, bare `ok` lines:
+//!
+//! * `read-log`: `{"repo", "branch", "log": [{"id": "C5", "message":
+//!   "...", "parent": "C4", "base": "C3", "chunks": {"/a": [[0], [1]]}},
+//!   ...]}`: every commit on the branch's chain, back to the root (a
+//!   branch's log goes on through the commits it shares with main), in
+//!   any order: the order is derived from `parent` links, and the root may
+//!   have no parent. `parent`, `base` (`null` or absent: the parent) and
+//!   `chunks` (the chunks that landed, by array) are optional; without
+//!   them fewer checkers can judge.
+//! * `read-tags`: `{"repo", "tags": {"v1": "C3"}}`.
+//! * `read-array`: `{"repo", "branch", "array": "/a", "commit": "C9",
+//!   "shape": [192], "data": [[value, count], ...]}`: the array's contents
+//!   at that commit, run-length encoded in row-major order.
+//!
+//! Other `f`s (faults, ...) are kept and counted, not judged.
+//!
+//! # Checkers
+//!
+//! Each [`Violation`] names its checker: `well-formed`, `commits`, `tags`,
+//! `fast-forwards`, `conflicts`, `strict`, `data`, `reads`, `epochs`. See
+//! [`check`] for what each judges and [`Summary`] for what was covered.
 
 #![warn(missing_docs)]
+
+mod commits;
+mod conflicts;
+mod context;
+mod data;
+mod final_reads;
+mod history;
+pub mod model;
+mod reads;
+mod strict;
+mod tasks;
+mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
-use serde_json::Value;
-
-/// How an operation ended, or that it started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Type {
-    /// Started.
-    Invoke,
-    /// Succeeded.
-    Ok,
-    /// Failed; it had no effect.
-    Fail,
-    /// Unknown: it may or may not have taken effect.
-    Info,
-}
-
-/// One line of a history.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Line {
-    /// Who: a client number, or a name (`"nemesis"`).
-    pub process: Value,
-    /// What happened.
-    #[serde(rename = "type")]
-    pub kind: Type,
-    /// The operation.
-    pub f: String,
-    /// Its arguments (invoke) or result.
-    #[serde(default)]
-    pub value: Value,
-    /// When, in nanoseconds.
-    #[serde(default)]
-    pub time: u64,
-    /// The line number in the file (1-based), for reports.
-    #[serde(skip)]
-    pub number: usize,
-    /// The line as written, for reports.
-    #[serde(skip)]
-    pub text: String,
-}
-
-/// A history that cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[error("line {line}: {why}")]
-pub struct ParseError {
-    /// The 1-based line number.
-    pub line: usize,
-    /// What is wrong.
-    pub why: String,
-}
-
-/// Reads a history: one JSON object per line; blank lines are skipped.
-pub fn parse(text: &str) -> Result<Vec<Line>, ParseError> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let mut line: Line = serde_json::from_str(raw).map_err(|e| ParseError {
-            line: i + 1,
-            why: e.to_string(),
-        })?;
-        line.number = i + 1;
-        line.text = raw.to_string();
-        out.push(line);
-    }
-    Ok(out)
-}
-
-/// An operation: its invoke and, if it came, its completion.
-#[derive(Clone, Debug)]
-pub struct Op<'h> {
-    /// The invoke line.
-    pub invoke: &'h Line,
-    /// The completion line, if any (none: the history ended first, which
-    /// counts as indeterminate).
-    pub end: Option<&'h Line>,
-}
-
-impl Op<'_> {
-    /// How it ended (`Info` when it never did).
-    pub fn outcome(&self) -> Type {
-        self.end.map_or(Type::Info, |e| e.kind)
-    }
-
-    fn arg(&self, key: &str) -> Option<&str> {
-        self.invoke.value.get(key).and_then(Value::as_str)
-    }
-
-    fn result(&self, key: &str) -> Option<&str> {
-        self.end?.value.get(key).and_then(Value::as_str)
-    }
-
-    fn lines(&self) -> String {
-        let mut out = format!("  {}: {}", self.invoke.number, self.invoke.text);
-        if let Some(end) = self.end {
-            out.push_str(&format!("\n  {}: {}", end.number, end.text));
-        }
-        out
-    }
-}
-
-/// Pairs each invoke with the next completion of the same process.
-/// Completions without an invoke are reported as violations.
-pub fn operations(lines: &[Line]) -> (Vec<Op<'_>>, Vec<Violation>) {
-    let mut open: BTreeMap<String, usize> = BTreeMap::new();
-    let mut ops: Vec<Op<'_>> = Vec::new();
-    let mut bad = Vec::new();
-    for line in lines {
-        let who = line.process.to_string();
-        match line.kind {
-            Type::Invoke => {
-                open.insert(who, ops.len());
-                ops.push(Op {
-                    invoke: line,
-                    end: None,
-                });
-            }
-            _ => match open.remove(&who) {
-                Some(i) if ops[i].invoke.f == line.f => ops[i].end = Some(line),
-                Some(i) => bad.push(Violation::new(
-                    "well-formed",
-                    format!(
-                        "process {who} completed {:?} while {:?} was in flight",
-                        line.f, ops[i].invoke.f
-                    ),
-                    format!("  {}: {}", line.number, line.text),
-                )),
-                // A completion with no invoke: final reads are written as
-                // bare `ok` lines, and nemesis events as bare `info`.
-                None => {}
-            },
-        }
-    }
-    (ops, bad)
-}
+pub use final_reads::{final_state, Chain, Entry, Final};
+pub use history::{operations, parse, Line, Op, ParseError, Type};
+pub use values::Chunks;
 
 /// One thing the history shows went wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,7 +103,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(checker: &'static str, what: String, lines: String) -> Self {
+    pub(crate) fn new(checker: &'static str, what: String, lines: String) -> Self {
         Violation {
             checker,
             what,
@@ -191,114 +118,43 @@ impl fmt::Display for Violation {
     }
 }
 
-/// A commit as a final read lists it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Entry {
-    /// Its id.
-    pub id: String,
-    /// Its message.
-    pub message: String,
-    /// The commit it landed on.
-    pub parent: Option<String>,
-    /// The commit its changes were made against.
-    pub base: Option<String>,
-    /// The chunks it wrote, by array.
-    pub chunks: BTreeMap<String, std::collections::BTreeSet<Vec<u64>>>,
-}
-
-/// What the final reads say: each branch's commits and each repo's tags.
-#[derive(Debug, Default)]
-pub struct Final {
-    /// `(repo, branch)` -> commits on the branch, in any order.
-    pub logs: BTreeMap<(String, String), Vec<Entry>>,
-    /// `(repo, tag)` -> the commit it names.
-    pub tags: BTreeMap<(String, String), String>,
-}
-
-/// Collects the final reads (`read-log`, `read-tags` completed `ok`).
-pub fn final_state(lines: &[Line]) -> Final {
-    let mut out = Final::default();
-    for line in lines.iter().filter(|l| l.kind == Type::Ok) {
-        let v = &line.value;
-        let repo = v.get("repo").and_then(Value::as_str).unwrap_or_default();
-        match line.f.as_str() {
-            "read-log" => {
-                let branch = v.get("branch").and_then(Value::as_str).unwrap_or("main");
-                let log = v.get("log").and_then(Value::as_array).into_iter().flatten();
-                let entries = log.filter_map(entry).collect();
-                out.logs
-                    .insert((repo.to_string(), branch.to_string()), entries);
-            }
-            "read-tags" => {
-                let tags = v
-                    .get("tags")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten();
-                for (tag, at) in tags {
-                    if let Some(at) = at.as_str() {
-                        out.tags
-                            .insert((repo.to_string(), tag.clone()), at.to_string());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// A final read's commit; `None` without an id and a message.
-fn entry(e: &Value) -> Option<Entry> {
-    let text = |key: &str| e.get(key).and_then(Value::as_str).map(str::to_string);
-    let chunks = e
-        .get("chunks")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten();
-    let chunks = chunks
-        .map(|(path, coords)| {
-            let coords = coords.as_array().into_iter().flatten();
-            let coords = coords
-                .filter_map(|c| c.as_array()?.iter().map(Value::as_u64).collect())
-                .collect();
-            (path.clone(), coords)
-        })
-        .collect();
-    Some(Entry {
-        id: text("id")?,
-        message: text("message")?,
-        parent: text("parent"),
-        base: text("base"),
-        chunks,
-    })
-}
-
 /// Runs every checker; returns the violations (empty: the history is
 /// valid) and a summary of what was checked.
+///
+/// * `well-formed`: completions match their invokes; read-logs form one
+///   chain; fields the checkers need are of the right type.
+/// * `commits`: every acknowledged commit is on its branch exactly once
+///   under its id; no failed commit anywhere; an indeterminate one at most
+///   once.
+/// * `tags`: a tag created `ok` names the same commit at the end.
+/// * `fast-forwards`: a commit that landed on a later commit than its base
+///   shares no chunk with the commits it passed.
+/// * `conflicts`: a rebase commit with solver `fail` refused with
+///   conflicts and a `tip` names exactly the chunk double updates between
+///   its chunks and those the commits after its base up to the tip wrote.
+/// * `strict`: a strict commit landed on its base; one refused out of date
+///   names a tip after its base.
+/// * `data`: each final `read-array` equals the model rebuilt from the
+///   commits' changes along the branch's chain.
+/// * `reads`: each `read` saw a commit on the branch, no older than any
+///   commit acknowledged before it started, made before it ended.
+/// * `epochs`: no `complete` was accepted after a later epoch of the task
+///   was claimed.
 pub fn check(lines: &[Line]) -> (Vec<Violation>, Summary) {
-    let (ops, mut violations) = operations(lines);
-    let fin = final_state(lines);
+    let (ctx, mut violations) = context::Context::new(lines);
     let mut summary = Summary::default();
-    for op in &ops {
+    for op in &ctx.ops {
         *summary
             .ops
             .entry((op.invoke.f.clone(), op.outcome()))
             .or_default() += 1;
     }
-    for op in ops.iter().filter(|o| o.invoke.f == "commit") {
-        if let Some(v) = commit_landed_as_answered(op, &fin, &mut summary) {
-            violations.push(v);
-        }
-    }
-    for op in ops.iter().filter(|o| o.invoke.f == "tag") {
-        if let Some(v) = tag_stayed(op, &fin) {
-            violations.push(v);
-        }
-    }
-    for ((repo, branch), log) in &fin.logs {
-        violations.extend(fast_forwards(repo, branch, log, &mut summary));
-    }
+    violations.extend(commits::check(&ctx, &mut summary));
+    violations.extend(conflicts::check(&ctx, &mut summary));
+    violations.extend(strict::check(&ctx, &mut summary));
+    violations.extend(data::check(&ctx, lines, &mut summary));
+    violations.extend(reads::check(&ctx, &mut summary));
+    violations.extend(tasks::check(&ctx, &mut summary));
     (violations, summary)
 }
 
@@ -315,119 +171,32 @@ pub struct Summary {
     pub unread: u64,
     /// Fast-forwarded commits checked against the commits they passed.
     pub fast_forwards: u64,
+    /// Acknowledged commits not found on their branch.
+    pub lost: u64,
+    /// Acknowledged or indeterminate commits found on their branch more
+    /// than once.
+    pub duplicated: u64,
+    /// Failed rebase commits whose chunk double updates were checked.
+    pub conflicts_checked: u64,
+    /// Strict commits checked (landed on their base, or refused by a later
+    /// tip).
+    pub strict_checked: u64,
+    /// `read`s checked.
+    pub reads_checked: u64,
+    /// Final `read-array`s compared with the model.
+    pub arrays_checked: u64,
+    /// Final `read-array`s not compared: some commit on their chain is not
+    /// known well enough (see `skipped`).
+    pub arrays_unjudged: u64,
+    /// `ok` completions checked against the claims before them.
+    pub completions_checked: u64,
+    /// Why things were not judged -> how many times.
+    pub skipped: BTreeMap<String, u64>,
 }
 
-/// Each commit that landed on a later commit than its base shares no chunk
-/// with the commits between its base and its parent (the commit rule's
-/// fast-forward), and its base is on the branch before it.
-fn fast_forwards(repo: &str, branch: &str, log: &[Entry], summary: &mut Summary) -> Vec<Violation> {
-    let by_id: BTreeMap<&str, &Entry> = log.iter().map(|e| (e.id.as_str(), e)).collect();
-    let mut out = Vec::new();
-    for e in log {
-        let (Some(base), Some(parent)) = (e.base.as_deref(), e.parent.as_deref()) else {
-            continue;
-        };
-        if base == parent {
-            continue;
-        }
-        summary.fast_forwards += 1;
-        let mut at = Some(parent);
-        while at != Some(base) {
-            let Some(passed) = at.and_then(|id| by_id.get(id)) else {
-                out.push(Violation::new(
-                    "fast-forwards",
-                    format!("{repo}/{branch}: {} was made on {base}, which is not before its parent {parent}", e.id),
-                    String::new(),
-                ));
-                break;
-            };
-            let shared: Vec<String> = e
-                .chunks
-                .iter()
-                .filter_map(|(path, mine)| {
-                    let theirs = passed.chunks.get(path)?;
-                    let both: Vec<&Vec<u64>> = mine.intersection(theirs).collect();
-                    (!both.is_empty()).then(|| format!("{path} {both:?}"))
-                })
-                .collect();
-            if !shared.is_empty() {
-                out.push(Violation::new(
-                    "fast-forwards",
-                    format!(
-                        "{repo}/{branch}: {} ({:?}) was fast-forwarded from {base} over {} ({:?}) although both wrote {}",
-                        e.id, e.message, passed.id, passed.message, shared.join("; ")
-                    ),
-                    String::new(),
-                ));
-            }
-            at = passed.parent.as_deref();
-        }
+impl Summary {
+    /// Counts one thing not judged, and why.
+    pub(crate) fn skip(&mut self, why: impl Into<String>) {
+        *self.skipped.entry(why.into()).or_default() += 1;
     }
-    out
-}
-
-/// An acknowledged commit is on its branch exactly once, under its
-/// acknowledged id; a failed one is nowhere; an indeterminate one at most
-/// once.
-fn commit_landed_as_answered(op: &Op<'_>, fin: &Final, summary: &mut Summary) -> Option<Violation> {
-    let (repo, branch, message) = (op.arg("repo")?, op.arg("branch")?, op.arg("message")?);
-    let Some(log) = fin.logs.get(&(repo.to_string(), branch.to_string())) else {
-        summary.unread += 1;
-        return None;
-    };
-    let found: Vec<&String> = log
-        .iter()
-        .filter(|e| e.message == message)
-        .map(|e| &e.id)
-        .collect();
-    let wrong = |what: String| Some(Violation::new("commits", what, op.lines()));
-    match op.outcome() {
-        Type::Ok => {
-            let acked = op.result("commit").unwrap_or("?");
-            match found.as_slice() {
-                [id] if *id == acked => {
-                    summary.acknowledged += 1;
-                    None
-                }
-                [] => wrong(format!(
-                    "acknowledged commit {acked} ({message:?}) is not on {repo}/{branch}: lost"
-                )),
-                [id] => wrong(format!(
-                    "acknowledged as {acked} but {message:?} is on {repo}/{branch} as {id}"
-                )),
-                ids => wrong(format!(
-                    "acknowledged commit {message:?} is on {repo}/{branch} {} times: {ids:?}",
-                    ids.len()
-                )),
-            }
-        }
-        Type::Fail if !found.is_empty() => wrong(format!(
-            "commit {message:?} failed but is on {repo}/{branch} as {found:?}"
-        )),
-        Type::Info if found.len() > 1 => wrong(format!(
-            "indeterminate commit {message:?} landed {} times on {repo}/{branch}: {found:?}",
-            found.len()
-        )),
-        Type::Info => {
-            summary.indeterminate_landed += found.len() as u64;
-            None
-        }
-        _ => None,
-    }
-}
-
-/// A tag created `ok` still names the commit it was created at.
-fn tag_stayed(op: &Op<'_>, fin: &Final) -> Option<Violation> {
-    if op.outcome() != Type::Ok {
-        return None;
-    }
-    let (repo, tag, at) = (op.arg("repo")?, op.arg("tag")?, op.arg("at")?);
-    let now = fin.tags.get(&(repo.to_string(), tag.to_string()))?;
-    (now != at).then(|| {
-        Violation::new(
-            "tags",
-            format!("tag {repo}/{tag} was created at {at} but names {now} at the end"),
-            op.lines(),
-        )
-    })
 }
