@@ -243,37 +243,40 @@ impl<'c, 'h> Model<'c, 'h> {
             next.forget(e.chunks.keys(), "a commit on the chain has no changes");
             return next;
         };
-        let mut touched: BTreeSet<&String> = e.chunks.keys().collect();
-        let metadata: BTreeSet<&str> = changes
-            .iter()
-            .filter(|c| c.changes_metadata())
-            .map(Change::array)
-            .collect();
-        let paths: BTreeSet<String> = metadata.iter().map(|p| p.to_string()).collect();
-        touched.extend(paths.iter());
+        self.apply(e, parent, changes)
+    }
+
+    /// The state after `e`, made by an operation with `changes`: its
+    /// session's view landed on its parent.
+    fn apply(&self, e: &Entry, parent: &Rc<State>, changes: &[Change]) -> State {
+        let mut next = (**parent).clone();
         if !e.chunks_listed {
-            let written = changes
-                .iter()
-                .map(|c| c.array().to_string())
-                .collect::<Vec<_>>();
-            next.forget(written.iter(), "a commit on the chain lists no chunks");
+            let written: Vec<String> = changes.iter().map(|c| c.array().to_string()).collect();
+            next.forget(&written, "a commit on the chain lists no chunks");
             return next;
         }
+        // Arrays whose metadata the session changed take its shape.
+        let metadata: BTreeSet<String> = changes
+            .iter()
+            .filter(|c| c.changes_metadata())
+            .map(|c| c.array().to_string())
+            .collect();
+        let touched: BTreeSet<&String> = e.chunks.keys().chain(&metadata).collect();
         let Some(base) = self.base_state(e, parent) else {
             next.forget(touched, "a commit's base is not before it on its chain");
             return next;
         };
         let session = session(&base, changes);
         for path in touched {
-            let view = session
-                .get(path)
-                .cloned()
-                .unwrap_or_else(|| base.lookup(path).owned());
+            let view = match session.get(path) {
+                Some(slot) => slot.as_ref().map(Option::as_ref).map_err(|why| *why),
+                None => base.lookup(path).borrowed(),
+            };
             let landed = e.chunks.get(path);
             let slot = land(
                 parent.lookup(path),
                 view,
-                metadata.contains(path.as_str()),
+                metadata.contains(path),
                 landed,
                 &e.id,
             );
@@ -325,11 +328,11 @@ impl<'c, 'h> Model<'c, 'h> {
     }
 }
 
-impl Lookup<'_> {
-    /// As a session holds it.
-    fn owned(&self) -> Result<Option<Array>, Why> {
+impl<'a> Lookup<'a> {
+    /// As a session holds it: `Ok(None)` absent, `Err` unknown.
+    fn borrowed(self) -> Result<Option<&'a Array>, Why> {
         match self {
-            Lookup::Known(a) => Ok(Some((*a).clone())),
+            Lookup::Known(a) => Ok(Some(a)),
             Lookup::Unknown(why) => Err(why),
             Lookup::Absent => Ok(None),
         }
@@ -343,7 +346,7 @@ fn session(base: &State, changes: &[Change]) -> Session {
         let path = change.array();
         let slot = out
             .entry(path.to_string())
-            .or_insert_with(|| base.lookup(path).owned());
+            .or_insert_with(|| base.lookup(path).borrowed().map(|a| a.cloned()));
         *slot = match std::mem::replace(slot, Ok(None)) {
             Err(why) => Err(why),
             Ok(None) => match change {
@@ -370,7 +373,7 @@ fn session(base: &State, changes: &[Change]) -> Session {
 /// of it; `None`: unchanged.
 fn land(
     parent: Lookup<'_>,
-    view: Result<Option<Array>, Why>,
+    view: Result<Option<&Array>, Why>,
     metadata: bool,
     landed: Option<&BTreeSet<Vec<u64>>>,
     id: &str,
@@ -400,7 +403,7 @@ fn land(
         }
     };
     for coord in landed.into_iter().flatten() {
-        next.copy_chunk(&view, coord, id);
+        next.copy_chunk(view, coord, id);
     }
     Some(Slot::Known(Rc::new(next)))
 }

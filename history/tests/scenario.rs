@@ -739,3 +739,71 @@ fn lost_and_duplicated_commits_are_counted() {
     let (_, s) = judged(&h);
     assert_eq!((s.lost, s.duplicated), (1, 1));
 }
+
+// --- scale -------------------------------------------------------------
+
+#[test]
+fn a_long_chain_is_modelled_quickly() {
+    // 3,000 commits on a 1,024-element array, each writing 20 elements
+    // made on its parent, then a read of the tip.
+    const N: u64 = 3_000;
+    let mut h = vec![];
+    let create = json!([{"array": "/a", "create": {"shape": [1024], "chunks": [32], "fill": -1}}]);
+    h.push(line(
+        1,
+        json!(0),
+        "invoke",
+        "commit",
+        commit("c0", "C0", json!([]), create),
+    ));
+    h.push(line(2, json!(0), "ok", "commit", json!({"commit": "C1"})));
+    let mut log = vec![entry("C1", "c0", Some("C0"), Some("C0"), json!([]))];
+    log.push(json!({"id": "C0", "message": "init", "chunks": {}}));
+    let mut expected = vec![-1i64; 1024];
+    for i in 1..N {
+        let start = (i * 37) % 1000;
+        let chunks: Vec<Value> = (start / 32..=(start + 19) / 32)
+            .map(|c| json!([c]))
+            .collect();
+        let (id, parent) = (format!("C{}", i + 1), format!("C{i}"));
+        let changes = json!([write([start, start + 20], i as i64)]);
+        let message = format!("c{i}");
+        h.push(line(
+            10 * i,
+            json!(1),
+            "invoke",
+            "commit",
+            commit(&message, &parent, json!(chunks), changes),
+        ));
+        h.push(line(
+            10 * i + 1,
+            json!(1),
+            "ok",
+            "commit",
+            json!({"commit": id}),
+        ));
+        log.push(entry(&id, &message, Some(&parent), None, json!(chunks)));
+        expected[start as usize..start as usize + 20].fill(i as i64);
+    }
+    log.reverse();
+    let mut runs: Vec<Value> = vec![];
+    for v in expected {
+        match runs.last_mut() {
+            Some(run) if run[0] == v => run[1] = json!(run[1].as_u64().unwrap() + 1),
+            _ => runs.push(json!([v, 1])),
+        }
+    }
+    h.push(line(
+        10 * N,
+        json!("final"),
+        "ok",
+        "read-log",
+        json!({"repo": "r", "branch": "main", "log": log}),
+    ));
+    let read = json!({"repo": "r", "branch": "main", "array": "/a", "shape": [1024], "data": runs});
+    h.push(line(10 * N + 1, json!("final"), "ok", "read-array", read));
+    let begun = std::time::Instant::now();
+    let s = valid(&h);
+    assert_eq!((s.acknowledged, s.arrays_checked), (N, 1));
+    assert!(begun.elapsed().as_secs() < 20, "took {:?}", begun.elapsed());
+}
