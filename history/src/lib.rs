@@ -60,7 +60,9 @@
 //! * `read-tags`: `{"repo", "tags": {"v1": "C3"}}`.
 //! * `read-array`: `{"repo", "branch", "array": "/a", "commit": "C9",
 //!   "shape": [192], "data": [[value, count], ...]}`: the array's contents
-//!   at that commit, run-length encoded in row-major order.
+//!   at that commit (without `commit`: the tip of the branch's final
+//!   read-log), run-length encoded in row-major order; values are compared
+//!   as `f64`, exact for integers up to 2^53.
 //!
 //! Other `f`s (faults, ...) are kept and counted, not judged.
 //!
@@ -129,13 +131,27 @@ impl fmt::Display for Violation {
 /// * `tags`: a tag created `ok` names the same commit at the end.
 /// * `fast-forwards`: a commit that landed on a later commit than its base
 ///   shares no chunk with the commits it passed.
-/// * `conflicts`: a rebase commit with solver `fail` refused with
-///   conflicts and a `tip` names exactly the chunk double updates between
-///   its chunks and those the commits after its base up to the tip wrote.
+/// * `conflicts`: a commit not `strict`, with solver `fail`, refused with
+///   `conflicts` and a `tip`, names exactly the chunk double updates (all
+///   of them when `total` fits the list, else a subset with the exact
+///   `total`; none listed for an array means none) between its `chunks`
+///   and those the commits after its `base` up to the tip wrote, per the
+///   final read-log. As in the commit rule, chunks a passed commit wrote
+///   while resizing the array (per its `changes`) count only against a
+///   commit creating it. Judged when base, tip and chunks are present and
+///   base and tip are on the branch's final read-log.
 /// * `strict`: a strict commit landed on its base; one refused out of date
 ///   names a tip after its base.
 /// * `data`: each final `read-array` equals the model rebuilt from the
-///   commits' changes along the branch's chain.
+///   commits' changes along the branch's chain, from the root: for a
+///   commit E (parent P, base B, or P without base) the session's view S
+///   is the state after B with E's `changes` applied in order; the state
+///   after E is the state after P with the shape of each array E created
+///   or resized set to S's, and each chunk E's log entry lists copied from
+///   S. A difference names the first element, both values and the commit
+///   that last wrote its chunk in the model; a log entry writing chunks that no commit operation made is a
+///   violation. Unjudged when some commit on the chain touching the array
+///   has no operation with `changes`, or the log lists no `chunks`.
 /// * `reads`: each `read` saw a commit on the branch, no older than any
 ///   commit acknowledged before it started, made before it ended.
 /// * `epochs`: no `complete` was accepted after a later epoch of the task
@@ -176,7 +192,8 @@ pub struct Summary {
     /// Acknowledged or indeterminate commits found on their branch more
     /// than once.
     pub duplicated: u64,
-    /// Failed rebase commits whose chunk double updates were checked.
+    /// Refused commits whose chunk double updates were checked (one per
+    /// commit, whatever the number of arrays).
     pub conflicts_checked: u64,
     /// Strict commits checked (landed on their base, or refused by a later
     /// tip).
