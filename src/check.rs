@@ -21,16 +21,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         .with_context(|| format!("{} is not a history", args.history.display()))?;
     let (violations, summary) = floe_history::check(&lines);
     println!("{}: {} lines", args.history.display(), lines.len());
-    for ((f, outcome), n) in &summary.ops {
-        println!(
-            "  {f:<12} {outcome:<8} {n}",
-            outcome = format!("{outcome:?}").to_lowercase()
-        );
-    }
-    println!(
-        "  commits acknowledged and found once: {}; indeterminate that landed: {}; on branches never read: {}; fast-forwards checked: {}",
-        summary.acknowledged, summary.indeterminate_landed, summary.unread, summary.fast_forwards
-    );
+    print!("{summary}");
     if violations.is_empty() {
         println!("valid: no violation found");
         return Ok(());

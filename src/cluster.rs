@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use floe_server::config::NodeConfig;
-use floe_server::local::write_local_cluster;
+use floe_server::local::{write_local_cluster, write_proxied_cluster, LocalCluster, Route};
 
 /// `floe coordinator`.
 #[derive(Args)]
@@ -61,6 +61,13 @@ pub struct CoordinatorArgs {
     /// state (until then this node cannot help elect a leader).
     #[arg(long)]
     join: bool,
+}
+
+fn check_nodes(nodes: u64) -> Result<()> {
+    if nodes == 0 || nodes > 9 {
+        bail!("--nodes must be between 1 and 9");
+    }
+    Ok(())
 }
 
 /// Runs one coordinator until SIGTERM or Ctrl-C.
@@ -149,11 +156,34 @@ impl Deployment {
         tick_ms: u64,
         worker_flags: &[&str],
     ) -> Result<Deployment> {
-        if nodes == 0 || nodes > 9 {
-            bail!("--nodes must be between 1 and 9");
-        }
+        check_nodes(nodes)?;
         let layout = write_local_cluster(dir, nodes, tick_ms)
             .with_context(|| format!("cannot lay out a cluster in {}", dir.display()))?;
+        Self::launch_all(dir, &layout, workers, worker_flags)
+    }
+
+    /// A deployment of `nodes` coordinators whose every connection goes
+    /// through a proxy at one of the returned routes (see
+    /// [`floe_server::local::write_proxied_cluster`]); the caller runs the
+    /// proxies.
+    pub fn start_proxied(
+        dir: &Path,
+        nodes: u64,
+        tick_ms: u64,
+        snapshot_every: u64,
+    ) -> Result<(Deployment, Vec<Route>)> {
+        check_nodes(nodes)?;
+        let (layout, routes) = write_proxied_cluster(dir, nodes, tick_ms, snapshot_every)
+            .with_context(|| format!("cannot lay out a cluster in {}", dir.display()))?;
+        Ok((Self::launch_all(dir, &layout, 0, &[])?, routes))
+    }
+
+    fn launch_all(
+        dir: &Path,
+        layout: &LocalCluster,
+        workers: u64,
+        worker_flags: &[&str],
+    ) -> Result<Deployment> {
         let mut d = Deployment {
             children: Vec::new(),
             cluster_file: layout.cluster_file.clone(),
@@ -216,9 +246,10 @@ impl Deployment {
         }
     }
 
-    /// Starts process `name` again as it was first started (its log goes
+    /// Starts process `name` again as it was last started (its log goes
     /// on), unless it runs.
     pub fn restart(&mut self, name: &str) -> Result<()> {
+        self.reap(name);
         if self.pid(name).is_some() {
             return Ok(());
         }
@@ -231,6 +262,43 @@ impl Deployment {
         let child = spawn(&self.dir, name, &argv)?;
         self.children.push((name.to_string(), child));
         Ok(())
+    }
+}
+
+impl Deployment {
+    /// Forgets process `name` if it exited by itself (e.g. a coordinator
+    /// that was removed from the cluster).
+    fn reap(&mut self, name: &str) {
+        let exited =
+            |(n, c): &mut (String, Child)| n == name && matches!(c.try_wait(), Ok(Some(_)));
+        self.children.retain_mut(|entry| !exited(entry));
+    }
+
+    /// Whether process `name` is running (not exited, not killed).
+    pub fn running(&mut self, name: &str) -> bool {
+        self.reap(name);
+        self.pid(name).is_some()
+    }
+
+    /// Coordinator `name` lost its data: stops it if it runs, wipes
+    /// `data_dir`, and starts it again with `--join` (it rejoins instead
+    /// of bootstrapping; later restarts keep the flag).
+    pub fn rejoin(&mut self, name: &str, data_dir: &Path) -> Result<()> {
+        self.kill(name);
+        match std::fs::remove_dir_all(data_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot wipe {}", data_dir.display()))
+            }
+            _ => {}
+        }
+        let argv = self
+            .argv
+            .get_mut(name)
+            .with_context(|| format!("no process {name}"))?;
+        if !argv.iter().any(|a| a == "--join") {
+            argv.push("--join".into());
+        }
+        self.restart(name)
     }
 }
 
@@ -272,6 +340,11 @@ fn spawn(dir: &Path, name: &str, argv: &[&str]) -> Result<Child> {
         .open(dir.join(format!("{name}.log")))?;
     let mut command = Command::new(exe);
     command.args(argv).stdout(log.try_clone()?).stderr(log);
+    // A deployment's logs are files to read after the fact: the default
+    // level there is info (elections, peers, membership), not warn.
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", "info");
+    }
     // SAFETY: prctl(2) is async-signal-safe; it runs in the child between
     // fork and exec and touches nothing of the parent's.
     unsafe {

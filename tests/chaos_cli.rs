@@ -1,6 +1,8 @@
-//! `floe chaos`, short: three coordinator processes under writers while a
-//! nemesis kills and pauses them; the history it writes is valid, and
-//! `floe check` agrees. Every process it started is gone afterwards.
+//! `floe chaos`, short: three coordinator processes behind the harness's
+//! proxies, under writers, while a nemesis kills, pauses, partitions and
+//! re-members them; the history it writes is valid (nothing lost or
+//! duplicated, the data equal to the model), the picture is drawn, and
+//! `floe check` agrees.
 
 use std::process::Command;
 
@@ -12,7 +14,7 @@ fn a_short_chaos_run_writes_a_valid_history() {
         .args([
             "chaos",
             "--duration",
-            "8",
+            "12",
             "--writers",
             "3",
             "--seed",
@@ -34,6 +36,19 @@ fn a_short_chaos_run_writes_a_valid_history() {
             .unwrap();
     assert_eq!(summary["valid"], true);
     assert!(summary["commits_acknowledged_found_once"].as_u64().unwrap() > 0);
+    assert_eq!(summary["commits_lost"], 0, "{summary}");
+    assert_eq!(summary["commits_duplicated"], 0, "{summary}");
+    for judged in [
+        "arrays_checked",
+        "reads_checked",
+        "strict_checked",
+        "resends_checked",
+    ] {
+        assert!(summary[judged].as_u64().unwrap() > 0, "{judged}: {summary}");
+    }
+    assert_eq!(summary["arrays_unjudged"], 0, "{summary}");
+    let svg = std::fs::read_to_string(out_dir.join("latency.svg")).unwrap();
+    assert!(svg.contains("commit ok"), "the picture has a legend");
     assert!(
         summary["fast_forwards_checked"].as_u64().unwrap() > 0,
         "{summary}"

@@ -17,7 +17,7 @@ pub(crate) fn check(ctx: &Context<'_>, summary: &mut Summary) -> Vec<Violation> 
         out.extend(tag_stayed(op, &ctx.fin));
     }
     for ((repo, branch), log) in &ctx.fin.logs {
-        out.extend(fast_forwards(repo, branch, log, summary));
+        out.extend(fast_forwards(ctx, repo, branch, log, summary));
     }
     out
 }
@@ -96,8 +96,16 @@ fn tag_stayed(op: &Op<'_>, fin: &Final) -> Option<Violation> {
 
 /// Each commit that landed on a later commit than its base shares no chunk
 /// with the commits between its base and its parent (the commit rule's
-/// fast-forward), and its base is on the branch before it.
-fn fast_forwards(repo: &str, branch: &str, log: &[Entry], summary: &mut Summary) -> Vec<Violation> {
+/// fast-forward), and its base is on the branch before it. A rebase with
+/// the solver `ours` is exempt from the first part: its chunks win over
+/// the commits it passes, by design.
+fn fast_forwards(
+    ctx: &Context<'_>,
+    repo: &str,
+    branch: &str,
+    log: &[Entry],
+    summary: &mut Summary,
+) -> Vec<Violation> {
     let by_id: BTreeMap<&str, &Entry> = log.iter().map(|e| (e.id.as_str(), e)).collect();
     let mut out = Vec::new();
     for e in log {
@@ -107,6 +115,11 @@ fn fast_forwards(repo: &str, branch: &str, log: &[Entry], summary: &mut Summary)
         if base == parent {
             continue;
         }
+        let ours = ctx
+            .by_message
+            .get(&(repo.to_string(), e.message.clone()))
+            .and_then(|i| ctx.commits[*i].solver.as_deref())
+            == Some("ours");
         summary.fast_forwards += 1;
         let mut at = Some(parent);
         while at != Some(base) {
@@ -127,7 +140,7 @@ fn fast_forwards(repo: &str, branch: &str, log: &[Entry], summary: &mut Summary)
                     (!both.is_empty()).then(|| format!("{path} {both:?}"))
                 })
                 .collect();
-            if !shared.is_empty() {
+            if !shared.is_empty() && !ours {
                 out.push(Violation::new(
                     "fast-forwards",
                     format!(

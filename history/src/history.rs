@@ -21,6 +21,18 @@ pub enum Type {
     Info,
 }
 
+impl Type {
+    /// The name as a history writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Invoke => "invoke",
+            Type::Ok => "ok",
+            Type::Fail => "fail",
+            Type::Info => "info",
+        }
+    }
+}
+
 /// One line of a history.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Line {

@@ -82,10 +82,12 @@ mod final_reads;
 mod history;
 pub mod model;
 mod reads;
+mod resends;
 mod strict;
 mod tasks;
 mod values;
 
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -111,6 +113,36 @@ impl Violation {
             what,
             lines,
         }
+    }
+}
+
+impl fmt::Display for Summary {
+    /// What was checked, one line per topic.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for ((op, outcome), n) in &self.ops {
+            writeln!(f, "  {op:<12} {:<8} {n}", outcome.name())?;
+        }
+        writeln!(
+            f,
+            "  commits: {} acknowledged and found once, {} lost, {} duplicated; {} indeterminate landed; {} on branches never read",
+            self.acknowledged, self.lost, self.duplicated, self.indeterminate_landed, self.unread
+        )?;
+        writeln!(
+            f,
+            "  checked: {} fast-forwards, {} conflicts, {} strict commits, {} reads, {} arrays against the model ({} not judged), {} task completions, {} duplicate deliveries",
+            self.fast_forwards,
+            self.conflicts_checked,
+            self.strict_checked,
+            self.reads_checked,
+            self.arrays_checked,
+            self.arrays_unjudged,
+            self.completions_checked,
+            self.resends_checked
+        )?;
+        for (why, n) in &self.skipped {
+            writeln!(f, "  not judged ({n}): {why}")?;
+        }
+        Ok(())
     }
 }
 
@@ -171,6 +203,7 @@ pub fn check(lines: &[Line]) -> (Vec<Violation>, Summary) {
     violations.extend(data::check(&ctx, lines, &mut summary));
     violations.extend(reads::check(&ctx, &mut summary));
     violations.extend(tasks::check(&ctx, &mut summary));
+    violations.extend(resends::check(&ctx, &mut summary));
     (violations, summary)
 }
 
@@ -205,6 +238,8 @@ pub struct Summary {
     /// Final `read-array`s not compared: some commit on their chain is not
     /// known well enough (see `skipped`).
     pub arrays_unjudged: u64,
+    /// Duplicate deliveries checked (answered with the original commit).
+    pub resends_checked: u64,
     /// `ok` completions checked against the claims before them.
     pub completions_checked: u64,
     /// Why things were not judged -> how many times.
@@ -212,6 +247,33 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary as JSON (`summary.json` of a chaos run): operations by
+    /// `f` and outcome, and every count.
+    pub fn to_json(&self) -> Value {
+        let ops: serde_json::Map<String, Value> = self
+            .ops
+            .iter()
+            .map(|((f, t), n)| (format!("{f} {}", t.name()), Value::from(*n)))
+            .collect();
+        serde_json::json!({
+            "operations": ops,
+            "commits_acknowledged_found_once": self.acknowledged,
+            "commits_lost": self.lost,
+            "commits_duplicated": self.duplicated,
+            "indeterminate_landed": self.indeterminate_landed,
+            "commits_on_unread_branches": self.unread,
+            "fast_forwards_checked": self.fast_forwards,
+            "conflicts_checked": self.conflicts_checked,
+            "strict_checked": self.strict_checked,
+            "reads_checked": self.reads_checked,
+            "arrays_checked": self.arrays_checked,
+            "arrays_unjudged": self.arrays_unjudged,
+            "completions_checked": self.completions_checked,
+            "resends_checked": self.resends_checked,
+            "not_judged": self.skipped,
+        })
+    }
+
     /// Counts one thing not judged, and why.
     pub(crate) fn skip(&mut self, why: impl Into<String>) {
         *self.skipped.entry(why.into()).or_default() += 1;

@@ -134,3 +134,51 @@ fn a_fast_forward_over_a_commit_sharing_chunks_is_reported() {
     );
     assert!(verdict(&lost_base)[0].contains("C4 was made on C9, which is not before its parent C3"));
 }
+
+/// A duplicate delivery of w0-1's request, answered as `answer`.
+fn resent(answer: &str) -> String {
+    let resend = format!(
+        r#"{{"process": 5, "type": "invoke", "f": "resend", "value": {{"repo": "demo", "branch": "main", "message": "w0-1", "commit": "C2"}}, "time": 9}}
+{{"process": 5, "type": {answer}, "f": "resend", "time": 9}}
+"#
+    );
+    format!("{GOOD}{resend}")
+}
+
+#[test]
+fn a_duplicate_delivery_must_get_the_original_answer() {
+    assert!(verdict(&resent(r#""ok", "value": {"commit": "C2"}"#)).is_empty());
+    let again = verdict(&resent(r#""ok", "value": {"commit": "C4"}"#));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].starts_with("[idempotency]") && again[0].contains("new commit C4"));
+    let refused = verdict(&resent(
+        r#""fail", "value": {"error": "out of date", "out-of-date": "C3"}"#,
+    ));
+    assert!(
+        refused[0].contains("refused as a new commit"),
+        "{refused:?}"
+    );
+    // Unknown outcomes are not judged.
+    assert!(verdict(&resent(r#""info", "value": {"error": "timed out"}"#)).is_empty());
+}
+
+/// C3 was made on C1 and landed on C2, both writing chunk [0], with
+/// `solver`.
+fn over_an_overlap(solver: &str) -> String {
+    format!(
+        r#"{{"process": 0, "type": "invoke", "f": "commit", "value": {{"repo": "r", "branch": "main", "message": "a", "solver": "fail"}}, "time": 1}}
+{{"process": 0, "type": "ok", "f": "commit", "value": {{"commit": "C2"}}, "time": 2}}
+{{"process": 1, "type": "invoke", "f": "commit", "value": {{"repo": "r", "branch": "main", "message": "b", "mode": "rebase", "solver": "{solver}"}}, "time": 3}}
+{{"process": 1, "type": "ok", "f": "commit", "value": {{"commit": "C3"}}, "time": 4}}
+{{"process": "final", "type": "ok", "f": "read-log", "value": {{"repo": "r", "branch": "main", "log": [{{"id": "C3", "message": "b", "parent": "C2", "base": "C1", "chunks": {{"/a": [[0]]}}}}, {{"id": "C2", "message": "a", "parent": "C1", "base": "C1", "chunks": {{"/a": [[0]]}}}}, {{"id": "C1", "message": "create", "chunks": {{}}}}]}}, "time": 5}}
+"#
+    )
+}
+
+#[test]
+fn only_the_solver_ours_may_land_over_an_overlap() {
+    assert!(verdict(&over_an_overlap("ours")).is_empty());
+    let found = verdict(&over_an_overlap("fail"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("[fast-forwards]"), "{found:?}");
+}

@@ -27,7 +27,9 @@ pub type EngineNode = Node<State, EngineLog>;
 pub type PeerQueue = (SocketAddr, Addr<PeerLink>);
 
 /// A peer said in its handshake where it listens: a link to it is made
-/// (or moved) if this node has none to that address.
+/// (or moved) if this node has none to that address. A peer listed in this
+/// node's configuration is always reached at the configured address: the
+/// operator's word beats discovery (peers behind proxies or NAT).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LearnPeer {
@@ -104,6 +106,8 @@ pub struct NodeActor {
     peers: BTreeMap<u64, PeerQueue>,
     /// How this node greets a peer (for links made at run time).
     template: PeerAddr,
+    /// Peers' addresses as configured; they win over handshakes.
+    configured: BTreeMap<u64, SocketAddr>,
     /// The voters of the last configuration applied.
     voters: Vec<u64>,
     waiting: HashMap<(ClientId, u64), Vec<Waiter>>,
@@ -126,11 +130,13 @@ impl NodeActor {
         metrics: Metrics,
     ) -> Self {
         let log_writer = node.storage().writer();
+        let configured = peers.iter().map(|(id, (addr, _))| (*id, *addr)).collect();
         NodeActor {
             voters: node.voters(),
             node,
             peers,
             template,
+            configured,
             waiting: HashMap::new(),
             writer: None,
             log_writer,
@@ -396,6 +402,7 @@ impl Handler<LearnPeer> for NodeActor {
         if id == self.template.me || self.node.is_removed() {
             return;
         }
+        let addr = self.configured.get(&id).copied().unwrap_or(addr);
         match self.peers.get(&id) {
             Some((known, _)) if *known == addr => return,
             Some((known, link)) => {

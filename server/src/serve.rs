@@ -71,10 +71,14 @@ pub fn run(config: NodeConfig, join: bool) -> Result<(), ServeError> {
     // A digest encodes the whole state: the simulation checks replicas
     // with it; a production node does not need one per entry.
     core.digest_every = 0;
-    let state = State::new(Config {
+    #[allow(unused_mut)]
+    let mut state_config = Config {
         client_expiry_ms: config.client_expiry_ms,
         ..Config::default()
-    });
+    };
+    #[cfg(feature = "planted-bugs")]
+    plant_bug(&mut core, &mut state_config)?;
+    let state = State::new(state_config);
     let node = Node::new(core, state, log).map_err(|e| ServeError::Node(e.to_string()))?;
     let system = System::new();
     let result = system.block_on(async move { start(config, token, node).await });
@@ -83,6 +87,22 @@ pub fn run(config: NodeConfig, join: bool) -> Result<(), ServeError> {
     if code != 0 {
         return Err(ServeError::Node(format!("stopped with code {code}")));
     }
+    Ok(())
+}
+
+/// Switches on the planted bug named by `FLOE_PLANTED_BUG`, if set.
+#[cfg(feature = "planted-bugs")]
+fn plant_bug(core: &mut CoreConfig, state: &mut Config) -> Result<(), ServeError> {
+    use floe_coordinator::bugs::Bug;
+    let Some(name) = std::env::var_os("FLOE_PLANTED_BUG") else {
+        return Ok(());
+    };
+    let name = name.to_string_lossy();
+    let bug = Bug::from_name(&name)
+        .ok_or_else(|| ServeError::Node(format!("FLOE_PLANTED_BUG: no planted bug {name:?}")))?;
+    tracing::warn!(%bug, "PLANTED BUG switched on (self-test build)");
+    core.bugs = Bug::node_bugs(Some(bug));
+    state.bugs = Bug::state_bugs(Some(bug));
     Ok(())
 }
 

@@ -277,7 +277,7 @@ impl World {
         let seed = self.rngs.work.gen();
         let index = self.clients.len() as u32;
         let w = Writer::new(client_id(index), self.client_nodes(), script, seed)
-            .with_bugs(crate::bug::Bug::client_bugs(self.opts.bug));
+            .with_bugs(crate::bug::client_bugs(self.opts.bug));
         self.spawn(Client::Writer(Box::new(w)), at);
         index
     }
@@ -288,7 +288,7 @@ impl World {
         let nodes = self.client_nodes();
         let script = self.drawn_script(format!("w{n}"));
         let writer = Writer::new(client_id(index), nodes, script, seed)
-            .with_bugs(crate::bug::Bug::client_bugs(self.opts.bug));
+            .with_bugs(crate::bug::client_bugs(self.opts.bug));
         Client::Writer(Box::new(writer))
     }
 
@@ -387,7 +387,7 @@ impl World {
             let seed = rng.gen();
             let index = self.clients.len() as u32;
             let w = Writer::new(client_id(index), self.client_nodes(), script, seed)
-                .with_bugs(crate::bug::Bug::client_bugs(self.opts.bug));
+                .with_bugs(crate::bug::client_bugs(self.opts.bug));
             self.spawn(Client::Writer(Box::new(w)), at);
         }
     }
