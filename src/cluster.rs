@@ -166,16 +166,35 @@ impl Deployment {
     /// through a proxy at one of the returned routes (see
     /// [`floe_server::local::write_proxied_cluster`]); the caller runs the
     /// proxies.
+    /// `workers` worker processes join it, each appending its task
+    /// operations to `DIR/w<i>.history.jsonl`.
     pub fn start_proxied(
         dir: &Path,
         nodes: u64,
+        workers: u64,
         tick_ms: u64,
         snapshot_every: u64,
     ) -> Result<(Deployment, Vec<Route>)> {
         check_nodes(nodes)?;
         let (layout, routes) = write_proxied_cluster(dir, nodes, tick_ms, snapshot_every)
             .with_context(|| format!("cannot lay out a cluster in {}", dir.display()))?;
-        Ok((Self::launch_all(dir, &layout, 0, &[])?, routes))
+        let mut d = Self::launch_all(dir, &layout, 0, &[])?;
+        let cluster_file = layout.cluster_file.display().to_string();
+        for w in 1..=workers {
+            let name = format!("w{w}");
+            let history = Self::worker_history(dir, &name).display().to_string();
+            let argv = ["worker", "--cluster", &cluster_file, "--name", &name];
+            let flags = ["--idle-ms", "50", "--history", &history];
+            d.launch(&name, &[&argv[..], &flags[..]].concat())
+                .context("cannot start a worker")?;
+        }
+        Ok((d, routes))
+    }
+
+    /// Where worker `name` of a proxied deployment in `dir` writes its
+    /// task history.
+    pub fn worker_history(dir: &Path, name: &str) -> PathBuf {
+        dir.join(format!("{name}.history.jsonl"))
     }
 
     fn launch_all(

@@ -37,6 +37,10 @@ pub struct WorkerArgs {
     /// Pause between looks for work when there was none, ms.
     #[arg(long, default_value_t = 200)]
     idle_ms: u64,
+    /// Append this worker's claims and completions to FILE as a history
+    /// (Jepsen's format, as `floe chaos` merges and `floe check` reads).
+    #[arg(long, value_name = "FILE")]
+    history: Option<std::path::PathBuf>,
 }
 
 /// Runs a worker process until SIGTERM or Ctrl-C.
@@ -52,6 +56,7 @@ pub fn worker(cluster: ClusterArgs, args: WorkerArgs) -> Result<()> {
             .unwrap_or_else(|| format!("worker-{}", std::process::id())),
         metrics: args.metrics,
         idle: Duration::from_millis(args.idle_ms.max(1)),
+        history: args.history,
     };
     floe_server::worker::run(opts)?;
     Ok(())

@@ -1,6 +1,6 @@
 //! `floe chaos`, short: three coordinator processes behind the harness's
-//! proxies, under writers, while a nemesis kills, pauses, partitions and
-//! re-members them; the history it writes is valid (nothing lost or
+//! proxies and two worker processes, under writers and cooperative jobs,
+//! while a nemesis kills, pauses, partitions and re-members them; the history it writes is valid (nothing lost or
 //! duplicated, the data equal to the model), the picture is drawn, and
 //! `floe check` agrees.
 
@@ -43,6 +43,7 @@ fn a_short_chaos_run_writes_a_valid_history() {
         "reads_checked",
         "strict_checked",
         "resends_checked",
+        "completions_checked",
     ] {
         assert!(summary[judged].as_u64().unwrap() > 0, "{judged}: {summary}");
     }

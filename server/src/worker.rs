@@ -47,6 +47,46 @@ pub struct WorkerOptions {
     pub metrics: Option<SocketAddr>,
     /// Pause between looks when there was nothing to do.
     pub idle: Duration,
+    /// Where to append this worker's task operations as a history (see
+    /// [`TaskHistory`]), if anywhere.
+    pub history: Option<std::path::PathBuf>,
+}
+
+/// A worker's claims and completions as history lines in Jepsen's format
+/// (`floe-history`), for `floe chaos` to merge with its own: a `claim`
+/// (`{"session", "worker"}` -> ok `{"task", "epoch"}`) when a grant
+/// arrives, a `complete` (`{"session", "task", "epoch"}`) when it is
+/// sent, and its outcome when answered. Times are wall-clock ns, the
+/// clock the harness writes with. A grant is written when the worker
+/// learns it (no earlier than the coordinator granted it) and a
+/// completion before it is sent, so the epoch checker's order between
+/// them is never wrongly strict.
+#[derive(Clone)]
+pub struct TaskHistory(Arc<std::sync::Mutex<std::fs::File>>);
+
+impl TaskHistory {
+    /// Appends to `path` (created if missing).
+    pub fn open(path: &std::path::Path) -> std::io::Result<TaskHistory> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(TaskHistory(Arc::new(std::sync::Mutex::new(file))))
+    }
+
+    fn line(&self, process: &str, kind: &str, f: &str, value: serde_json::Value) {
+        use std::io::Write;
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let line = serde_json::json!({
+            "process": process, "type": kind, "f": f, "value": value, "time": time,
+        });
+        if let Ok(mut file) = self.0.lock() {
+            // One write per line: lines of several slots never interleave.
+            let _ = file.write_all(format!("{line}\n").as_bytes());
+        }
+    }
 }
 
 /// Why a worker process cannot start.
@@ -63,6 +103,14 @@ pub enum WorkerError {
     /// Zero slots.
     #[error("--slots must be at least 1")]
     NoSlots,
+    /// The history file cannot be opened.
+    #[error("cannot open the history file {}: {error}", path.display())]
+    History {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 /// Counters of one worker process (all slots), served at `/metrics`.
@@ -118,19 +166,53 @@ impl WorkerMetrics {
     }
 }
 
-/// How much of a worker machine's report the counters already hold.
+/// How much of a worker machine's report the counters (and the history)
+/// already hold.
 #[derive(Default)]
 struct Seen {
     grants: usize,
+    sent: usize,
     answered: usize,
     abandoned: usize,
     renewals: u32,
 }
 
+/// Where a slot records its task operations.
+struct Recorder {
+    history: Option<TaskHistory>,
+    slot: String,
+    session: String,
+}
+
+impl Recorder {
+    fn line(&self, kind: &str, f: &str, value: serde_json::Value) {
+        if let Some(h) = &self.history {
+            h.line(&self.slot, kind, f, value);
+        }
+    }
+}
+
 impl Seen {
     /// Counts what the report gained since the last look; `item` is the
-    /// source's element size in bytes.
-    fn count(&mut self, report: &WorkerReport, item: u64, m: &WorkerMetrics) {
+    /// source's element size in bytes. Completions come first: a grant
+    /// that rode on a completion's answer follows it.
+    fn count(&mut self, report: &WorkerReport, item: u64, m: &WorkerMetrics, rec: &Recorder) {
+        let session = &rec.session;
+        while let Some(c) = report.completions.get(self.sent) {
+            let value = serde_json::json!({"session": session, "task": c.task.0, "epoch": c.epoch});
+            rec.line("invoke", "complete", value);
+            self.sent += 1;
+        }
+        self.answer(report, item, m, rec);
+        for (task, epoch) in &report.grants[self.grants..] {
+            let ask = serde_json::json!({"session": session, "worker": rec.slot});
+            rec.line("invoke", "claim", ask);
+            rec.line(
+                "ok",
+                "claim",
+                serde_json::json!({"task": task.0, "epoch": epoch}),
+            );
+        }
         m.claimed.inc_by((report.grants.len() - self.grants) as u64);
         self.grants = report.grants.len();
         m.abandoned
@@ -139,15 +221,34 @@ impl Seen {
         m.renewals
             .inc_by(u64::from(report.renewals.saturating_sub(self.renewals)));
         self.renewals = report.renewals;
-        // Completions are answered one at a time, in order.
+    }
+
+    /// Completions are answered one at a time, in order.
+    fn answer(&mut self, report: &WorkerReport, item: u64, m: &WorkerMetrics, rec: &Recorder) {
         while let Some(c) = report.completions.get(self.answered) {
             let Some(outcome) = &c.outcome else { break };
-            if outcome.as_ref().is_ok_and(|r| r.accepted().is_some()) {
-                m.completed.inc();
-                m.chunks.inc_by(c.chunks);
-                m.bytes.inc_by(c.region.elements() * item);
-            } else {
-                m.refused.inc();
+            match outcome {
+                Ok(r) if r.accepted().is_some() => {
+                    m.completed.inc();
+                    m.chunks.inc_by(c.chunks);
+                    m.bytes.inc_by(c.region.elements() * item);
+                    rec.line("ok", "complete", serde_json::json!({}));
+                }
+                refused => {
+                    m.refused.inc();
+                    let error = match refused {
+                        Err(e) => e.to_string(),
+                        Ok(other) => format!("unexpected answer {other:?}"),
+                    };
+                    // Refused for good, or given up on: either way the
+                    // coordinator may not have seen it, so it is `info`
+                    // unless it said no.
+                    let kind = match refused {
+                        Err(e) if e.is_conflict() || e.is_invalid_input() => "fail",
+                        _ => "info",
+                    };
+                    rec.line(kind, "complete", serde_json::json!({"error": error}));
+                }
             }
             self.answered += 1;
         }
@@ -173,6 +274,15 @@ async fn start(opts: WorkerOptions) -> Result<(), WorkerError> {
             .map_err(|error| WorkerError::Metrics { addr, error })?;
     }
     let coord = Arc::new(NetCoordinator::new(opts.endpoints, opts.token));
+    let history = opts
+        .history
+        .as_deref()
+        .map(TaskHistory::open)
+        .transpose()
+        .map_err(|error| WorkerError::History {
+            path: opts.history.clone().unwrap_or_default(),
+            error,
+        })?;
     for index in 0..opts.slots {
         let slot = Slot {
             name: format!("{}/{index}", opts.name),
@@ -182,6 +292,7 @@ async fn start(opts: WorkerOptions) -> Result<(), WorkerError> {
             metrics: metrics.clone(),
             skip: BTreeSet::new(),
             busy: false,
+            history: history.clone(),
         };
         slot.start();
     }
@@ -204,6 +315,7 @@ struct Slot {
     /// Sessions whose source this slot could not read.
     skip: BTreeSet<SessionId>,
     busy: bool,
+    history: Option<TaskHistory>,
 }
 
 /// Look for work.
@@ -293,16 +405,21 @@ impl Slot {
         );
         let mut driven = Driven::new(machine, self.coord.clone(), Some(self.store.clone()));
         let metrics = self.metrics.clone();
+        let rec = Recorder {
+            history: self.history.clone(),
+            slot: self.name.clone(),
+            session: pick.session.to_string(),
+        };
         let work = async move {
             let mut seen = Seen::default();
             let ran = driven
                 .run_until(|m| {
-                    seen.count(m.report(), item, &metrics);
+                    seen.count(m.report(), item, &metrics, &rec);
                     false
                 })
                 .await;
             let machine = driven.into_machine();
-            seen.count(machine.report(), item, &metrics);
+            seen.count(machine.report(), item, &metrics, &rec);
             (machine, ran)
         };
         let session = pick.session;

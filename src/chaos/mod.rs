@@ -39,6 +39,9 @@ pub struct ChaosArgs {
     /// Coordinators.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
+    /// Worker processes for the cooperative jobs (0: no jobs).
+    #[arg(long, default_value_t = 2)]
+    workers: u64,
     /// Concurrent writers.
     #[arg(long, default_value_t = 4)]
     writers: u64,
@@ -67,7 +70,14 @@ pub struct ChaosArgs {
 #[derive(Clone)]
 pub struct History {
     file: Arc<Mutex<std::fs::File>>,
-    start: Instant,
+}
+
+/// Wall-clock ns: the clock of every line, the harness's and the worker
+/// processes' (merged at the end), on one machine.
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl History {
@@ -78,7 +88,7 @@ impl History {
             "type": kind,
             "f": f,
             "value": value,
-            "time": self.start.elapsed().as_nanos() as u64,
+            "time": wall_ns(),
         });
         if let Ok(mut file) = self.file.lock() {
             let _ = writeln!(file, "{line}");
@@ -92,12 +102,11 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     let history_path = args.out.join("history.jsonl");
     let history = History {
         file: Arc::new(Mutex::new(std::fs::File::create(&history_path)?)),
-        start: Instant::now(),
     };
     let dir = args.out.join("deployment");
     let runtime = tokio::runtime::Runtime::new()?;
     let (deployment, routes) =
-        Deployment::start_proxied(&dir, args.nodes, 20, args.snapshot_every)?;
+        Deployment::start_proxied(&dir, args.nodes, args.workers, 20, args.snapshot_every)?;
     let network = Network::start(&routes, &runtime)?;
     let nodes: Vec<u64> = (1..=args.nodes).collect();
     let file = floe_server::config::ClusterFile::load(&deployment.cluster_file)?;
@@ -106,10 +115,17 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     let store = Store::local(dir.join("store"))?;
     let recording = Arc::new(workload::Recording::new(coord.clone()));
     runtime.block_on(workload::setup(&recording, &store, &history))?;
-    let steps = schedule::schedule(args.seed, &args.faults, &nodes, args.duration * 1000);
+    let steps = schedule::schedule(
+        args.seed,
+        &args.faults,
+        &nodes,
+        args.workers,
+        args.duration * 1000,
+    );
     println!(
-        "chaos: {} coordinators, {} writers, {} s, {} faults of {:?}, seed {}; out {}",
+        "chaos: {} coordinators, {} workers, {} writers, {} s, {} faults of {:?}, seed {}; out {}",
         args.nodes,
+        args.workers,
         args.writers,
         args.duration,
         steps.len(),
@@ -134,6 +150,14 @@ pub fn run(args: ChaosArgs) -> Result<()> {
             runtime.spawn(writer.run(deadline))
         })
         .collect();
+    let jobs = (args.workers > 0).then(|| {
+        let jobs = workload::Jobs {
+            coord: coord.clone(),
+            history: history.clone(),
+            dir: dir.clone(),
+        };
+        runtime.spawn(jobs.run(deadline))
+    });
     // The nemesis runs on this thread: processes it restarts get SIGTERM
     // when the thread that spawned them ends (PR_SET_PDEATHSIG).
     let nemesis = Nemesis {
@@ -148,24 +172,50 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     };
     let faults = nemesis.run(&steps, start, deadline);
     runtime.block_on(async {
-        for w in writers {
+        for w in writers.into_iter().chain(jobs) {
             let _ = w.await;
         }
     });
     network.heal();
-    heal(&deployment, &nodes)?;
+    heal(&deployment, &nodes, args.workers)?;
     runtime.block_on(workload::final_reads(&coord, &store, &history))?;
     drop(deployment);
+    let workers: Vec<PathBuf> = (1..=args.workers)
+        .map(|w| Deployment::worker_history(&args.out.join("deployment"), &format!("w{w}")))
+        .collect();
+    merge(&history_path, &workers)?;
     verdict(&args, &history_path, &faults)
 }
 
-/// Every coordinator running again (none paused).
-fn heal(deployment: &Mutex<Deployment>, nodes: &[u64]) -> Result<()> {
+/// Adds the worker processes' task histories to the history, every line
+/// in time order (one clock; each process's own lines keep their order).
+fn merge(history: &std::path::Path, extra: &[PathBuf]) -> Result<()> {
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    for path in std::iter::once(&history.to_path_buf()).chain(extra) {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let time = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("time").and_then(Value::as_u64))
+                .unwrap_or(0);
+            lines.push((time, line.to_string()));
+        }
+    }
+    lines.sort_by_key(|(time, _)| *time);
+    let text: String = lines.into_iter().map(|(_, l)| l + "\n").collect();
+    std::fs::write(history, text)?;
+    Ok(())
+}
+
+/// Every coordinator and worker running again (none paused).
+fn heal(deployment: &Mutex<Deployment>, nodes: &[u64], workers: u64) -> Result<()> {
     let mut d = deployment
         .lock()
         .map_err(|_| anyhow::anyhow!("the deployment lock is poisoned"))?;
-    for id in nodes {
-        let name = format!("n{id}");
+    let names = nodes.iter().map(|id| format!("n{id}"));
+    for name in names.chain((1..=workers).map(|w| format!("w{w}"))) {
         d.signal(&name, libc::SIGCONT);
         d.restart(&name)?;
     }

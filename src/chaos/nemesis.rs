@@ -42,8 +42,8 @@ pub struct Nemesis<'a> {
 
 /// What a heal undoes.
 enum Undo {
-    Restart(u64),
-    Resume(u64),
+    Restart(String),
+    Resume(String),
     Reconnect,
     Readd(u64),
     Nothing,
@@ -89,18 +89,10 @@ impl Nemesis<'_> {
     async fn inject(&self, fault: &Planned, leader: Option<u64>) -> Result<(Undo, Value)> {
         let target = |t| resolve(t, &self.nodes, leader).ok_or_else(|| anyhow!("no target"));
         Ok(match fault {
-            Planned::Kill(t) => {
-                let id = target(*t)?;
-                self.with_deployment(|d| {
-                    d.kill(&format!("n{id}"));
-                })?;
-                (Undo::Restart(id), json!({"node": format!("n{id}")}))
-            }
-            Planned::Pause(t) => {
-                let id = target(*t)?;
-                self.with_deployment(|d| d.signal(&format!("n{id}"), libc::SIGSTOP))?;
-                (Undo::Resume(id), json!({"node": format!("n{id}")}))
-            }
+            Planned::Kill(t) => self.kill(format!("n{}", target(*t)?), "node")?,
+            Planned::KillWorker(w) => self.kill(format!("w{w}"), "worker")?,
+            Planned::Pause(t) => self.pause(format!("n{}", target(*t)?), "node")?,
+            Planned::PauseWorker(w) => self.pause(format!("w{w}"), "worker")?,
             Planned::Partition(p) => {
                 let links = cuts(p, &self.nodes, leader);
                 let value = json!({"partition": format!("{p:?}"), "cut": links});
@@ -121,12 +113,22 @@ impl Nemesis<'_> {
         })
     }
 
+    /// SIGKILL process `name` (a `role`); restarted when healed.
+    fn kill(&self, name: String, role: &str) -> Result<(Undo, Value)> {
+        self.with_deployment(|d| d.kill(&name))?;
+        Ok((Undo::Restart(name.clone()), json!({ role: name })))
+    }
+
+    /// SIGSTOP process `name` (a `role`); continued when healed.
+    fn pause(&self, name: String, role: &str) -> Result<(Undo, Value)> {
+        self.with_deployment(|d| d.signal(&name, libc::SIGSTOP))?;
+        Ok((Undo::Resume(name.clone()), json!({ role: name })))
+    }
+
     async fn heal(&self, undo: Undo) -> Result<()> {
         match undo {
-            Undo::Restart(id) => self.with_deployment(|d| d.restart(&format!("n{id}")))??,
-            Undo::Resume(id) => {
-                self.with_deployment(|d| d.signal(&format!("n{id}"), libc::SIGCONT))?
-            }
+            Undo::Restart(name) => self.with_deployment(|d| d.restart(&name))??,
+            Undo::Resume(name) => self.with_deployment(|d| d.signal(&name, libc::SIGCONT))?,
             Undo::Reconnect => self.network.heal(),
             Undo::Readd(id) => self.readd(id).await?,
             Undo::Nothing => {}

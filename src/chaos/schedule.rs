@@ -75,14 +75,19 @@ pub enum Planned {
     /// Remove the target (never the leader: it cannot remove itself) and
     /// add it back, wiped, when healed.
     Member(Target),
+    /// SIGKILL worker process `w<i>`; restart it when healed.
+    KillWorker(u64),
+    /// SIGSTOP worker process `w<i>` (longer than a lease, at times);
+    /// SIGCONT when healed.
+    PauseWorker(u64),
 }
 
 impl Planned {
     /// The kind of fault.
     pub fn kind(&self) -> Fault {
         match self {
-            Planned::Kill(_) => Fault::Kill,
-            Planned::Pause(_) => Fault::Pause,
+            Planned::Kill(_) | Planned::KillWorker(_) => Fault::Kill,
+            Planned::Pause(_) | Planned::PauseWorker(_) => Fault::Pause,
             Planned::Partition(_) => Fault::Partition,
             Planned::Member(_) => Fault::Member,
         }
@@ -100,12 +105,19 @@ pub struct Step {
     pub hold_ms: u64,
 }
 
-/// The faults of a run of `duration_ms` on `nodes`: one at a time, 1-3 s
-/// apart, each held 0.5-3 s (longer than an election timeout and a
-/// worker's lease at their defaults), the last one healed 2 s before the
-/// end so that the workload ends on a healthy cluster. Each kind in
-/// `kinds` is equally likely.
-pub fn schedule(seed: u64, kinds: &[Fault], nodes: &[u64], duration_ms: u64) -> Vec<Step> {
+/// The faults of a run of `duration_ms` on `nodes` and `workers` worker
+/// processes: one at a time, 1-3 s apart, each held 0.5-3 s (longer than
+/// an election timeout, and at times than a lease of the chaos jobs), the
+/// last one healed 2 s before the end so that the workload ends on a
+/// healthy cluster. Each kind in `kinds` is equally likely; a third of
+/// the kills and pauses hit a worker when there are workers.
+pub fn schedule(
+    seed: u64,
+    kinds: &[Fault],
+    nodes: &[u64],
+    workers: u64,
+    duration_ms: u64,
+) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::new();
     let mut at = 0;
@@ -121,22 +133,26 @@ pub fn schedule(seed: u64, kinds: &[Fault], nodes: &[u64], duration_ms: u64) -> 
         let kind = kinds[rng.gen_range(0..kinds.len())];
         out.push(Step {
             at_ms: at,
-            fault: plan(kind, nodes, &mut rng),
+            fault: plan(kind, nodes, workers, &mut rng),
             hold_ms: hold,
         });
         at += hold;
     }
 }
 
-fn plan(kind: Fault, nodes: &[u64], rng: &mut StdRng) -> Planned {
+fn plan(kind: Fault, nodes: &[u64], workers: u64, rng: &mut StdRng) -> Planned {
     let target = |rng: &mut StdRng| match rng.gen_range(0..3) {
         0 => Target::Leader,
         1 => Target::Follower(rng.gen_range(0..nodes.len())),
         _ => Target::Node(nodes[rng.gen_range(0..nodes.len())]),
     };
+    let worker =
+        |rng: &mut StdRng| (workers > 0 && rng.gen_ratio(1, 3)).then(|| rng.gen_range(1..=workers));
     match kind {
-        Fault::Kill => Planned::Kill(target(rng)),
-        Fault::Pause => Planned::Pause(target(rng)),
+        Fault::Kill => worker(rng).map_or_else(|| Planned::Kill(target(rng)), Planned::KillWorker),
+        Fault::Pause => {
+            worker(rng).map_or_else(|| Planned::Pause(target(rng)), Planned::PauseWorker)
+        }
         Fault::Member => Planned::Member(Target::Follower(rng.gen_range(0..nodes.len()))),
         Fault::Partition => Planned::Partition(match rng.gen_range(0..4) {
             0 => Partition::Isolate(target(rng)),
@@ -217,18 +233,18 @@ mod tests {
     fn a_schedule_is_a_function_of_its_seed() {
         let nodes = [1, 2, 3];
         assert_eq!(
-            schedule(7, &ALL, &nodes, 60_000),
-            schedule(7, &ALL, &nodes, 60_000)
+            schedule(7, &ALL, &nodes, 2, 60_000),
+            schedule(7, &ALL, &nodes, 2, 60_000)
         );
         assert_ne!(
-            schedule(7, &ALL, &nodes, 60_000),
-            schedule(8, &ALL, &nodes, 60_000)
+            schedule(7, &ALL, &nodes, 2, 60_000),
+            schedule(8, &ALL, &nodes, 2, 60_000)
         );
     }
 
     #[test]
     fn faults_are_sequential_and_healed_before_the_end() {
-        let steps = schedule(3, &ALL, &[1, 2, 3, 4, 5], 120_000);
+        let steps = schedule(3, &ALL, &[1, 2, 3, 4, 5], 2, 120_000);
         assert!(steps.len() >= 20, "{} steps", steps.len());
         for pair in steps.windows(2) {
             assert!(pair[0].at_ms + pair[0].hold_ms < pair[1].at_ms);
@@ -241,15 +257,33 @@ mod tests {
 
     #[test]
     fn only_the_kinds_asked_for() {
-        let steps = schedule(1, &[Fault::Pause], &[1, 2, 3], 60_000);
+        let steps = schedule(1, &[Fault::Pause], &[1, 2, 3], 0, 60_000);
         assert!(steps.iter().all(|s| s.fault.kind() == Fault::Pause));
-        assert!(schedule(1, &[], &[1, 2, 3], 60_000).is_empty());
+        assert!(schedule(1, &[], &[1, 2, 3], 2, 60_000).is_empty());
+    }
+
+    #[test]
+    fn workers_are_hit_only_when_there_are_some() {
+        let hits = |workers| {
+            schedule(
+                5,
+                &[Fault::Kill, Fault::Pause],
+                &[1, 2, 3],
+                workers,
+                300_000,
+            )
+            .iter()
+            .filter(|s| matches!(s.fault, Planned::KillWorker(_) | Planned::PauseWorker(_)))
+            .count()
+        };
+        assert_eq!(hits(0), 0);
+        assert!(hits(2) > 10, "{}", hits(2));
     }
 
     #[test]
     fn a_minority_is_a_minority() {
         for seed in 0..50 {
-            for step in schedule(seed, &[Fault::Partition], &[1, 2, 3, 4, 5], 30_000) {
+            for step in schedule(seed, &[Fault::Partition], &[1, 2, 3, 4, 5], 2, 30_000) {
                 if let Planned::Partition(Partition::Halves(m)) = step.fault {
                     assert_eq!(m.len(), 2);
                 }

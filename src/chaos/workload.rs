@@ -33,6 +33,15 @@ pub const REPO: &str = "chaos";
 const ARRAY: &str = "/a";
 /// Elements per chunk.
 const CHUNK: u64 = 8;
+/// The array cooperative jobs write, whole, with the worker processes.
+const JOB_ARRAY: &str = "/j";
+/// Its shape and chunks: 16 x 2 chunks, one task each (enough that the
+/// workers hold tasks most of the time, so faults hit them mid-task).
+const JOB_SHAPE: [u64; 2] = [64, 16];
+const JOB_CHUNKS: [u64; 2] = [4, 8];
+/// A job's lease: short, so that a paused or killed worker loses its task
+/// within the nemesis's hold and a late completion meets a newer epoch.
+const JOB_LEASE_MS: u64 = 1_500;
 /// Chunks of the array at the start: few enough that writers collide.
 const CHUNKS: u64 = 24;
 /// Branches created at most (beyond `main`), so writes stay concentrated.
@@ -105,10 +114,14 @@ pub async fn setup(coord: &Arc<Recording>, store: &Store, history: &History) -> 
         .await?;
     let mut s = Session::checkout(coord.clone(), store.clone(), repo, main()?).await?;
     let meta = ArrayMeta::new(vec![CHUNKS * CHUNK], vec![CHUNK], DType::I64, 0.0)?;
-    let path = ArrayPath::new(ARRAY)?;
-    s.create_array(&path, meta)?;
-    let create = json!({"array": ARRAY, "create": {"shape": [CHUNKS * CHUNK], "chunks": [CHUNK], "fill": 0}});
-    let invoke = commit_invoke(&s, "main", "create", "strict", None, vec![create]);
+    s.create_array(&ArrayPath::new(ARRAY)?, meta)?;
+    let job_meta = ArrayMeta::new(JOB_SHAPE.to_vec(), JOB_CHUNKS.to_vec(), DType::I64, 0.0)?;
+    s.create_array(&ArrayPath::new(JOB_ARRAY)?, job_meta)?;
+    let create = vec![
+        json!({"array": ARRAY, "create": {"shape": [CHUNKS * CHUNK], "chunks": [CHUNK], "fill": 0}}),
+        json!({"array": JOB_ARRAY, "create": {"shape": JOB_SHAPE, "chunks": JOB_CHUNKS, "fill": 0}}),
+    ];
+    let invoke = commit_invoke(&s, "main", "create", "strict", None, create);
     history.line(json!("setup"), "invoke", "commit", invoke);
     let id = s.commit_and_close("create", CommitMode::Strict).await?;
     history.line(
@@ -355,6 +368,90 @@ impl Writer {
     }
 }
 
+/// Cooperative jobs, one after another until `deadline`: each writes the
+/// whole job array from a `.npy` of one value through the worker
+/// processes (a plan of one task per chunk, short leases) and commits once
+/// with a rebase, recorded as one `commit` of process `"job"`.
+pub struct Jobs {
+    /// The cluster.
+    pub coord: Arc<NetCoordinator>,
+    /// Where operations are recorded.
+    pub history: History,
+    /// Where the sources are written (the workers read them there).
+    pub dir: std::path::PathBuf,
+}
+
+impl Jobs {
+    /// Runs jobs until `deadline` (the last may end after it).
+    pub async fn run(self, deadline: Instant) {
+        let mut n = 0u64;
+        while Instant::now() < deadline {
+            n += 1;
+            if let Err(e) = self.job(n).await {
+                tracing::warn!(job = n, error = %e, "a chaos job could not start");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    async fn job(&self, n: u64) -> Result<()> {
+        let value = 9_000_000 + n as i64;
+        let elements = (JOB_SHAPE[0] * JOB_SHAPE[1]) as usize;
+        let source = self.dir.join(format!("job-{n}.npy"));
+        floe_worker::write_npy(
+            &source,
+            &ArrayData::from_slice(&JOB_SHAPE, &vec![value; elements])?,
+        )?;
+        let path = ArrayPath::new(JOB_ARRAY)?;
+        let meta = ArrayMeta::new(JOB_SHAPE.to_vec(), JOB_CHUNKS.to_vec(), DType::I64, 0.0)?;
+        let plan = floe_worker::coop::plan_grid(
+            &path,
+            &meta,
+            &floe_worker::coop::Tiling::about(&meta.grid(), 32),
+        )?;
+        let message = format!("job-{n}");
+        let spec = floe_worker::machine::JobSpec {
+            repo: RepoName::new(REPO)?,
+            branch: main()?,
+            plan,
+            lease_ms: JOB_LEASE_MS,
+            message: message.clone(),
+            mode: rebase(Solver::Fail),
+            source: Some(source.display().to_string()),
+        };
+        let chunks: Vec<[u64; 2]> = (0..JOB_SHAPE[0] / JOB_CHUNKS[0])
+            .flat_map(|i| (0..JOB_SHAPE[1] / JOB_CHUNKS[1]).map(move |j| [i, j]))
+            .collect();
+        let write = json!({"array": JOB_ARRAY, "write": [[0, JOB_SHAPE[0]], [0, JOB_SHAPE[1]]], "value": value});
+        let invoke = json!({
+            "repo": REPO, "branch": "main", "message": message, "mode": "rebase", "solver": "fail",
+            "chunks": {JOB_ARRAY: chunks}, "changes": [write],
+        });
+        self.history.line(json!("job"), "invoke", "commit", invoke);
+        let job = floe_worker::machine::Job::new(
+            floe_protocol::ClientId(rand::random()),
+            self.coord.nodes(),
+            spec,
+        );
+        let mut driven = floe_worker::Driven::new(job, self.coord.clone(), None);
+        let ran = tokio::time::timeout(Duration::from_secs(60), driven.run_until(|_| false)).await;
+        let status = driven.into_machine().status().clone();
+        let (kind, value) = match (ran, status) {
+            (_, floe_worker::machine::JobStatus::Committed(c)) => {
+                ("ok", json!({"commit": c.to_string()}))
+            }
+            (_, floe_worker::machine::JobStatus::Failed(e)) | (Ok(Err(e)), _) => refused(&e),
+            _ => (
+                "info",
+                json!({"error": "the job did not finish within 60 s"}),
+            ),
+        };
+        self.history.line(json!("job"), kind, "commit", value);
+        let _ = std::fs::remove_file(&source);
+        Ok(())
+    }
+}
+
 /// Sends `envelope` as it is (same client and sequence number) until a
 /// leader answers, following `NotLeader` hints.
 async fn deliver(coord: &NetCoordinator, envelope: &Envelope) -> Outcome {
@@ -537,26 +634,32 @@ async fn read_all(
             "read-log",
             json!({"repo": REPO, "branch": branch.to_string(), "log": log}),
         ));
-        out.push(("read-array", read_array(coord, store, &repo, branch).await?));
+        for array in [ARRAY, JOB_ARRAY] {
+            let value = read_array(coord, store, &repo, branch, array).await?;
+            out.push(("read-array", value));
+        }
     }
     Ok(out)
 }
 
-/// A branch's array, run-length encoded.
+/// A branch's array, run-length encoded in row-major order.
 async fn read_array(
     coord: &Arc<NetCoordinator>,
     store: &Store,
     repo: &RepoName,
     branch: &BranchName,
+    array: &str,
 ) -> Result<Value> {
     let mut s =
         Session::checkout(coord.clone(), store.clone(), repo.clone(), branch.clone()).await?;
-    let path = ArrayPath::new(ARRAY)?;
-    let len = s.arrays().get(&path).map_or(0, |m| m.shape[0]);
-    let values: Vec<i64> = s
-        .read_region(&path, &Region::new(&[(0, len)]))
-        .await?
-        .to_vec()?;
+    let path = ArrayPath::new(array)?;
+    let shape = s
+        .arrays()
+        .get(&path)
+        .map(|m| m.shape.clone())
+        .unwrap_or_default();
+    let whole: Vec<(u64, u64)> = shape.iter().map(|n| (0, *n)).collect();
+    let values: Vec<i64> = s.read_region(&path, &Region::new(&whole)).await?.to_vec()?;
     let mut runs: Vec<(i64, u64)> = Vec::new();
     for v in values {
         match runs.last_mut() {
@@ -567,9 +670,9 @@ async fn read_array(
     Ok(json!({
         "repo": REPO,
         "branch": branch.to_string(),
-        "array": ARRAY,
+        "array": array,
         "commit": s.base().id.to_string(),
-        "shape": [len],
+        "shape": shape,
         "data": runs,
     }))
 }
