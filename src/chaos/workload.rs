@@ -56,10 +56,13 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const KEPT_ACKS: usize = 4096;
 
 /// A writer's coordinator: the network client, remembering the last
-/// commit envelope it sent so that the writer can deliver it again.
+/// commit envelope it sent (so that the writer can deliver it again) and
+/// the client id and sequence number of the last request of any kind (so
+/// that each operation in the history carries them).
 pub struct Recording {
     inner: Arc<NetCoordinator>,
     last: Mutex<Option<Envelope>>,
+    last_id: Mutex<Option<(u64, u64)>>,
 }
 
 impl Recording {
@@ -68,7 +71,19 @@ impl Recording {
         Recording {
             inner,
             last: Mutex::new(None),
+            last_id: Mutex::new(None),
         }
+    }
+
+    /// `value` with the client id and sequence number of the last request
+    /// sent (the operation's own, as the coordinator saw it).
+    fn stamp(&self, mut value: Value) -> Value {
+        let id = self.last_id.lock().ok().and_then(|mut l| l.take());
+        if let (Some((client, seq)), Some(map)) = (id, value.as_object_mut()) {
+            map.insert("client".into(), json!(client));
+            map.insert("seq".into(), json!(seq));
+        }
+        value
     }
 
     fn take_last(&self) -> Option<Envelope> {
@@ -82,6 +97,9 @@ impl Coordinator for Recording {
     }
 
     async fn send(&self, to: u64, envelope: Envelope) -> Outcome {
+        if let Ok(mut id) = self.last_id.lock() {
+            *id = Some((envelope.client.0, envelope.seq));
+        }
         if matches!(envelope.request, Request::Command(Command::Commit(_))) {
             if let Ok(mut last) = self.last.lock() {
                 *last = Some(envelope.clone());
@@ -258,7 +276,8 @@ impl Writer {
             Ok(Err(e)) => refused(&e),
             Err(_) => ("info", json!({"error": "timed out"})),
         };
-        self.history.line(json!(self.p), kind, "commit", value);
+        self.history
+            .line(json!(self.p), kind, "commit", self.coord.stamp(value));
         Ok(())
     }
 
@@ -272,7 +291,10 @@ impl Writer {
             return Ok(());
         }
         let a = &acked[rng.gen_range(0..acked.len())];
-        let args = json!({"repo": REPO, "branch": a.branch, "message": a.message, "commit": a.commit.to_string()});
+        let args = json!({
+            "repo": REPO, "branch": a.branch, "message": a.message, "commit": a.commit.to_string(),
+            "client": a.envelope.client.0, "seq": a.envelope.seq,
+        });
         self.history.line(json!(self.p), "invoke", "resend", args);
         let done = tokio::time::timeout(OP_TIMEOUT, deliver(&self.coord.inner, &a.envelope)).await;
         let (kind, value) = match done {
@@ -306,7 +328,8 @@ impl Writer {
             Ok(Err(e)) => ("fail", json!({"error": e.to_string()})),
             Err(_) => ("fail", json!({"error": "timed out"})),
         };
-        self.history.line(json!(self.p), kind, "read", value);
+        self.history
+            .line(json!(self.p), kind, "read", self.coord.stamp(value));
         Ok(())
     }
 
@@ -363,7 +386,8 @@ impl Writer {
             Ok(Err(e)) => refused(&e),
             Err(_) => ("info", json!({"error": "timed out"})),
         };
-        self.history.line(json!(self.p), kind, f, value);
+        self.history
+            .line(json!(self.p), kind, f, self.coord.stamp(value));
         kind == "ok"
     }
 }
