@@ -24,7 +24,7 @@ use floe_protocol::{
     ArrayMeta, ArrayPath, ClientId, Coordinator, FloeError, OpenSession, Query, Region, Reply,
     Request, SessionId, WorkerId,
 };
-use floe_worker::coop::pick_session;
+use floe_worker::coop::{leave_session_after, pick_session};
 use floe_worker::machine::{SourceFn, Worker, WorkerReport, WorkerStatus};
 use floe_worker::source::{open_source, NpySource};
 use floe_worker::{Driven, Store};
@@ -442,7 +442,7 @@ impl Slot {
         match status.as_ref().unwrap_or(machine.status()) {
             WorkerStatus::Failed(e) => {
                 tracing::warn!(slot = %self.name, %session, error = %e, "left the session");
-                if e.is_invalid_input() {
+                if leave_session_after(e) {
                     self.skip.insert(session);
                 }
                 self.rest(ctx)

@@ -295,6 +295,16 @@ pub fn pick_session<'a>(
         .min_by_key(|s| s.session)
 }
 
+/// Whether a worker slot leaves a session for good after its work there
+/// failed with `error`: yes when the session's input is bad for this
+/// worker (a source that does not fit the array, a region out of bounds),
+/// which another try would meet again; no when the failure was the
+/// cluster's (unavailable, a lost lease, an expired client), which the
+/// next look may not meet.
+pub fn leave_session_after(error: &FloeError) -> bool {
+    error.is_invalid_input()
+}
+
 /// What a `RenewLease` outcome means for the task in hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RenewDecision {
@@ -970,5 +980,19 @@ mod pick_tests {
             Some(SessionId(7))
         );
         assert_eq!(pick_session(&[open(4, 0)], &none), None);
+    }
+
+    #[test]
+    fn a_slot_leaves_a_session_only_for_its_bad_input() {
+        let bad = FloeError::InvalidPlan {
+            why: "the source does not fit".into(),
+        };
+        assert!(leave_session_after(&bad));
+        assert!(!leave_session_after(&FloeError::Unavailable(
+            "no leader".into()
+        )));
+        assert!(!leave_session_after(&FloeError::NotLeader {
+            leader_hint: None
+        }));
     }
 }
