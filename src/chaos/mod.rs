@@ -244,6 +244,7 @@ fn verdict(
         let planted = std::env::var("FLOE_PLANTED_BUG").ok();
         let run = json!({
             "nodes": args.nodes,
+            "workers": args.workers,
             "writers": args.writers,
             "duration_s": args.duration,
             "seed": args.seed,
