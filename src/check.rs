@@ -11,6 +11,9 @@ use anyhow::{bail, Context, Result};
 pub struct CheckArgs {
     /// The history file (`history.jsonl`).
     history: PathBuf,
+    /// Also draw the latency picture of the history (SVG) here.
+    #[arg(long, value_name = "SVG")]
+    picture: Option<PathBuf>,
 }
 
 /// Exits non-zero when the history shows a violation.
@@ -20,6 +23,11 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let lines = floe_history::parse(&text)
         .with_context(|| format!("{} is not a history", args.history.display()))?;
     let (violations, summary) = floe_history::check(&lines);
+    if let Some(svg) = &args.picture {
+        let title = format!("floe check {}", args.history.display());
+        crate::chaos::picture::draw(&lines, svg, &title)?;
+        println!("latency picture: {}", svg.display());
+    }
     println!("{}: {} lines", args.history.display(), lines.len());
     print!("{summary}");
     if violations.is_empty() {

@@ -48,3 +48,22 @@ fn floe_check_judges_a_history() {
         "{text}"
     );
 }
+
+#[test]
+fn floe_check_draws_the_latency_picture_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let log = r#"{"id": "C2", "message": "w0-1"}"#;
+    std::fs::write(&path, HISTORY.replace("LOG", log)).unwrap();
+    let svg = dir.path().join("latency.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .arg("check")
+        .arg(&path)
+        .arg("--picture")
+        .arg(&svg)
+        .output()
+        .expect("floe runs");
+    assert!(out.status.success(), "{out:?}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("commit ok (1)"), "{drawn}");
+}

@@ -24,7 +24,7 @@ use floe_worker::Store;
 use crate::cluster::Deployment;
 
 mod nemesis;
-mod picture;
+pub(crate) mod picture;
 mod proxy;
 pub mod schedule;
 mod workload;
@@ -233,8 +233,8 @@ fn verdict(
     let (violations, summary) = floe_history::check(&lines);
     let picture = args.out.join("latency.svg");
     let title = format!(
-        "floe chaos: {} coordinators, {} writers, seed {}",
-        args.nodes, args.writers, args.seed
+        "floe chaos: {} coordinators, {} workers, {} writers, {} s, seed {}",
+        args.nodes, args.workers, args.writers, args.duration, args.seed
     );
     if let Err(e) = picture::draw(&lines, &picture, &title) {
         eprintln!("warning: {e}");

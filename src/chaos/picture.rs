@@ -22,16 +22,19 @@ pub enum Class {
     Indeterminate,
     /// A read of a branch tip.
     Read,
-    /// Branch and tag creation, and anything else.
+    /// A worker's task completion.
+    Task,
+    /// Branch and tag creation, duplicate deliveries, anything else.
     Other,
 }
 
 impl Class {
-    const ALL: [Class; 5] = [
+    const ALL: [Class; 6] = [
         Class::CommitOk,
         Class::CommitFail,
         Class::Indeterminate,
         Class::Read,
+        Class::Task,
         Class::Other,
     ];
 
@@ -41,6 +44,7 @@ impl Class {
             Class::CommitFail => RGBColor(230, 140, 20),
             Class::Indeterminate => RGBColor(200, 30, 30),
             Class::Read => RGBColor(40, 90, 200),
+            Class::Task => RGBColor(160, 110, 60),
             Class::Other => RGBColor(120, 120, 120),
         }
     }
@@ -51,7 +55,8 @@ impl Class {
             Class::CommitFail => "commit refused",
             Class::Indeterminate => "indeterminate",
             Class::Read => "read",
-            Class::Other => "branch / tag",
+            Class::Task => "task completion",
+            Class::Other => "branch / tag / resend",
         }
     }
 }
@@ -80,12 +85,14 @@ pub struct Window {
     pub kind: String,
 }
 
-/// The operations of a history as points.
+/// The operations of a history as points. A worker's `claim` is left
+/// out: it is written when the grant arrives, so it has no latency.
 pub fn points(lines: &[Line]) -> Vec<Point> {
     let start = lines.first().map_or(0, |l| l.time);
     let end = lines.iter().map(|l| l.time).max().unwrap_or(start);
     let (ops, _) = floe_history::operations(lines);
     ops.iter()
+        .filter(|op| op.invoke.f != "claim")
         .map(|op| {
             let done = op.end.map_or(end, |e| e.time);
             let class = match (op.invoke.f.as_str(), op.outcome()) {
@@ -93,6 +100,7 @@ pub fn points(lines: &[Line]) -> Vec<Point> {
                 ("commit", Type::Ok) => Class::CommitOk,
                 ("commit", _) => Class::CommitFail,
                 ("read", _) => Class::Read,
+                ("complete", _) => Class::Task,
                 _ => Class::Other,
             };
             Point {
@@ -168,7 +176,12 @@ fn fault_colour(kind: &str) -> RGBColor {
 
 /// Draws the picture of `lines` into `path` (SVG).
 pub fn draw(lines: &[Line], path: &Path, title: &str) -> Result<()> {
-    let pts = thin(points(lines), 20_000);
+    let all = points(lines);
+    let counts: Vec<(Class, usize)> = Class::ALL
+        .iter()
+        .map(|c| (*c, all.iter().filter(|p| p.class == *c).count()))
+        .collect();
+    let pts = thin(all, 20_000);
     let wins = windows(lines);
     let max_s = pts
         .iter()
@@ -189,43 +202,61 @@ pub fn draw(lines: &[Line], path: &Path, title: &str) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("time since the start (s)")
-        .y_desc("latency (ms, log)")
+        .y_desc("latency (ms, log scale)")
+        .y_label_formatter(&|v| ms_label(*v))
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(|e| fail(&e))?;
     for w in &wins {
-        let colour = fault_colour(&w.kind);
-        let band = Rectangle::new(
-            [(w.from_s, 0.05), (w.to_s, max_ms)],
-            colour.mix(0.15).filled(),
-        );
-        chart.draw_series([band]).map_err(|e| fail(&e))?;
-        let label = Text::new(
-            w.kind.clone(),
-            (w.from_s, max_ms / 1.4),
-            ("sans-serif", 13).into_font().color(&colour),
-        );
-        chart.draw_series([label]).map_err(|e| fail(&e))?;
+        let band = [(w.from_s, 0.05), (w.to_s, max_ms)];
+        let colour = fault_colour(&w.kind).mix(0.15).filled();
+        chart
+            .draw_series([Rectangle::new(band, colour)])
+            .map_err(|e| fail(&e))?;
     }
-    for class in Class::ALL {
+    for (class, count) in counts {
         let colour = class.colour();
         let mine = pts.iter().filter(|p| p.class == class);
-        let count = mine.clone().count();
         chart
             .draw_series(mine.map(|p| Circle::new((p.at_s, p.ms), 2, colour.mix(0.6).filled())))
             .map_err(|e| fail(&e))?
             .label(format!("{} ({count})", class.label()))
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
     }
+    // The fault kinds join the legend as shaded swatches, with counts.
+    for kind in ["kill", "pause", "partition", "member"] {
+        let n = wins.iter().filter(|w| w.kind == kind).count();
+        if n == 0 {
+            continue;
+        }
+        let colour = fault_colour(kind);
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+            .map_err(|e| fail(&e))?
+            .label(format!("fault: {kind} ({n})"))
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 16, y + 5)], colour.mix(0.3).filled())
+            });
+    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
+        .label_font(("sans-serif", 14))
         .draw()
         .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
     Ok(())
+}
+
+/// `0.1`, `1`, `10`, `1000` rather than `1000.0`.
+fn ms_label(ms: f64) -> String {
+    if ms >= 1.0 {
+        format!("{ms:.0}")
+    } else {
+        format!("{ms}")
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +276,19 @@ mod tests {
 {"process":1,"type":"info","f":"read","value":{},"time":3000000000}
 {"process":2,"type":"invoke","f":"commit","value":{},"time":3500000000}
 "#;
+
+    #[test]
+    fn claims_have_no_latency_and_are_left_out() {
+        let claim = r#"
+{"process":"w1/0","type":"invoke","f":"claim","value":{},"time":0}
+{"process":"w1/0","type":"ok","f":"claim","value":{},"time":0}
+{"process":"w1/0","type":"invoke","f":"complete","value":{},"time":0}
+{"process":"w1/0","type":"ok","f":"complete","value":{},"time":3000000}
+"#;
+        let pts = points(&history(claim));
+        assert_eq!(pts.len(), 1);
+        assert_eq!((pts[0].class, pts[0].ms), (Class::Task, 3.0));
+    }
 
     #[test]
     fn points_are_latencies_by_outcome() {
