@@ -182,6 +182,9 @@ struct Recorder {
     history: Option<TaskHistory>,
     slot: String,
     session: String,
+    /// The machine's client id (a fresh one after `SessionExpired` is not
+    /// followed: the sequence number still names the request).
+    client: u64,
 }
 
 impl Recorder {
@@ -199,13 +202,17 @@ impl Seen {
     fn count(&mut self, report: &WorkerReport, item: u64, m: &WorkerMetrics, rec: &Recorder) {
         let session = &rec.session;
         while let Some(c) = report.completions.get(self.sent) {
-            let value = serde_json::json!({"session": session, "task": c.task.0, "epoch": c.epoch});
+            let value = serde_json::json!({
+                "session": session, "task": c.task.0, "epoch": c.epoch,
+                "client": rec.client, "seq": c.seq,
+            });
             rec.line("invoke", "complete", value);
             self.sent += 1;
         }
         self.answer(report, item, m, rec);
         for (task, epoch) in &report.grants[self.grants..] {
-            let ask = serde_json::json!({"session": session, "worker": rec.slot});
+            let ask =
+                serde_json::json!({"session": session, "worker": rec.slot, "client": rec.client});
             rec.line("invoke", "claim", ask);
             rec.line(
                 "ok",
@@ -394,9 +401,10 @@ impl Slot {
         self.metrics.sessions.inc();
         let mut rng = rand::thread_rng();
         let item = npy.header().dtype.size() as u64;
+        let client = ClientId(rng.gen());
         let machine = Worker::new(
             WorkerId(rng.gen()),
-            ClientId(rng.gen()),
+            client,
             self.coord.nodes(),
             pick.session,
             pick.repo.clone(),
@@ -409,6 +417,7 @@ impl Slot {
             history: self.history.clone(),
             slot: self.name.clone(),
             session: pick.session.to_string(),
+            client: client.0,
         };
         let work = async move {
             let mut seen = Seen::default();

@@ -447,16 +447,13 @@ impl Jobs {
             .flat_map(|i| (0..JOB_SHAPE[1] / JOB_CHUNKS[1]).map(move |j| [i, j]))
             .collect();
         let write = json!({"array": JOB_ARRAY, "write": [[0, JOB_SHAPE[0]], [0, JOB_SHAPE[1]]], "value": value});
+        let client = floe_protocol::ClientId(rand::random());
         let invoke = json!({
             "repo": REPO, "branch": "main", "message": message, "mode": "rebase", "solver": "fail",
-            "chunks": {JOB_ARRAY: chunks}, "changes": [write],
+            "chunks": {JOB_ARRAY: chunks}, "changes": [write], "client": client.0,
         });
         self.history.line(json!("job"), "invoke", "commit", invoke);
-        let job = floe_worker::machine::Job::new(
-            floe_protocol::ClientId(rand::random()),
-            self.coord.nodes(),
-            spec,
-        );
+        let job = floe_worker::machine::Job::new(client, self.coord.nodes(), spec);
         let mut driven = floe_worker::Driven::new(job, self.coord.clone(), None);
         let ran = tokio::time::timeout(Duration::from_secs(60), driven.run_until(|_| false)).await;
         let status = driven.into_machine().status().clone();
