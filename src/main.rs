@@ -7,6 +7,7 @@ mod check;
 mod cluster;
 mod demo;
 mod embedded;
+mod export;
 mod jobs;
 mod remote;
 
@@ -96,6 +97,13 @@ enum Command {
         #[command(subcommand)]
         cmd: jobs::JobCmd,
     },
+    /// Write a commit's arrays in another format (`floe export zarr`).
+    Export {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: export::ExportCmd,
+    },
     /// Run a workload on a local deployment under faults, then check its history.
     Chaos(chaos::ChaosArgs),
     /// Check a history (one JSON operation per line, Jepsen's format).
@@ -155,6 +163,7 @@ fn run() -> Result<()> {
         Command::Array { cluster, cmd } => remote::array_cmd(cluster, cmd),
         Command::Write { cluster, args } => remote::write(cluster, args),
         Command::Read { cluster, args } => remote::read(cluster, args),
+        Command::Export { cluster, cmd } => export::export(cluster, cmd),
         Command::Log { cluster, args } => remote::log(cluster, args),
         Command::Branch { cluster, cmd } => remote::reference(cluster, cmd, false),
         Command::Tag { cluster, cmd } => remote::reference(cluster, cmd, true),

@@ -508,6 +508,34 @@ pub(crate) async fn record(client: &Client<NetCoordinator>, query: Query) -> Res
     }
 }
 
+/// The commit `--at C | --tag T | --branch B` names (in that order of
+/// precedence; the tip of `main` when none is given). A tag or branch is
+/// resolved by the coordinator; a commit id is taken as given (reading its
+/// record later finds whether it exists).
+pub(crate) async fn resolve_commit(
+    client: &Client<NetCoordinator>,
+    repo: &RepoName,
+    (at, tag, branch): (Option<&str>, Option<&str>, Option<&str>),
+) -> Result<CommitId> {
+    Ok(match (at, tag, branch) {
+        (Some(at), _, _) => commit_id(at)?,
+        (None, Some(tag), _) => {
+            let q = Query::ResolveTag {
+                repo: repo.clone(),
+                tag: TagName::new(tag)?,
+            };
+            record(client, q).await?.id
+        }
+        (None, None, branch) => {
+            let q = Query::Checkout {
+                repo: repo.clone(),
+                branch: BranchName::new(branch.unwrap_or("main"))?,
+            };
+            record(client, q).await?.id
+        }
+    })
+}
+
 /// `floe read`.
 pub fn read(cluster: ClusterArgs, args: ReadArgs) -> Result<()> {
     let remote = cluster.connect()?;
@@ -515,25 +543,12 @@ pub fn read(cluster: ClusterArgs, args: ReadArgs) -> Result<()> {
     let (name, path) = (repo(&args.repo)?, ArrayPath::new(&args.path)?);
     block_on(async move {
         let client = remote.client();
-        let commit = match (&args.at, &args.tag, &args.branch) {
-            (Some(at), _, _) => commit_id(at)?,
-            (None, Some(tag), _) => {
-                let tag = TagName::new(tag)?;
-                let q = Query::ResolveTag {
-                    repo: name.clone(),
-                    tag,
-                };
-                record(&client, q).await?.id
-            }
-            (None, None, branch) => {
-                let branch = BranchName::new(branch.as_deref().unwrap_or("main"))?;
-                let q = Query::Checkout {
-                    repo: name.clone(),
-                    branch,
-                };
-                record(&client, q).await?.id
-            }
-        };
+        let at = (
+            args.at.as_deref(),
+            args.tag.as_deref(),
+            args.branch.as_deref(),
+        );
+        let commit = resolve_commit(&client, &name, at).await?;
         let mut reader = Reader::new(remote.coord.clone(), remote.store()?, name);
         let data = reader.read(commit, &path, &region).await?;
         floe_worker::write_npy(&args.out, &data)?;

@@ -4,8 +4,8 @@
 //! Pure modules (no IO, deterministic, reusable by the simulation):
 //! [`format`] (object keys and encodings), [`data`] (typed buffers),
 //! [`chunk`] (building and reading chunk buffers), [`resolve`] (which
-//! object holds a chunk at a commit) and the per-task decisions in
-//! [`coop`]. Thin async shells around them: [`store`] (object_store),
+//! object holds a chunk at a commit), [`zarr`] (Zarr v3 metadata and chunk
+//! keys for exports) and the per-task decisions in [`coop`]. Thin async shells around them: [`store`] (object_store),
 //! [`session`] (a writer's session against a [`floe_protocol::Coordinator`])
 //! and [`coop::run_plan`] (cooperative workers). [`npy`] reads and writes
 //! NumPy files.
@@ -25,6 +25,7 @@ pub mod resolve;
 pub mod session;
 pub mod source;
 pub mod store;
+pub mod zarr;
 
 pub use client::Client;
 pub use coop::{

@@ -26,7 +26,7 @@ use crate::machine::{
     CheckpointOf, CheckpointTask, CommitSpec, CommitTask, PutTask, ReadSpec, ReadTask, Resized,
     SeedStep, View, WriteBase, WriteTask, Written,
 };
-use crate::resolve::History;
+use crate::resolve::{History, Need, Step};
 use crate::store::Store;
 
 /// An error for a reply that does not answer the request sent.
@@ -84,6 +84,48 @@ impl<C: Coordinator + 'static> Reader<C> {
             }
             other => Err(unexpected("GetCommit", &other)),
         }
+    }
+
+    /// The full chunk map of `commit`: for every array that exists at it,
+    /// the chunk object holding each chunk written and still inside its
+    /// grid (chunks never written, or cut off by a shrink, are absent: they
+    /// read as the fill value). The same walk a checkpoint materialises
+    /// ([`History::materialize`]); commit records come from the cache or
+    /// the coordinator, manifests and checkpoints from the store. An
+    /// unknown commit is the coordinator's `UnknownCommit`.
+    pub async fn chunk_map(&mut self, commit: CommitId) -> Result<Manifest, FloeError> {
+        loop {
+            match self.history.materialize(commit)? {
+                Step::Done(manifest) => return Ok(manifest),
+                Step::Need(Need::Record(c)) => {
+                    self.record(c).await?;
+                }
+                Step::Need(Need::Manifest(id)) => {
+                    let m = self.store.get_manifest(&self.repo, id).await?;
+                    self.history.insert_manifest(id, Arc::new(m));
+                }
+                Step::Need(Need::Checkpoint(id)) => {
+                    let m = self.store.get_checkpoint(&self.repo, id).await?;
+                    self.history.insert_manifest(id, Arc::new(m));
+                }
+            }
+        }
+    }
+
+    /// The chunk objects of array `path` at `commit`, by chunk coordinate
+    /// (see [`Reader::chunk_map`]); empty when nothing was written, and an
+    /// `UnknownArray` error when the array does not exist at `commit`.
+    pub async fn chunks_of(
+        &mut self,
+        commit: CommitId,
+        path: &ArrayPath,
+    ) -> Result<BTreeMap<Vec<u64>, ObjectId>, FloeError> {
+        let record = self.record(commit).await?;
+        if !record.arrays.contains_key(path) {
+            return Err(FloeError::UnknownArray { path: path.clone() });
+        }
+        let mut map = self.chunk_map(commit).await?;
+        Ok(map.arrays.remove(path).unwrap_or_default())
     }
 
     /// Adds a record to the cache (e.g. one a checkout returned).
