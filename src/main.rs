@@ -8,6 +8,7 @@ mod cluster;
 mod demo;
 mod embedded;
 mod export;
+mod import;
 mod jobs;
 mod remote;
 
@@ -104,6 +105,13 @@ enum Command {
         #[command(subcommand)]
         cmd: export::ExportCmd,
     },
+    /// Land arrays from another format as one commit (`floe import zarr`).
+    Import {
+        #[command(flatten)]
+        cluster: remote::ClusterArgs,
+        #[command(subcommand)]
+        cmd: import::ImportCmd,
+    },
     /// Run a workload on a local deployment under faults, then check its history.
     Chaos(chaos::ChaosArgs),
     /// Check a history (one JSON operation per line, Jepsen's format).
@@ -164,6 +172,7 @@ fn run() -> Result<()> {
         Command::Write { cluster, args } => remote::write(cluster, args),
         Command::Read { cluster, args } => remote::read(cluster, args),
         Command::Export { cluster, cmd } => export::export(cluster, cmd),
+        Command::Import { cluster, cmd } => import::import(cluster, cmd),
         Command::Log { cluster, args } => remote::log(cluster, args),
         Command::Branch { cluster, cmd } => remote::reference(cluster, cmd, false),
         Command::Tag { cluster, cmd } => remote::reference(cluster, cmd, true),
