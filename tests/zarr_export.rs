@@ -11,141 +11,22 @@
 //! clear errors that write nothing. Every process is stopped by its pid,
 //! also when the test fails.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, Codec, CommitMode, DType, Region, RepoName, Solver,
 };
-use floe_server::config::{read_token, ClusterFile};
 use floe_server::NetCoordinator;
 use floe_worker::{ArrayData, NpyFile, Session, Store};
 
-/// A `floe up` deployment; `floe up` and every coordinator it started are
-/// stopped on drop.
-struct Deployment {
-    dir: PathBuf,
-    up: Child,
-    coordinators: Vec<i32>,
-}
-
-impl Deployment {
-    fn start(dir: &Path) -> Deployment {
-        let log = std::fs::File::create(dir.join("up.log")).unwrap();
-        let up = Command::new(env!("CARGO_BIN_EXE_floe"))
-            .args(["up", "--nodes", "3", "--tick-ms", "10", "--dir"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("floe up starts");
-        let mut d = Deployment {
-            dir: dir.to_path_buf(),
-            up,
-            coordinators: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while d.coordinators.len() < 3 {
-            assert!(Instant::now() < deadline, "the coordinators never answered");
-            std::thread::sleep(Duration::from_millis(100));
-            if !d.cluster().exists() {
-                continue;
-            }
-            // Known now: killed by pid on drop, also if `floe up` died.
-            let out = d.floe(&["status", "--json"]);
-            d.coordinators = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter_map(|s| s["pid"].as_i64())
-                .map(|p| p as i32)
-                .collect();
-        }
-        d
-    }
-
-    fn cluster(&self) -> PathBuf {
-        self.dir.join("cluster.toml")
-    }
-
-    /// `floe COMMAND --cluster FILE ARGS...`.
-    fn floe(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_floe"))
-            .arg(args[0])
-            .arg("--cluster")
-            .arg(self.cluster())
-            .args(&args[1..])
-            .output()
-            .expect("floe runs")
-    }
-
-    fn floe_ok(&self, args: &[&str]) -> String {
-        let out = self.floe(args);
-        assert!(
-            out.status.success(),
-            "floe {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `floe ARGS...` must fail; its stderr.
-    fn floe_fails(&self, args: &[&str]) -> String {
-        let out = self.floe(args);
-        assert!(!out.status.success(), "floe {args:?} succeeded");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// The network client and store a user's program would use.
-    fn library(&self) -> (Arc<NetCoordinator>, Store) {
-        let file = ClusterFile::load(&self.cluster()).unwrap();
-        let token = read_token(&file.token_file).unwrap();
-        let coord = Arc::new(NetCoordinator::new(file.endpoints(), token));
-        let store = file
-            .store
-            .clone()
-            .unwrap_or_else(|| self.dir.join("store").to_string_lossy().into_owned());
-        (coord, Store::from_url(&store).unwrap())
-    }
-}
-
-impl Drop for Deployment {
-    fn drop(&mut self) {
-        // SIGTERM: `floe up` stops its coordinators, then exits.
-        // SAFETY: kill(2) on a child we spawned and have not reaped.
-        unsafe {
-            libc::kill(self.up.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && matches!(self.up.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.up.kill();
-        let _ = self.up.wait();
-        for &pid in &self.coordinators {
-            // SAFETY: signal 0 only checks that the process exists; a
-            // coordinator `floe up` failed to stop is killed by its pid.
-            unsafe {
-                if libc::kill(pid, 0) == 0 {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("up.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            eprintln!("--- up.log (last {} lines)", tail.len());
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
+use common::Deployment;
 
 /// One array the test writes.
 struct Case {
