@@ -25,43 +25,7 @@ use floe_protocol::{
 use floe_server::NetCoordinator;
 use floe_worker::{ArrayData, NpyFile, Session, Store};
 
-use common::Deployment;
-
-fn path(p: &str) -> ArrayPath {
-    ArrayPath::new(p).unwrap()
-}
-
-/// `n` elements of `dtype` drawn from a pattern that fits every dtype.
-fn pattern(dtype: DType, n: u64, salt: u64) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for i in 0..n {
-        let k = (i * 7 + salt) % 100;
-        let v = match dtype {
-            DType::Bool => k.is_multiple_of(3) as u8 as f64,
-            DType::I8 | DType::I16 | DType::I32 | DType::I64 => k as f64 - 50.0,
-            DType::U8 | DType::U16 | DType::U32 | DType::U64 => k as f64 + 1.0,
-            DType::F32 | DType::F64 => k as f64 * 0.25 - 10.0,
-        };
-        bytes.extend(dtype.encode(v).unwrap());
-    }
-    bytes
-}
-
-fn data(dtype: DType, region: &Region, salt: u64) -> ArrayData {
-    let bytes = pattern(dtype, region.elements(), salt);
-    ArrayData::from_bytes(dtype, &region.shape(), bytes).unwrap()
-}
-
-/// A fill value for each dtype, away from 0 so it shows.
-fn fill_of(dtype: DType) -> f64 {
-    match dtype {
-        DType::Bool => 1.0,
-        DType::I8 | DType::I16 | DType::I32 | DType::I64 => -3.0,
-        DType::U8 | DType::U16 | DType::U32 | DType::U64 => 9.0,
-        DType::F32 => -1.5,
-        DType::F64 => f64::NAN,
-    }
-}
+use common::{data, fill_of, path, Deployment};
 
 /// Writes the source repo `src` in one commit: every dtype as
 /// `/dtypes/<name>` (7 x 5 in 3 x 2, columns 0:4 written so the last chunk

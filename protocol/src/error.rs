@@ -425,6 +425,14 @@ impl FloeError {
         self.kind() == ErrorKind::InvalidInput
     }
 
+    /// The coordinator refused the request for good, so it certainly had
+    /// no effect (a conflict, or bad input). Any other error leaves the
+    /// outcome unknown: a history records such an operation as
+    /// indeterminate.
+    pub fn had_no_effect(&self) -> bool {
+        self.is_conflict() || self.is_invalid_input()
+    }
+
     /// Something inside floe or the store broke.
     pub fn is_internal(&self) -> bool {
         self.kind() == ErrorKind::Internal

@@ -251,7 +251,7 @@ impl Seen {
                     // coordinator may not have seen it, so it is `info`
                     // unless it said no.
                     let kind = match refused {
-                        Err(e) if e.is_conflict() || e.is_invalid_input() => "fail",
+                        Err(e) if e.had_no_effect() => "fail",
                         _ => "info",
                     };
                     rec.line(kind, "complete", serde_json::json!({"error": error}));

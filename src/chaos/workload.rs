@@ -582,7 +582,7 @@ fn refused(e: &FloeError) -> (&'static str, Value) {
             "fail",
             json!({"error": e.to_string(), "out-of-date": tip.to_string()}),
         ),
-        e if e.is_conflict() || e.is_invalid_input() => ("fail", json!({"error": e.to_string()})),
+        e if e.had_no_effect() => ("fail", json!({"error": e.to_string()})),
         // Gave up, expired, or unknown: it may have taken effect.
         e => ("info", json!({"error": e.to_string()})),
     }

@@ -1,7 +1,7 @@
 //! Shared by the process tests that drive a `floe up` deployment
 //! through the CLI and the library (`zarr_export`, `zarr_import`): start it,
 //! run `floe` against it, stop every process it started by its pid, also
-//! when the test fails.
+//! when the test fails; and the data patterns both write.
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use floe_protocol::{ArrayPath, DType, Region};
 use floe_server::config::{read_token, ClusterFile};
 use floe_server::NetCoordinator;
-use floe_worker::Store;
+use floe_worker::{ArrayData, Store};
 
 /// A `floe up` deployment; `floe up` and every coordinator it started are
 /// stopped on drop.
@@ -134,5 +135,41 @@ impl Drop for Deployment {
                 eprintln!("{line}");
             }
         }
+    }
+}
+
+pub fn path(p: &str) -> ArrayPath {
+    ArrayPath::new(p).unwrap()
+}
+
+/// `n` elements of `dtype` drawn from a pattern that fits every dtype.
+pub fn pattern(dtype: DType, n: u64, salt: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        let k = (i * 7 + salt) % 100;
+        let v = match dtype {
+            DType::Bool => k.is_multiple_of(3) as u8 as f64,
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 => k as f64 - 50.0,
+            DType::U8 | DType::U16 | DType::U32 | DType::U64 => k as f64 + 1.0,
+            DType::F32 | DType::F64 => k as f64 * 0.25 - 10.0,
+        };
+        bytes.extend(dtype.encode(v).unwrap());
+    }
+    bytes
+}
+
+pub fn data(dtype: DType, region: &Region, salt: u64) -> ArrayData {
+    let bytes = pattern(dtype, region.elements(), salt);
+    ArrayData::from_bytes(dtype, &region.shape(), bytes).unwrap()
+}
+
+/// A fill value for each dtype, away from 0 so it shows.
+pub fn fill_of(dtype: DType) -> f64 {
+    match dtype {
+        DType::Bool => 1.0,
+        DType::I8 | DType::I16 | DType::I32 | DType::I64 => -3.0,
+        DType::U8 | DType::U16 | DType::U32 | DType::U64 => 9.0,
+        DType::F32 => -1.5,
+        DType::F64 => f64::NAN,
     }
 }
