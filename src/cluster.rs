@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use floe_server::config::NodeConfig;
+use floe_server::config::{ClusterFile, NodeConfig};
 use floe_server::local::{write_local_cluster, write_proxied_cluster, LocalCluster, Route};
+use floe_worker::Store;
 
 /// `floe coordinator`.
 #[derive(Args)]
@@ -122,9 +123,43 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 20)]
     tick_ms: u64,
     /// Worker processes to start too (`floe worker`, one slot each,
-    /// writing to `DIR/store`).
+    /// writing to the store).
     #[arg(long, default_value_t = 0)]
     workers: u64,
+    /// The object store URL for chunk data, written into the cluster file
+    /// for clients and workers (default: `DIR/store`), e.g.
+    /// `s3://bucket/prefix`; credentials come from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...).
+    #[arg(long)]
+    store: Option<String>,
+    /// An object_store option for `--store`, KEY=VALUE (repeat), written
+    /// into the cluster file: `endpoint=http://127.0.0.1:9000`,
+    /// `region=us-east-1`, `allow_http=true`, ...
+    #[arg(long = "store-option", value_name = "KEY=VALUE", requires = "store")]
+    store_options: Vec<String>,
+}
+
+/// Where a deployment's chunk data goes; recorded in its cluster file.
+#[derive(Clone, Debug, Default)]
+pub struct StoreSpec {
+    /// The store URL (default: `store/` beside the cluster file).
+    pub url: Option<String>,
+    /// Its object_store options.
+    pub options: Vec<(String, String)>,
+}
+
+impl StoreSpec {
+    /// Records this store in the cluster file at `path`.
+    fn record(&self, path: &Path) -> Result<()> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let mut file = ClusterFile::load(path)?;
+        file.store = Some(url.clone());
+        file.store_options = self.options.iter().cloned().collect();
+        file.save(path)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
 }
 
 /// A local deployment: coordinator and worker processes started from this
@@ -156,9 +191,29 @@ impl Deployment {
         tick_ms: u64,
         worker_flags: &[&str],
     ) -> Result<Deployment> {
+        Self::start_on(
+            dir,
+            nodes,
+            workers,
+            tick_ms,
+            worker_flags,
+            &StoreSpec::default(),
+        )
+    }
+
+    /// [`Deployment::start_with`] on the object store `store`.
+    pub fn start_on(
+        dir: &Path,
+        nodes: u64,
+        workers: u64,
+        tick_ms: u64,
+        worker_flags: &[&str],
+        store: &StoreSpec,
+    ) -> Result<Deployment> {
         check_nodes(nodes)?;
         let layout = write_local_cluster(dir, nodes, tick_ms)
             .with_context(|| format!("cannot lay out a cluster in {}", dir.display()))?;
+        store.record(&layout.cluster_file)?;
         Self::launch_all(dir, &layout, workers, worker_flags)
     }
 
@@ -330,7 +385,24 @@ impl Drop for Deployment {
 /// Starts a local cluster and keeps it in the foreground; Ctrl-C or
 /// SIGTERM stops every process it started.
 pub fn up(args: UpArgs) -> Result<()> {
-    let mut d = Deployment::start(&args.dir, args.nodes, args.workers, args.tick_ms)?;
+    let store = StoreSpec {
+        url: args.store.clone(),
+        options: crate::remote::store_options(&args.store_options)?,
+    };
+    if let Some(url) = &store.url {
+        // A wrong store fails here, with its reason, not in every worker.
+        let opened = Store::from_url_with(url, &store.options)?;
+        crate::remote::block_on_value(async { Ok(opened.probe().await?) })
+            .with_context(|| format!("--store {url}"))?;
+    }
+    let mut d = Deployment::start_on(
+        &args.dir,
+        args.nodes,
+        args.workers,
+        args.tick_ms,
+        &[],
+        &store,
+    )?;
     println!(
         "{} coordinators and {} workers up; clients use --cluster {}",
         args.nodes,

@@ -61,7 +61,7 @@ pub fn export(cluster: ClusterArgs, cmd: ExportCmd) -> Result<()> {
             args.branch.as_deref(),
         );
         let commit = resolve_commit(&remote.client(), &name, at).await?;
-        let store = remote.store()?;
+        let store = remote.store().await?;
         let mut reader = Reader::new(remote.coord.clone(), store.clone(), name.clone());
         let record = reader
             .record(commit)

@@ -74,7 +74,7 @@ pub fn import(cluster: ClusterArgs, cmd: ImportCmd) -> Result<()> {
     let arrays = found.len();
     let chunks: usize = found.iter().map(|f| f.chunks.len()).sum();
     let commit = block_on_value(async move {
-        let store = remote.store()?;
+        let store = remote.store().await?;
         let mut s = Session::checkout(remote.coord.clone(), store, name.clone(), branch.clone())
             .await
             .with_context(|| format!("checking out branch {branch} of {name}"))?;

@@ -46,10 +46,11 @@ pub struct WorkerArgs {
 /// Runs a worker process until SIGTERM or Ctrl-C.
 pub fn worker(cluster: ClusterArgs, args: WorkerArgs) -> Result<()> {
     let remote = cluster.connect()?;
+    let store = block_on_value(remote.store())?;
     let opts = floe_server::worker::WorkerOptions {
         endpoints: remote.file.endpoints(),
         token: remote.token.clone(),
-        store: remote.store()?,
+        store,
         slots: args.slots,
         name: args
             .name

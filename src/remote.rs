@@ -28,6 +28,22 @@ pub struct ClusterArgs {
     /// `store`, else a `store/` directory beside it).
     #[arg(long)]
     store: Option<String>,
+    /// An object_store option for the store, KEY=VALUE (repeat; wins over
+    /// the cluster file's `store_options` and the environment), e.g.
+    /// `endpoint=http://127.0.0.1:9000`, `allow_http=true`.
+    #[arg(long = "store-option", value_name = "KEY=VALUE")]
+    store_options: Vec<String>,
+}
+
+/// Parses `--store-option KEY=VALUE` flags.
+pub(crate) fn store_options(flags: &[String]) -> Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => bail!("--store-option {f:?}: expected KEY=VALUE"),
+        })
+        .collect()
 }
 
 /// A connected client.
@@ -36,6 +52,8 @@ pub(crate) struct Remote {
     pub(crate) file: ClusterFile,
     pub(crate) token: String,
     pub(crate) store_url: String,
+    /// The cluster file's store options, then the flags'.
+    pub(crate) store_options: Vec<(String, String)>,
 }
 
 impl ClusterArgs {
@@ -53,18 +71,29 @@ impl ClusterArgs {
             .clone()
             .or_else(|| file.store.clone())
             .unwrap_or_else(|| beside.to_string_lossy().into_owned());
+        let mut options: Vec<(String, String)> = match self.store {
+            // Another store than the cluster file's: its options do not apply.
+            Some(_) => Vec::new(),
+            None => file.store_options.clone().into_iter().collect(),
+        };
+        options.extend(store_options(&self.store_options)?);
         Ok(Remote {
             coord,
             file,
             token,
             store_url,
+            store_options: options,
         })
     }
 }
 
 impl Remote {
-    pub(crate) fn store(&self) -> Result<Store> {
-        Ok(Store::from_url(&self.store_url)?)
+    /// The store, checked: a store that cannot be reached, a missing
+    /// bucket or refused credentials fail here, before anything is written.
+    pub(crate) async fn store(&self) -> Result<Store> {
+        let store = Store::from_url_with(&self.store_url, &self.store_options)?;
+        store.probe().await?;
+        Ok(store)
     }
 
     pub(crate) fn client(&self) -> Client<NetCoordinator> {
@@ -450,7 +479,7 @@ pub fn array_cmd(cluster: ClusterArgs, cmd: ArrayCmd) -> Result<()> {
         BranchName::new(branch)?,
     );
     block_on(async move {
-        let store = remote.store()?;
+        let store = remote.store().await?;
         let mut s = Session::checkout(remote.coord.clone(), store, name, branch).await?;
         s.create_array(&path, meta)?;
         let commit = s
@@ -479,7 +508,7 @@ pub fn write(cluster: ClusterArgs, args: WriteArgs) -> Result<()> {
     let full = Region::new(&npy.shape().iter().map(|&n| (0, n)).collect::<Vec<_>>());
     let data = npy.read_region(&full)?;
     block_on(async move {
-        let store = remote.store()?;
+        let store = remote.store().await?;
         let mut s = Session::checkout(remote.coord.clone(), store, name, branch).await?;
         s.write_region(&path, &region, &data).await?;
         let commit = match args.mode {
@@ -549,7 +578,7 @@ pub fn read(cluster: ClusterArgs, args: ReadArgs) -> Result<()> {
             args.branch.as_deref(),
         );
         let commit = resolve_commit(&client, &name, at).await?;
-        let mut reader = Reader::new(remote.coord.clone(), remote.store()?, name);
+        let mut reader = Reader::new(remote.coord.clone(), remote.store().await?, name);
         let data = reader.read(commit, &path, &region).await?;
         floe_worker::write_npy(&args.out, &data)?;
         println!("{} at {commit}: {} -> {}", path, region, args.out.display());

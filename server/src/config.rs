@@ -218,6 +218,11 @@ pub struct ClusterFile {
     /// file).
     #[serde(default)]
     pub store: Option<String>,
+    /// object_store options for `store` (`endpoint`, `region`,
+    /// `allow_http`, ...); credentials belong in the environment
+    /// (`AWS_ACCESS_KEY_ID`, ...), not here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub store_options: BTreeMap<String, String>,
 }
 
 impl ClusterFile {

@@ -148,6 +148,7 @@ fn write_cluster(
             .collect(),
         metrics,
         store: None,
+        store_options: BTreeMap::new(),
     };
     std::fs::write(&cluster_file, to_toml(&file)?)?;
     let layout = LocalCluster {

@@ -39,12 +39,68 @@ fn store_err(what: impl fmt::Display, e: impl fmt::Display) -> FloeError {
 }
 
 /// A transient failure is retryable ([`FloeError::StoreUnavailable`]) so
-/// the caller's policy decides.
+/// the caller's policy decides. Errors that only an operator can mend (no
+/// such bucket, refused credentials) say so in plain words.
 fn final_err(what: impl fmt::Display, e: object_store::Error) -> FloeError {
+    let text = short(&e.to_string());
+    if let Some(hint) = hint(&e, &text) {
+        return FloeError::Store(format!("{what}: {hint} ({text})"));
+    }
     if transient(&e) {
-        FloeError::StoreUnavailable(format!("{what}: {e}"))
+        FloeError::StoreUnavailable(format!("{what}: {}{text}", unreachable_hint(&text)))
     } else {
-        store_err(what, e)
+        store_err(what, text)
+    }
+}
+
+/// An S3 error's text without the XML body it quotes, keeping its code.
+fn short(text: &str) -> String {
+    let Some(at) = text.find("<?xml") else {
+        return text.to_string();
+    };
+    let head = text[..at].trim_end().trim_end_matches(':');
+    match xml_element(&text[at..], "Code") {
+        Some(code) => format!("{head}: {code}"),
+        None => head.to_string(),
+    }
+}
+
+/// The text of the first `<name>…</name>` in `xml`.
+fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let len = xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..start + len])
+}
+
+/// The plain-words reading of an error an operator has to mend.
+fn hint(e: &object_store::Error, text: &str) -> Option<&'static str> {
+    if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+        return Some("the bucket does not exist");
+    }
+    match e {
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            Some("access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) and the bucket's policy")
+        }
+        _ if text.contains("SignatureDoesNotMatch") || text.contains("InvalidAccessKeyId") => {
+            Some("the credentials were refused (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+        }
+        _ => None,
+    }
+}
+
+/// Names a connection failure as such: object_store's text for it is a
+/// long chain ending in the OS error.
+fn unreachable_hint(text: &str) -> &'static str {
+    let unreachable = [
+        "error sending request",
+        "Connection refused",
+        "dns error",
+        "timed out",
+    ];
+    if unreachable.iter().any(|s| text.contains(s)) {
+        "the store is unreachable: "
+    } else {
+        ""
     }
 }
 
@@ -54,6 +110,89 @@ fn transient(e: &object_store::Error) -> bool {
         e,
         object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
     )
+}
+
+/// Local and in-memory stores take no options: say so rather than ignore
+/// them.
+fn no_options(text: &str, options: &[(String, String)]) -> Result<(), FloeError> {
+    match options.first() {
+        None => Ok(()),
+        Some((key, _)) => Err(FloeError::Store(format!(
+            "store option {key:?} given for {text}, which takes none (options are for s3://, gs://, az://)"
+        ))),
+    }
+}
+
+#[cfg(feature = "cloud")]
+mod cloud {
+    //! Opening cloud stores: the environment first, then explicit options;
+    //! bounded retries and timeouts so an unreachable store fails in
+    //! seconds, not in object_store's default of minutes.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::{ObjectStore, RetryConfig};
+
+    use super::store_err;
+    use floe_protocol::FloeError;
+
+    /// One request is retried this often within this long; a failed put is
+    /// tried again, under a fresh id, by the client core.
+    fn retry() -> RetryConfig {
+        RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(15),
+            ..RetryConfig::default()
+        }
+    }
+
+    /// An S3 (or S3-compatible) bucket: `AWS_*` variables, then `options`.
+    pub(super) fn s3(url: &url::Url, options: &[(String, String)]) -> Result<AmazonS3, FloeError> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_url(url.as_str())
+            .with_retry(retry())
+            .with_config(
+                AmazonS3ConfigKey::Client(object_store::ClientConfigKey::ConnectTimeout),
+                "5s",
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(object_store::ClientConfigKey::Timeout),
+                "60s",
+            );
+        for (key, value) in options {
+            let parsed: AmazonS3ConfigKey = key
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|_| FloeError::Store(format!("{url}: unknown S3 store option {key:?}")))?;
+            builder = builder.with_config(parsed, value);
+        }
+        builder
+            .build()
+            .map_err(|e| store_err(format!("cannot open {url}"), e))
+    }
+
+    /// `gs://` and `az://`: object_store's own URL parsing with the
+    /// `GOOGLE_*` / `AZURE_*` variables, then `options`.
+    pub(super) fn other(
+        url: &url::Url,
+        options: &[(String, String)],
+    ) -> Result<Arc<dyn ObjectStore>, FloeError> {
+        let env = std::env::vars().filter_map(|(k, v)| {
+            let lower = k.to_ascii_lowercase();
+            ["google_", "azure_"]
+                .iter()
+                .any(|p| lower.starts_with(p))
+                .then_some((lower, v))
+        });
+        let given = options
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()));
+        let (store, _prefix) = object_store::parse_url_opts(url, env.chain(given))
+            .map_err(|e| store_err(format!("cannot open {url}"), e))?;
+        Ok(Arc::from(store))
+    }
 }
 
 impl Store {
@@ -88,18 +227,29 @@ impl Store {
     /// * `file:///abs/path` — a local directory (created if missing); a
     ///   string without `://` is taken as a local path too;
     /// * `memory://` — a fresh in-memory store;
-    /// * with the `cloud` feature, whatever `object_store::parse_url`
-    ///   understands (`s3://bucket/prefix`, `gs://…`, `az://…`, …),
-    ///   configured from the usual `AWS_*`, `GOOGLE_*` and `AZURE_*`
-    ///   environment variables. Without the feature these are refused with
-    ///   an error saying to rebuild with `--features cloud`.
+    /// * with the `cloud` feature, `s3://bucket/prefix` (S3 and
+    ///   S3-compatible servers), `gs://…` and `az://…`, configured from the
+    ///   usual `AWS_*`, `GOOGLE_*` and `AZURE_*` environment variables.
+    ///   Without the feature these are refused with an error saying to
+    ///   rebuild with `--features cloud`.
     pub fn from_url(text: &str) -> Result<Self, FloeError> {
+        Self::from_url_with(text, &[])
+    }
+
+    /// [`Store::from_url`] with object_store configuration `options`
+    /// (`endpoint=http://127.0.0.1:9000`, `allow_http=true`, `region=…`;
+    /// `aws_`-prefixed names too) that win over the environment's. An
+    /// option the store does not know is refused, naming it; local and
+    /// in-memory stores take none.
+    pub fn from_url_with(text: &str, options: &[(String, String)]) -> Result<Self, FloeError> {
         if !text.contains("://") {
+            no_options(text, options)?;
             return Self::local(text);
         }
         let url = url::Url::parse(text).map_err(|e| store_err(format!("bad URL {text:?}"), e))?;
         match url.scheme() {
             "file" => {
+                no_options(text, options)?;
                 let dir = url.to_file_path().map_err(|()| {
                     FloeError::Store(format!(
                         "bad file URL {text:?}: expected file:///absolute/path"
@@ -107,9 +257,12 @@ impl Store {
                 })?;
                 Self::local(dir)
             }
-            "memory" => Ok(Self::memory()),
+            "memory" => {
+                no_options(text, options)?;
+                Ok(Self::memory())
+            }
             "s3" | "s3a" | "gs" | "az" | "adl" | "azure" | "abfs" | "abfss" | "http" | "https" => {
-                Self::cloud(&url)
+                Self::cloud(&url, options)
             }
             _ => Err(FloeError::Store(format!(
                 "{url}: unsupported store URL (expected file:///path, memory://, s3://, gs:// or az://)"
@@ -118,18 +271,15 @@ impl Store {
     }
 
     #[cfg(feature = "cloud")]
-    fn cloud(url: &url::Url) -> Result<Self, FloeError> {
-        let options = std::env::vars().filter_map(|(k, v)| {
-            let lower = k.to_ascii_lowercase();
-            ["aws_", "google_", "azure_"]
-                .iter()
-                .any(|p| lower.starts_with(p))
-                .then_some((lower, v))
-        });
-        let (store, prefix) = object_store::parse_url_opts(url, options)
-            .map_err(|e| store_err(format!("cannot open {url}"), e))?;
+    fn cloud(url: &url::Url, options: &[(String, String)]) -> Result<Self, FloeError> {
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "s3" | "s3a" => Arc::new(cloud::s3(url, options)?),
+            _ => cloud::other(url, options)?,
+        };
+        let prefix = Path::from_url_path(url.path())
+            .map_err(|e| store_err(format!("bad path in {url}"), e))?;
         let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
-            Arc::from(store)
+            store
         } else {
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
         };
@@ -139,10 +289,29 @@ impl Store {
     }
 
     #[cfg(not(feature = "cloud"))]
-    fn cloud(url: &url::Url) -> Result<Self, FloeError> {
+    fn cloud(url: &url::Url, _options: &[(String, String)]) -> Result<Self, FloeError> {
         Err(FloeError::Store(format!(
             "{url}: cloud object stores are not built in; rebuild with `--features cloud`"
         )))
+    }
+
+    /// Where this store is (its URL, or the object store's own name).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Checks that the store answers and lets us in: one listing of its
+    /// root. An unreachable endpoint, a missing bucket or refused
+    /// credentials come back as an error saying which, so a command fails
+    /// before it writes anything rather than on its first chunk.
+    pub async fn probe(&self) -> Result<(), FloeError> {
+        match self.inner.list_with_delimiter(None).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(final_err(
+                format!("cannot use the store {}", self.description),
+                e,
+            )),
+        }
     }
 
     /// The wrapped object store.
@@ -461,6 +630,53 @@ mod tests {
     }
 
     #[test]
+    fn s3_error_bodies_shrink_to_their_code() {
+        let text = "Error performing GET http://h/b in 3ms - Server returned non-2xx status code: \
+                    404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code>\
+                    <Message>The specified bucket does not exist</Message></Error>";
+        assert_eq!(
+            short(text),
+            "Error performing GET http://h/b in 3ms - Server returned non-2xx status code: \
+             404 Not Found: NoSuchBucket"
+        );
+        assert_eq!(short("plain"), "plain");
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        };
+        let err = final_err("put r/chunks/1", e);
+        assert!(!err.is_retryable(), "a missing bucket is not retried");
+        assert!(
+            err.to_string().contains("the bucket does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refused_credentials_and_unreachable_stores_say_so() {
+        let denied = object_store::Error::PermissionDenied {
+            path: "x".into(),
+            source: "403 Forbidden".into(),
+        };
+        let err = final_err("get x", denied);
+        assert!(err.to_string().contains("check the credentials"), "{err}");
+        let down = object_store::Error::Generic {
+            store: "S3",
+            source: "HTTP error: error sending request".into(),
+        };
+        let err = final_err("get x", down);
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("unreachable"), "{err}");
+    }
+
+    #[test]
+    fn local_stores_take_no_options() {
+        let options = [("endpoint".to_string(), "http://x".to_string())];
+        let err = Store::from_url_with("memory://", &options).unwrap_err();
+        assert!(err.to_string().contains("takes none"), "{err}");
+    }
+
+    #[test]
     fn bad_urls_are_clear_errors() {
         let err = Store::from_url("file://relative-host/x").unwrap_err();
         assert!(err.to_string().contains("file:///"), "{err}");
@@ -474,6 +690,9 @@ mod tests {
         let store = Store::from_url("s3://bucket/some/prefix").unwrap();
         let text = format!("{store:?}");
         assert!(text.contains("s3://bucket/some/prefix"), "{text}");
+        let options = [("endpointt".to_string(), "http://x".to_string())];
+        let err = Store::from_url_with("s3://bucket", &options).unwrap_err();
+        assert!(err.to_string().contains("unknown S3 store option"), "{err}");
     }
 
     #[cfg(not(feature = "cloud"))]
