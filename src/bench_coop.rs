@@ -219,6 +219,7 @@ impl Bench {
                     solver: Solver::Fail,
                 },
                 source: Some(source.to_string_lossy().into_owned()),
+                create: Default::default(),
             };
             let job =
                 Job::new(ClientId(rand::thread_rng().gen()), coord.nodes(), spec).with_poll_ms(20);

@@ -368,6 +368,7 @@ async fn on_worker_processes(
             solver: Solver::Fail,
         },
         source: Some(source.to_string_lossy().into_owned()),
+        create: Default::default(),
     };
     let job = Job::new(ClientId(rand::random()), coord.nodes(), spec).with_poll_ms(20);
     let job = floe_worker::drive(job, coord.clone(), None).await?;

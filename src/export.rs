@@ -1,18 +1,24 @@
 //! `floe export zarr`: one commit's arrays as a Zarr v3 hierarchy in a
-//! local directory. A thin shell: the commit is resolved as `floe read`
+//! local directory or at an object-store URL. A thin shell: the commit is resolved as `floe read`
 //! resolves it, its chunk map comes from the reader
 //! (`Reader::chunk_map`, the walk checkpoints use), the documents and chunk
 //! keys from the pure `floe_worker::zarr`, and each chunk object is decoded
-//! (`Store::get_chunk`) and re-encoded for Zarr. Everything is written
+//! (`Store::get_chunk`) and re-encoded for Zarr. A local export is written
 //! into a staging directory beside the target and renamed into place at
-//! the end, so a failure leaves nothing behind.
+//! the end, so a failure leaves nothing behind. An object store has no
+//! rename: there the chunks go first and the `zarr.json` documents last,
+//! deepest first and the root group's at the very end, so a failed export
+//! leaves no hierarchy that opens.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args, Subcommand};
 
-use floe_worker::{zarr, Reader};
+use futures::StreamExt;
+use object_store::path::Path as Key;
+
+use floe_worker::{zarr, Reader, Store};
 
 use crate::remote::{block_on_value, repo, resolve_commit, ClusterArgs};
 
@@ -41,19 +47,23 @@ pub struct ZarrArgs {
     /// Export this tag's commit.
     #[arg(long)]
     tag: Option<String>,
-    /// The directory to write; it must not exist or be empty.
+    /// Where to write: a directory that does not exist or is empty, or an
+    /// object-store URL with nothing under it (`s3://bucket/prefix`).
     #[arg(long)]
-    to: PathBuf,
+    to: String,
+    /// An object_store option for `--to`, KEY=VALUE (repeat); by default a
+    /// URL of the same scheme as the cluster's store takes its options.
+    #[arg(long = "to-option", value_name = "KEY=VALUE")]
+    to_options: Vec<String>,
 }
 
 /// `floe export ...`.
 pub fn export(cluster: ClusterArgs, cmd: ExportCmd) -> Result<()> {
     let ExportCmd::Zarr(args) = cmd;
-    check_target(&args.to)?;
     let remote = cluster.connect()?;
+    let target = Target::open(&remote, &args)?;
     let name = repo(&args.repo)?;
-    let to = args.to.clone();
-    let repo_name = name.clone();
+    let (repo_name, to) = (name.clone(), args.to.clone());
     let (arrays, chunks, commit) = block_on_value(async move {
         let at = (
             args.at.as_deref(),
@@ -61,6 +71,7 @@ pub fn export(cluster: ClusterArgs, cmd: ExportCmd) -> Result<()> {
             args.branch.as_deref(),
         );
         let commit = resolve_commit(&remote.client(), &name, at).await?;
+        target.check_empty().await?;
         let store = remote.store().await?;
         let mut reader = Reader::new(remote.coord.clone(), store.clone(), name.clone());
         let record = reader
@@ -70,16 +81,9 @@ pub fn export(cluster: ClusterArgs, cmd: ExportCmd) -> Result<()> {
         let nodes = zarr::hierarchy(&record.arrays)
             .with_context(|| format!("{commit} of {name} cannot be written as Zarr"))?;
         let map = reader.chunk_map(commit).await?;
-        let staging = Staging::beside(&args.to)?;
-        for node in &nodes {
-            let dir = staging.dir(&node.dir);
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let doc = serde_json::to_vec_pretty(&node.metadata)?;
-            write(&dir.join("zarr.json"), &doc)?;
-        }
         let mut chunks = 0usize;
         for (path, meta) in &record.arrays {
-            let dir = staging.dir(&zarr::segments(path)?);
+            let dir = zarr::segments(path)?.join("/");
             for (coord, &id) in map.arrays.get(path).into_iter().flatten() {
                 let buffer = store
                     .get_chunk(&name, meta, id)
@@ -87,34 +91,102 @@ pub fn export(cluster: ClusterArgs, cmd: ExportCmd) -> Result<()> {
                     .with_context(|| format!("{path} chunk {coord:?} at {commit}"))?;
                 let bytes = zarr::encode_chunk(meta, &buffer)
                     .with_context(|| format!("{path} chunk {coord:?} at {commit}"))?;
-                let file = dir.join(zarr::chunk_key(coord));
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
-                }
-                write(&file, &bytes)?;
+                target
+                    .put(&format!("{dir}/{}", zarr::chunk_key(coord)), bytes)
+                    .await?;
                 chunks += 1;
             }
         }
-        staging.finish(&args.to)?;
+        // Children before parents, the root group last.
+        for node in nodes.iter().rev() {
+            let doc = serde_json::to_vec_pretty(&node.metadata)?;
+            let key = node.dir.iter().map(String::as_str).chain(["zarr.json"]);
+            target.put(&key.collect::<Vec<_>>().join("/"), doc).await?;
+        }
+        target.finish()?;
         Ok((record.arrays.len(), chunks, commit))
     })?;
     println!(
         "exported {arrays} arrays ({chunks} chunks) of {repo_name} at {commit} to {}",
-        to.display()
+        to
     );
     Ok(())
 }
 
-/// Refuses a target that exists and is not an empty directory, or that
-/// is a URL (only local directories are written).
-fn check_target(to: &Path) -> Result<()> {
-    if to.to_string_lossy().contains("://") {
-        bail!(
-            "--to {}: only a local directory can be written (not a URL)",
-            to.display()
-        );
+/// Where an export goes: a local directory (through a staging directory
+/// renamed into place) or an object store.
+struct Target {
+    store: Store,
+    /// The staging directory and the final one, for a local export.
+    local: Option<(Staging, PathBuf)>,
+    label: String,
+}
+
+impl Target {
+    fn open(remote: &crate::remote::Remote, args: &ZarrArgs) -> Result<Target> {
+        let local = match args.to.strip_prefix("file://") {
+            Some(path) => Some(PathBuf::from(path)),
+            None => (!args.to.contains("://")).then(|| PathBuf::from(&args.to)),
+        };
+        let Some(dir) = local else {
+            return Ok(Target {
+                store: remote.other_store(&args.to, &args.to_options)?,
+                local: None,
+                label: args.to.clone(),
+            });
+        };
+        if !args.to_options.is_empty() {
+            bail!(
+                "--to-option is for object-store URLs, not the directory {}",
+                dir.display()
+            );
+        }
+        check_target(&dir)?;
+        let staging = Staging::beside(&dir)?;
+        Ok(Target {
+            store: Store::local(staging.dir(&[]))?,
+            local: Some((staging, dir)),
+            label: args.to.clone(),
+        })
     }
+
+    /// Refuses a URL target that already holds objects (a local one was
+    /// checked when opened).
+    async fn check_empty(&self) -> Result<()> {
+        if self.local.is_some() {
+            return Ok(());
+        }
+        self.store.probe().await?;
+        let first = self.store.object_store().list(None).next().await;
+        match first {
+            None => Ok(()),
+            Some(Ok(meta)) => bail!(
+                "--to {} is not empty (it holds {}); export to a new prefix",
+                self.label,
+                meta.location
+            ),
+            Some(Err(e)) => Err(e).with_context(|| format!("listing {}", self.label)),
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put_raw(&Key::from(key), bytes)
+            .await
+            .with_context(|| format!("writing {key} to {}", self.label))
+    }
+
+    /// Moves a local export into place.
+    fn finish(self) -> Result<()> {
+        match self.local {
+            Some((staging, dir)) => staging.finish(&dir),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Refuses a local target that exists and is not an empty directory.
+fn check_target(to: &Path) -> Result<()> {
     match std::fs::symlink_metadata(to) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("--to {}", to.display())),
@@ -131,10 +203,6 @@ fn check_target(to: &Path) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn write(file: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(file, bytes).with_context(|| format!("writing {}", file.display()))
 }
 
 /// A directory beside the target that the export fills; removed on drop

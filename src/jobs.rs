@@ -12,12 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 
 use floe_protocol::{
-    ArrayPath, BranchName, ClientId, Command, CommitMode, Coordinator, Query, Reply, Request,
-    SessionId, SessionStatus, Solver, TaskState,
+    ArrayMeta, ArrayPath, BranchName, ClientId, Command, CommitId, CommitMode, Coordinator, Query,
+    Reply, Request, SessionId, SessionStatus, Solver, TaskState,
 };
 use floe_worker::coop::{plan_grid, Tiling};
 use floe_worker::machine::{Job, JobSpec, JobStatus};
-use floe_worker::source::open_source;
+use floe_worker::source::{open_source, ZARR_PREFIX};
 use floe_worker::Driven;
 
 use crate::remote::{block_on_value, record, repo, ClusterArgs};
@@ -90,7 +90,9 @@ pub struct SubmitArgs {
     /// The array, e.g. `/t`.
     path: String,
     /// A `.npy` of the array's shape and dtype: a path every worker sees,
-    /// or an object-store URL (`s3://bucket/dir/x.npy`, `file:///...`).
+    /// or an object-store URL (`s3://bucket/dir/x.npy`, `file:///...`); or
+    /// `zarr:ROOT`, a Zarr v3 hierarchy (path or URL) holding an array at
+    /// the same path with the same shape, chunks and dtype.
     #[arg(long = "from")]
     source: String,
     /// The branch to commit to.
@@ -135,14 +137,7 @@ fn submit(cluster: ClusterArgs, args: SubmitArgs) -> Result<()> {
     let name = repo(&args.repo)?;
     let path = ArrayPath::new(&args.path)?;
     let branch = BranchName::new(&args.branch)?;
-    // Workers resolve a path on their own machines: make it absolute.
-    let source = match args.source.contains("://") {
-        true => args.source.clone(),
-        false => std::fs::canonicalize(&args.source)
-            .with_context(|| format!("source {}", args.source))?
-            .to_string_lossy()
-            .into_owned(),
-    };
+    let source = absolute_source(&args.source)?;
     let npy = open_source(&source)?;
     block_on_value(async move {
         let client = remote.client();
@@ -157,17 +152,7 @@ fn submit(cluster: ClusterArgs, args: SubmitArgs) -> Result<()> {
             .ok_or_else(|| anyhow!("{name} has no array {path} on {branch}"))?;
         // The workers read it; the submitter only checks that it fits.
         npy.check_fits(&path, meta)?;
-        let grid = meta.grid();
-        let tiling = match (args.tasks, args.chunks_per_task) {
-            (_, Some(k)) => {
-                let mut per = vec![1; grid.len()];
-                per[0] = k.max(1);
-                Tiling::ChunksPerTask(per)
-            }
-            (Some(n), None) => Tiling::about(&grid, n),
-            (None, None) => Tiling::about(&grid, grid.iter().product::<u64>().min(1024)),
-        };
-        let plan = plan_grid(&path, meta, &tiling)?;
+        let plan = plan_grid(&path, meta, &tiling(meta, args.tasks, args.chunks_per_task))?;
         let bytes = meta.dtype.size() as u64 * meta.shape.iter().product::<u64>();
         let spec = JobSpec {
             repo: name,
@@ -179,17 +164,49 @@ fn submit(cluster: ClusterArgs, args: SubmitArgs) -> Result<()> {
                 solver: Solver::Fail,
             },
             source: Some(source),
+            create: Default::default(),
         };
-        run_job(&remote.coord, spec, bytes).await
+        run_job(&remote.coord, spec, bytes).await?;
+        Ok(())
     })
 }
 
-/// Drives the job with a progress bar; prints the commit.
-async fn run_job(
+/// A job source as every worker can open it: workers resolve a path on
+/// their own machines, so a local path (also after `zarr:`) is made
+/// absolute; a URL is kept.
+pub(crate) fn absolute_source(text: &str) -> Result<String> {
+    let (prefix, rest) = match text.strip_prefix(ZARR_PREFIX) {
+        Some(rest) => (ZARR_PREFIX, rest),
+        None => ("", text),
+    };
+    if rest.contains("://") {
+        return Ok(text.to_string());
+    }
+    let path = std::fs::canonicalize(rest).with_context(|| format!("source {rest}"))?;
+    Ok(format!("{prefix}{}", path.display()))
+}
+
+/// How `--tasks N` / `--chunks-per-task K` cut `meta`'s chunk grid
+/// (default: one task per chunk, at most 1024 tasks).
+pub(crate) fn tiling(meta: &ArrayMeta, tasks: Option<u64>, chunks_per_task: Option<u64>) -> Tiling {
+    let grid = meta.grid();
+    match (tasks, chunks_per_task) {
+        (_, Some(k)) => {
+            let mut per = vec![1; grid.len()];
+            per[0] = k.max(1);
+            Tiling::ChunksPerTask(per)
+        }
+        (Some(n), None) => Tiling::about(&grid, n),
+        (None, None) => Tiling::about(&grid, grid.iter().product::<u64>().min(1024)),
+    }
+}
+
+/// Drives the job with a progress bar; prints and returns its commit.
+pub(crate) async fn run_job(
     coord: &std::sync::Arc<floe_server::NetCoordinator>,
     spec: JobSpec,
     bytes: u64,
-) -> Result<()> {
+) -> Result<CommitId> {
     let tasks = spec.plan.len() as u64;
     let job =
         Job::new(ClientId(rand::thread_rng().gen()), coord.nodes(), spec).with_author(whoami());
@@ -240,7 +257,7 @@ async fn run_job(
                 size(bytes),
                 size((bytes as f64 / secs.max(1e-3)) as u64)
             );
-            Ok(())
+            Ok(*commit)
         }
         JobStatus::Failed(e) => bail!("the job failed: {e}"),
         JobStatus::Running => bail!("the job stopped before its commit"),

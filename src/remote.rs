@@ -96,6 +96,22 @@ impl Remote {
         Ok(store)
     }
 
+    /// Opens another store than the cluster's (an export's target, an
+    /// import's source) at `url`, with `flags` (`KEY=VALUE`) as its
+    /// options; without flags, a URL of the same scheme as the cluster's
+    /// store (say both `s3://`) takes the cluster store's options.
+    pub(crate) fn other_store(&self, url: &str, flags: &[String]) -> Result<Store> {
+        let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_string());
+        let options = if !flags.is_empty() {
+            store_options(flags)?
+        } else if scheme(url).is_some() && scheme(url) == scheme(&self.store_url) {
+            self.store_options.clone()
+        } else {
+            Vec::new()
+        };
+        Ok(Store::from_url_with(url, &options)?)
+    }
+
     pub(crate) fn client(&self) -> Client<NetCoordinator> {
         Client::new(self.coord.clone())
     }

@@ -86,6 +86,7 @@ async fn open(f: &Fixture, regions: &[&str], lease_ms: u64) -> Result<Reply, Flo
             plan: Some(plan),
             lease_ms,
             source: None,
+            create: Default::default(),
         },
     )
     .await

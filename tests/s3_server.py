@@ -3,9 +3,11 @@ server (moto[server], pinned in .ci/run) on an ephemeral port, with IAM
 authentication enforced so that wrong credentials are refused as S3
 refuses them.
 
-It creates one user with full access, one access key and the bucket
-`floe-test`, prints one JSON line (endpoint, access_key, secret_key,
-bucket) and serves until its stdin closes or it is killed.
+It creates a user with full access and one that may only list and read
+(for the test that a refused put lands no commit), an access key for
+each and the bucket `floe-test`, prints one JSON line (endpoint, region,
+access_key, secret_key, reader_key, reader_secret, bucket) and serves
+until its stdin closes or it is killed.
 
     python tests/s3_server.py
 """
@@ -58,16 +60,48 @@ def main():
         aws_secret_access_key=key["SecretAccessKey"],
     )
     s3.create_bucket(Bucket=BUCKET)
+    reader = reader_key(endpoint, key)
     line = {
         "endpoint": endpoint,
         "region": REGION,
         "access_key": key["AccessKeyId"],
         "secret_key": key["SecretAccessKey"],
+        "reader_key": reader["AccessKeyId"],
+        "reader_secret": reader["SecretAccessKey"],
         "bucket": BUCKET,
     }
     print(json.dumps(line), flush=True)
     sys.stdin.read()
     server.stop()
+
+
+def reader_key(endpoint, admin):
+    """A user who may list and read the bucket but not write to it."""
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=admin["AccessKeyId"],
+        aws_secret_access_key=admin["SecretAccessKey"],
+    )
+    iam.create_user(UserName="reader")
+    policy = iam.create_policy(
+        PolicyName="floe-read",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["s3:ListBucket", "s3:GetObject"],
+                        "Resource": "*",
+                    }
+                ],
+            }
+        ),
+    )
+    iam.attach_user_policy(UserName="reader", PolicyArn=policy["Policy"]["Arn"])
+    return iam.create_access_key(UserName="reader")["AccessKey"]
 
 
 if __name__ == "__main__":

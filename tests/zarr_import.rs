@@ -3,7 +3,9 @@
 //! written chunk column), a zstd array and a sparse one are written with
 //! the library, exported with `floe export zarr`, imported into another
 //! repo, and `floe read` of each must be equal in both repos, with the same
-//! metadata and no chunk written that the source left out. A hierarchy with
+//! metadata and no chunk written that the source left out; the same
+//! import through the deployment's two `floe worker` processes
+//! (`--workers`) lands one commit equal to it. A hierarchy with
 //! a blosc array and an import over existing arrays are refused, landing
 //! nothing. When `FLOE_ZARR_PYTHON` names a python with zarr-python (CI sets
 //! it), `tests/zarr_make.py` writes a hierarchy with zarr-python that must
@@ -129,8 +131,8 @@ fn commits(d: &Deployment, repo: &str) -> usize {
 #[test]
 fn an_export_imports_back_equal_and_bad_codecs_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Deployment::start(tmp.path());
-    for repo in ["src", "dst", "py"] {
+    let d = Deployment::start_with(tmp.path(), &["--workers", "2"], &[]);
+    for repo in ["src", "dst", "py", "coop"] {
         d.floe_ok(&["repo", "create", repo]);
     }
     let (coord, store) = d.library();
@@ -198,6 +200,49 @@ fn an_export_imports_back_equal_and_bad_codecs_are_refused() {
         assert_same(p.as_str(), &got, &want);
     }
 
+    // The same through the cooperative mode: the worker processes write
+    // one task per source chunk; the arrays and their chunks land as one
+    // commit equal to the other import.
+    let said = d.floe_ok(&[
+        "import",
+        "zarr",
+        export.to_str().unwrap(),
+        "coop",
+        "--workers",
+    ]);
+    assert!(said.contains("through floe worker processes"), "{said}");
+    assert!(said.contains("into coop branch main at C1"), "{said}");
+    let log = d.floe_ok(&["log", "coop", "--json"]);
+    assert_eq!(log.lines().count(), 2, "one commit: {log}");
+    let tip: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(tip["chunks"].as_u64(), Some(exported), "{log}");
+    let cooperative = runtime.block_on(arrays_of(coord.clone(), store.clone(), "coop"));
+    assert_eq!(cooperative, source);
+    for (p, meta) in &source {
+        let file = p.as_str().trim_start_matches('/').replace('/', ".");
+        let want = NpyFile::open(reads.join(format!("src.{file}.npy"))).unwrap();
+        let got = read_whole(
+            &d,
+            "coop",
+            p.as_str(),
+            &meta.shape,
+            &reads.join(format!("coop.{file}.npy")),
+        );
+        let all = Region::new(&meta.shape.iter().map(|&n| (0, n)).collect::<Vec<_>>());
+        assert_same(p.as_str(), &got, &want.read_region(&all).unwrap());
+    }
+    let err = d.floe_fails(&[
+        "import",
+        "zarr",
+        export.to_str().unwrap(),
+        "coop",
+        "--workers",
+    ]);
+    assert!(
+        err.contains("already exists on branch main of coop"),
+        "{err}"
+    );
+
     // Importing again: the arrays exist; refused, nothing lands.
     let before = commits(&d, "dst");
     let err = d.floe_fails(&["import", "zarr", export.to_str().unwrap(), "dst"]);
@@ -233,6 +278,8 @@ fn an_export_imports_back_equal_and_bad_codecs_are_refused() {
         tmp.path().join("nope").to_str().unwrap(),
         "py",
     ]);
+    assert!(err.contains("nope: no such directory"), "{err}");
+    let err = d.floe_fails(&["import", "zarr", tmp.path().to_str().unwrap(), "py"]);
     assert!(err.contains("is not a Zarr v3 hierarchy"), "{err}");
 
     python_round_trip(&d, tmp.path());

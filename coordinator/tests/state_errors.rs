@@ -59,6 +59,7 @@ fn unknown_repo() {
         plan: None,
         lease_ms: 1000,
         source: None,
+        create: Default::default(),
     });
     assert_eq!(open, Err(err));
 }

@@ -115,6 +115,16 @@ pub enum Command {
         /// the coordinator; `floe worker` takes part only in sessions that
         /// name one.
         source: Option<String>,
+        /// Arrays the session creates, by path, with their metadata. They
+        /// land with the session's commit and not before: until then no
+        /// commit shows them, and an aborted session leaves nothing. Each
+        /// path must not exist at the base and each metadata must be
+        /// valid. The session's arrays (`Reply::SessionOpened`) include
+        /// them, so tasks and contributions may write them; on commit they
+        /// are `MetaChange::Create`s, treated by the commit rule exactly as
+        /// a non-cooperative commit creating them (another commit creating
+        /// the same path since the base is `ArrayCreatedTwice`).
+        create: BTreeMap<ArrayPath, ArrayMeta>,
     },
     /// A worker asks for a task.
     ClaimTask {
@@ -383,6 +393,9 @@ pub struct SessionStatus {
     pub contributions: Vec<ObjectId>,
     /// Where its workers read (see `Command::OpenSession`).
     pub source: Option<String>,
+    /// The arrays it creates (see `Command::OpenSession`): with the base's
+    /// arrays, the metadata its tasks are written against.
+    pub create: BTreeMap<ArrayPath, ArrayMeta>,
     /// The commit it landed as, once committed.
     pub committed: Option<CommitId>,
     /// True once committed or aborted.
@@ -414,7 +427,8 @@ pub enum Reply {
         session: SessionId,
         /// The base commit every worker reads from.
         base: CommitId,
-        /// The base's array metadata.
+        /// The array metadata the session writes against: the base's
+        /// arrays and those the session creates.
         arrays: BTreeMap<ArrayPath, ArrayMeta>,
     },
     /// A task was granted.
@@ -629,5 +643,7 @@ pub struct NodeStatus {
 }
 
 /// The version of the protocol (the messages and their meaning) this build
-/// speaks; a [`Message::Hello`] from a newer one is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// speaks; a [`Message::Hello`] from a newer one is refused. 2: sessions
+/// that create arrays (`OpenSession::create`, `SessionStatus::create`) and
+/// `CompleteTask::next`.
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -26,7 +26,7 @@ use floe_protocol::{
 };
 use floe_worker::coop::{leave_session_after, pick_session};
 use floe_worker::machine::{SourceFn, Worker, WorkerReport, WorkerStatus};
-use floe_worker::source::{open_source, NpySource};
+use floe_worker::source::{open_source, JobSource};
 use floe_worker::{Driven, Store};
 
 use crate::client::NetCoordinator;
@@ -196,10 +196,11 @@ impl Recorder {
 }
 
 impl Seen {
-    /// Counts what the report gained since the last look; `item` is the
-    /// source's element size in bytes. Completions come first: a grant
-    /// that rode on a completion's answer follows it.
-    fn count(&mut self, report: &WorkerReport, item: u64, m: &WorkerMetrics, rec: &Recorder) {
+    /// Counts what the worker's report gained since the last look.
+    /// Completions come first: a grant that rode on a completion's answer
+    /// follows it.
+    fn count(&mut self, worker: &Worker, m: &WorkerMetrics, rec: &Recorder) {
+        let report = worker.report();
         let session = &rec.session;
         while let Some(c) = report.completions.get(self.sent) {
             let value = serde_json::json!({
@@ -209,7 +210,7 @@ impl Seen {
             rec.line("invoke", "complete", value);
             self.sent += 1;
         }
-        self.answer(report, item, m, rec);
+        self.answer(report, worker.arrays(), m, rec);
         for (task, epoch) in &report.grants[self.grants..] {
             let ask =
                 serde_json::json!({"session": session, "worker": rec.slot, "client": rec.client});
@@ -230,14 +231,24 @@ impl Seen {
         self.renewals = report.renewals;
     }
 
-    /// Completions are answered one at a time, in order.
-    fn answer(&mut self, report: &WorkerReport, item: u64, m: &WorkerMetrics, rec: &Recorder) {
+    /// Completions are answered one at a time, in order; `arrays` give
+    /// the element size of each completion's array.
+    fn answer(
+        &mut self,
+        report: &WorkerReport,
+        arrays: Option<&BTreeMap<ArrayPath, ArrayMeta>>,
+        m: &WorkerMetrics,
+        rec: &Recorder,
+    ) {
         while let Some(c) = report.completions.get(self.answered) {
             let Some(outcome) = &c.outcome else { break };
             match outcome {
                 Ok(r) if r.accepted().is_some() => {
                     m.completed.inc();
                     m.chunks.inc_by(c.chunks);
+                    let item = arrays
+                        .and_then(|a| a.get(&c.array))
+                        .map_or(0, |meta| meta.dtype.size() as u64);
                     m.bytes.inc_by(c.region.elements() * item);
                     rec.line("ok", "complete", serde_json::json!({}));
                 }
@@ -380,7 +391,7 @@ impl Slot {
             return self.rest(ctx);
         };
         match open_source(&pick.source) {
-            Ok(npy) => self.join(pick, npy, ctx),
+            Ok(source) => self.join(pick, source, ctx),
             Err(e) => {
                 tracing::warn!(
                     slot = %self.name,
@@ -395,12 +406,11 @@ impl Slot {
         }
     }
 
-    /// Runs a worker machine on session `pick`, reading `npy`.
-    fn join(&mut self, pick: OpenSession, npy: Arc<dyn NpySource>, ctx: &mut Context<Self>) {
+    /// Runs a worker machine on session `pick`, reading `source`.
+    fn join(&mut self, pick: OpenSession, source: Arc<dyn JobSource>, ctx: &mut Context<Self>) {
         tracing::info!(slot = %self.name, session = %pick.session, source = %pick.source, "joining");
         self.metrics.sessions.inc();
         let mut rng = rand::thread_rng();
-        let item = npy.header().dtype.size() as u64;
         let client = ClientId(rng.gen());
         let machine = Worker::new(
             WorkerId(rng.gen()),
@@ -408,7 +418,7 @@ impl Slot {
             self.coord.nodes(),
             pick.session,
             pick.repo.clone(),
-            source_of(npy),
+            source_of(source),
             rng.gen(),
         );
         let mut driven = Driven::new(machine, self.coord.clone(), Some(self.store.clone()));
@@ -423,12 +433,12 @@ impl Slot {
             let mut seen = Seen::default();
             let ran = driven
                 .run_until(|m| {
-                    seen.count(m.report(), item, &metrics, &rec);
+                    seen.count(m, &metrics, &rec);
                     false
                 })
                 .await;
             let machine = driven.into_machine();
-            seen.count(machine.report(), item, &metrics, &rec);
+            seen.count(&machine, &metrics, &rec);
             (machine, ran)
         };
         let session = pick.session;
@@ -465,13 +475,12 @@ impl Slot {
     }
 }
 
-/// The data of a task's region, read from the job's `.npy` (which must
-/// have the array's shape and dtype).
-fn source_of(npy: Arc<dyn NpySource>) -> SourceFn {
+/// The data of a task's region, read from the job's source (which
+/// checks that it fits the array).
+fn source_of(source: Arc<dyn JobSource>) -> SourceFn {
     Arc::new(
         move |path: &ArrayPath, meta: &ArrayMeta, region: &Region, _: WorkerId| {
-            npy.check_fits(path, meta)?;
-            npy.read_region(region)
+            source.read(path, meta, region)
         },
     ) as Arc<_>
 }

@@ -25,7 +25,9 @@
 //!   `worker::machine` writers (aligned or not, overlapping or not; Strict
 //!   with the seed's loop, Rebase fail, sometimes ours/theirs; manual
 //!   retries), a built-in aligned writer, cooperative jobs with 2–4
-//!   workers (replaced when they crash), checkpointers, and on about a
+//!   workers (replaced when they crash; about a third of the jobs open a
+//!   session that creates the array it writes, `/c0` or `/c1`, so two jobs
+//!   may create the same path), checkpointers, and on about a
 //!   third of the seeds planless cooperative sessions: a lead opens
 //!   `OpenSession { plan: None }`, 2–4 contributors `Contribute` whole
 //!   chunks (often overlapping; they are paused, never killed), the lead

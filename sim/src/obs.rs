@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use floe_protocol::{
-    ArrayPath, BranchName, CommitId, CommitMode, CommitRecord, Conflict, Footprint, ObjectId,
-    Outcome, PlannedTask, SessionId, TagName, TaskId, WorkerId,
+    ArrayMeta, ArrayPath, BranchName, CommitId, CommitMode, CommitRecord, Conflict, Footprint,
+    MetaChange, ObjectId, Outcome, PlannedTask, SessionId, TagName, TaskId, WorkerId,
 };
 
 use crate::model::{self, Write};
@@ -150,6 +150,9 @@ pub struct CoopRun {
     /// state reports them (filled from a replica at the end of the run;
     /// `None` in hand-made histories).
     pub held_deltas: Option<Vec<ObjectId>>,
+    /// The arrays the session creates (`OpenSession::create`), landing
+    /// with its commit.
+    pub create: BTreeMap<ArrayPath, ArrayMeta>,
 }
 
 /// Everything the clients observed in one run.
@@ -315,6 +318,8 @@ pub struct ClientEnd {
     /// For a job: whether its plan is invalid (tasks sharing chunks), by
     /// plain division of each task's bounds by the chunk shape.
     pub invalid_plan: bool,
+    /// For a job: the arrays its session creates.
+    pub creates: Vec<ArrayPath>,
 }
 
 impl Observations {
@@ -376,6 +381,9 @@ impl CoopRun {
     pub fn as_attempt(&self) -> Option<model::Attempt> {
         let base = self.base?;
         let mut footprint = Footprint::new();
+        for (path, meta) in &self.create {
+            footprint.set_meta(path, meta, MetaChange::Create(meta.clone()));
+        }
         let mut writes = Vec::new();
         for c in self.landed_by_task().values() {
             footprint.merge(&c.footprint);

@@ -717,7 +717,29 @@ fn ended(kind: &'static str, end: End, invalid_plan: bool) -> ClientEnd {
         kind,
         end,
         invalid_plan,
+        creates: Vec::new(),
     }
+}
+
+#[test]
+fn a_job_refused_for_creating_a_landed_array_is_explained() {
+    let (h, mut obs) = good();
+    let refused = FloeError::InvalidChange {
+        why: "cannot create /t: it already exists at the base".into(),
+    };
+    // `/t` was created by C1: the refusal is the workload's doing.
+    let mut end = ended("job", End::Failed(refused), false);
+    end.creates = vec![t()];
+    obs.ends = vec![end.clone()];
+    all(&obs, &h).unwrap();
+    // A job creating only a path no commit created has no such excuse.
+    end.creates = vec![ArrayPath::new("/u").unwrap()];
+    obs.ends = vec![end];
+    expect(
+        all(&obs, &h),
+        "client-ends",
+        "job c5 failed with invalid change",
+    );
 }
 
 #[test]

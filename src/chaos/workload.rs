@@ -442,6 +442,7 @@ impl Jobs {
             message: message.clone(),
             mode: rebase(Solver::Fail),
             source: Some(source.display().to_string()),
+            create: Default::default(),
         };
         let chunks: Vec<[u64; 2]> = (0..JOB_SHAPE[0] / JOB_CHUNKS[0])
             .flat_map(|i| (0..JOB_SHAPE[1] / JOB_CHUNKS[1]).map(move |j| [i, j]))

@@ -23,14 +23,28 @@ pub struct Deployment {
     dir: PathBuf,
     up: Child,
     coordinators: Vec<i32>,
+    /// Set on every `floe` this test runs (store credentials).
+    env: Vec<(String, String)>,
 }
 
 impl Deployment {
     pub fn start(dir: &Path) -> Deployment {
+        Self::start_with(dir, &[], &[])
+    }
+
+    /// `floe up` with `extra` flags (`--workers`, `--store`, ...) and
+    /// `env` set for it and for every `floe` run against it.
+    pub fn start_with(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Deployment {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let log = std::fs::File::create(dir.join("up.log")).unwrap();
         let up = Command::new(env!("CARGO_BIN_EXE_floe"))
             .args(["up", "--nodes", "3", "--tick-ms", "10", "--dir"])
             .arg(dir)
+            .args(extra)
+            .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -40,6 +54,7 @@ impl Deployment {
             dir: dir.to_path_buf(),
             up,
             coordinators: Vec::new(),
+            env,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while d.coordinators.len() < 3 {
@@ -71,6 +86,7 @@ impl Deployment {
             .arg("--cluster")
             .arg(self.cluster())
             .args(&args[1..])
+            .envs(self.env.iter().cloned())
             .output()
             .expect("floe runs")
     }
@@ -101,7 +117,17 @@ impl Deployment {
             .store
             .clone()
             .unwrap_or_else(|| self.dir.join("store").to_string_lossy().into_owned());
-        (coord, Store::from_url(&store).unwrap())
+        let options: Vec<(String, String)> = file.store_options.into_iter().collect();
+        (coord, Store::from_url_with(&store, &options).unwrap())
+    }
+
+    /// The pids `floe up` reported for its processes (coordinators and
+    /// workers), as it printed them (`  w1: pid 123 (log: ...)`).
+    fn started(&self) -> Vec<i32> {
+        let log = std::fs::read_to_string(self.dir.join("up.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split_once(": pid ")?.1.split(' ').next()?.parse().ok())
+            .collect()
     }
 }
 
@@ -118,9 +144,11 @@ impl Drop for Deployment {
         }
         let _ = self.up.kill();
         let _ = self.up.wait();
-        for &pid in &self.coordinators {
+        let mut pids = self.started();
+        pids.extend(&self.coordinators);
+        for &pid in &pids {
             // SAFETY: signal 0 only checks that the process exists; a
-            // coordinator `floe up` failed to stop is killed by its pid.
+            // process `floe up` failed to stop is killed by its pid.
             unsafe {
                 if libc::kill(pid, 0) == 0 {
                     libc::kill(pid, libc::SIGKILL);
@@ -171,5 +199,109 @@ pub fn fill_of(dtype: DType) -> f64 {
         DType::U8 | DType::U16 | DType::U32 | DType::U64 => 9.0,
         DType::F32 => -1.5,
         DType::F64 => f64::NAN,
+    }
+}
+
+/// A real S3-compatible server on loopback for a test: moto's server with
+/// IAM auth (`tests/s3_server.py`), run by the Python that
+/// `FLOE_S3_PYTHON` names (`.ci/run` installs `moto[server]` into a venv);
+/// killed by its pid on drop.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// A key with full access, and its secret.
+    pub access_key: String,
+    pub secret_key: String,
+    /// A key that may only list and read, and its secret.
+    pub reader_key: String,
+    pub reader_secret: String,
+    /// The bucket the server was started with.
+    pub bucket: String,
+}
+
+impl S3Server {
+    /// Starts the server; `None` (the test says why and passes) when
+    /// `FLOE_S3_PYTHON` is unset, as on a machine without the venv.
+    pub fn start() -> Option<S3Server> {
+        use std::io::BufRead;
+        let Some(python) = std::env::var_os("FLOE_S3_PYTHON") else {
+            eprintln!("FLOE_S3_PYTHON is not set: skipping the S3 test (see the README)");
+            return None;
+        };
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_server.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the S3 server starts");
+        let stdout = child.stdout.take().expect("piped");
+        let mut line = String::new();
+        let read = std::io::BufReader::new(stdout).read_line(&mut line);
+        let field = |k: &str| -> Option<String> {
+            let v: Value = serde_json::from_str(&line).ok()?;
+            v[k].as_str().map(str::to_string)
+        };
+        let keys = [
+            "endpoint",
+            "access_key",
+            "secret_key",
+            "reader_key",
+            "reader_secret",
+            "bucket",
+        ];
+        let fields: Option<Vec<String>> = keys.iter().map(|k| field(k)).collect();
+        let (Ok(_), Some(mut f)) = (read, fields) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the S3 server did not start (is moto[server] installed?): {line:?}");
+        };
+        let mut next = || f.remove(0);
+        Some(S3Server {
+            endpoint: next(),
+            access_key: next(),
+            secret_key: next(),
+            reader_key: next(),
+            reader_secret: next(),
+            bucket: next(),
+            child,
+        })
+    }
+
+    /// A store on `url` of this server for the test's own process (which
+    /// has no `AWS_*` environment), with the full-access key.
+    pub fn store(&self, url: &str) -> Store {
+        let options: Vec<(String, String)> = [
+            ("access_key_id", self.access_key.as_str()),
+            ("secret_access_key", self.secret_key.as_str()),
+            ("region", "us-east-1"),
+            ("endpoint", self.endpoint.as_str()),
+            ("allow_http", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Store::from_url_with(url, &options).unwrap()
+    }
+
+    /// The environment a floe process needs to use the server with the
+    /// full-access key.
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -132,9 +132,7 @@ impl Source for NpyFile {
         meta: &ArrayMeta,
         region: &Region,
     ) -> Result<ArrayData, FloeError> {
-        self.check_fits(path, meta)?;
-        check_region(path, meta, region)?;
-        self.read_region(region)
+        crate::source::read_npy(self, path, meta, region)
     }
 }
 
@@ -595,6 +593,7 @@ pub async fn run_plan<C: Coordinator + 'static>(
         message: opts.message.clone(),
         mode: opts.mode,
         source: None,
+        create: Default::default(),
     };
     let job = Job::new(ClientId(rng.gen()), coord.nodes(), spec).with_author(opts.author.clone());
     let mut job = Driven::new(job, coord.clone(), Some(store.clone()));

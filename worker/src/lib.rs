@@ -8,7 +8,8 @@
 //! keys for exports) and the per-task decisions in [`coop`]. Thin async shells around them: [`store`] (object_store),
 //! [`session`] (a writer's session against a [`floe_protocol::Coordinator`])
 //! and [`coop::run_plan`] (cooperative workers). [`npy`] reads and writes
-//! NumPy files.
+//! NumPy files; [`source`] opens a job's source for its workers (an `.npy`,
+//! or a Zarr hierarchy through [`zarr_source`]).
 
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod session;
 pub mod source;
 pub mod store;
 pub mod zarr;
+pub mod zarr_source;
 
 pub use client::Client;
 pub use coop::{

@@ -45,6 +45,7 @@ impl<C: Coordinator + 'static> Planless<C> {
             plan: None,
             lease_ms: 10_000,
             source: None,
+            create: Default::default(),
         };
         match client.command(open).await? {
             Reply::SessionOpened {

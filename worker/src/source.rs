@@ -1,8 +1,10 @@
-//! Where a cooperative job's data comes from: an `.npy` file on a path the
-//! workers share, or at an object-store URL (`s3://bucket/dir/x.npy`,
-//! `file:///abs/x.npy`, ...), read region by region with ranged GETs. The
-//! submitter reads only the header; each worker reads the rows of its
-//! tasks.
+//! Where a cooperative job's data comes from ([`open_source`]): an `.npy`
+//! file on a path the workers share, or at an object-store URL
+//! (`s3://bucket/dir/x.npy`, `file:///abs/x.npy`, ...), read region by
+//! region with ranged GETs, for one array; or a Zarr v3 hierarchy
+//! (`zarr:<root>`, see [`ZarrSource`]) serving each of its arrays. The
+//! submitter only checks that the source fits; each worker reads the
+//! regions of its tasks.
 
 use std::sync::Arc;
 
@@ -10,9 +12,25 @@ use object_store::path::Path as ObjectPath;
 
 use floe_protocol::{ArrayMeta, ArrayPath, FloeError, Region};
 
-use crate::data::{elements, ArrayData};
+use crate::coop::Source;
+use crate::data::{check_region, elements, ArrayData};
 use crate::npy::{check_fits, parse_header, row_ranges, NpyFile, NpyHeader, MAX_NPY_HEADER};
 use crate::store::Store;
+pub use crate::zarr_source::ZarrSource;
+
+/// The prefix of a source string naming a Zarr hierarchy:
+/// `zarr:<directory or store URL of the hierarchy's root>`.
+pub const ZARR_PREFIX: &str = "zarr:";
+
+/// A job's source as workers open it from the session's source string:
+/// it reads regions of the arrays it serves ([`Source::read`], which
+/// checks the fit first).
+pub trait JobSource: Source {
+    /// Its name, for logs and errors.
+    fn label(&self) -> String;
+    /// Whether it can feed array `path` with metadata `meta`.
+    fn check_fits(&self, path: &ArrayPath, meta: &ArrayMeta) -> Result<(), FloeError>;
+}
 
 /// An `.npy` a job reads regions of.
 pub trait NpySource: Send + Sync {
@@ -42,13 +60,106 @@ impl NpySource for NpyFile {
     }
 }
 
-/// Opens `text`: a URL (anything with `://`) through the object store, else
-/// a local path.
-pub fn open_source(text: &str) -> Result<Arc<dyn NpySource>, FloeError> {
-    if text.contains("://") {
+/// Reads `region` of array `path` from an `.npy` source, after checking
+/// that it fits the array and the region lies inside it.
+pub(crate) fn read_npy(
+    npy: &impl NpySource,
+    path: &ArrayPath,
+    meta: &ArrayMeta,
+    region: &Region,
+) -> Result<ArrayData, FloeError> {
+    npy.check_fits(path, meta)?;
+    check_region(path, meta, region)?;
+    npy.read_region(region)
+}
+
+impl JobSource for NpyFile {
+    fn label(&self) -> String {
+        NpySource::label(self)
+    }
+
+    fn check_fits(&self, path: &ArrayPath, meta: &ArrayMeta) -> Result<(), FloeError> {
+        NpySource::check_fits(self, path, meta)
+    }
+}
+
+impl Source for RemoteNpy {
+    fn read(
+        &self,
+        path: &ArrayPath,
+        meta: &ArrayMeta,
+        region: &Region,
+    ) -> Result<ArrayData, FloeError> {
+        read_npy(self, path, meta, region)
+    }
+}
+
+impl JobSource for RemoteNpy {
+    fn label(&self) -> String {
+        NpySource::label(self)
+    }
+
+    fn check_fits(&self, path: &ArrayPath, meta: &ArrayMeta) -> Result<(), FloeError> {
+        NpySource::check_fits(self, path, meta)
+    }
+}
+
+/// Opens a job's source string: `zarr:<root>` a Zarr hierarchy (see
+/// [`ZarrSource::open`]); else an `.npy`, through the object store for a
+/// URL (anything with `://`), else at a local path.
+pub fn open_source(text: &str) -> Result<Arc<dyn JobSource>, FloeError> {
+    if let Some(root) = text.strip_prefix(ZARR_PREFIX) {
+        Ok(Arc::new(ZarrSource::open(root)?))
+    } else if text.contains("://") {
         Ok(Arc::new(RemoteNpy::open(text)?))
     } else {
         Ok(Arc::new(NpyFile::open(text)?))
+    }
+}
+
+/// A small runtime of a source's own that blocking reads run on, from a
+/// scoped thread, so they may be called from inside another runtime.
+pub(crate) struct Blocking {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Blocking {
+    /// A runtime for the source named `label`.
+    pub(crate) fn new(label: &str) -> Result<Self, FloeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| FloeError::Store(format!("cannot start a runtime for {label}: {e}")))?;
+        Ok(Blocking {
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs `fut` to completion, blocking the calling thread.
+    pub(crate) fn run<T: Send>(
+        &self,
+        label: &str,
+        fut: impl std::future::Future<Output = Result<T, FloeError>> + Send,
+    ) -> Result<T, FloeError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| FloeError::Store("the source is closed".into()))?;
+        match std::thread::scope(|s| s.spawn(|| runtime.block_on(fut)).join()) {
+            Ok(result) => result,
+            Err(_) => Err(FloeError::Store(format!("reading {label} panicked"))),
+        }
+    }
+}
+
+impl Drop for Blocking {
+    fn drop(&mut self) {
+        // Dropping a runtime may block; this one may be dropped inside
+        // another runtime (a worker's actor), where blocking is refused.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -61,7 +172,7 @@ pub struct RemoteNpy {
     store: Store,
     key: ObjectPath,
     header: NpyHeader,
-    runtime: Option<tokio::runtime::Runtime>,
+    blocking: Blocking,
 }
 
 impl RemoteNpy {
@@ -78,11 +189,6 @@ impl RemoteNpy {
         } else {
             dir.to_string()
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| FloeError::Store(format!("cannot start a runtime for {url}: {e}")))?;
         let mut source = RemoteNpy {
             url: url.to_string(),
             store: Store::from_url(&dir)?,
@@ -92,7 +198,7 @@ impl RemoteNpy {
                 shape: Vec::new(),
                 data_offset: 0,
             },
-            runtime: Some(runtime),
+            blocking: Blocking::new(url)?,
         };
         source.header = source.read_header()?;
         Ok(source)
@@ -136,16 +242,12 @@ impl RemoteNpy {
         &self,
         fut: impl std::future::Future<Output = Result<T, object_store::Error>> + Send,
     ) -> Result<T, FloeError> {
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| FloeError::Store("the source is closed".into()))?;
-        let result = std::thread::scope(|s| s.spawn(|| runtime.block_on(fut)).join());
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(FloeError::Store(format!("cannot read {}: {e}", self.url))),
-            Err(_) => Err(FloeError::Store(format!("reading {} panicked", self.url))),
-        }
+        let url = &self.url;
+        let fut = async move {
+            fut.await
+                .map_err(|e| FloeError::Store(format!("cannot read {url}: {e}")))
+        };
+        self.blocking.run(&self.url, fut)
     }
 
     fn size(&self) -> Result<u64, FloeError> {
@@ -179,16 +281,6 @@ impl NpySource for RemoteNpy {
     }
 }
 
-impl Drop for RemoteNpy {
-    fn drop(&mut self) {
-        // Dropping a runtime may block; this one may be dropped inside
-        // another runtime (a worker's actor), where blocking is refused.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,23 +293,54 @@ mod tests {
         let data = ArrayData::from_slice(&[12, 9], &values).unwrap();
         let path = dir.path().join("x.npy");
         crate::npy::write_npy(&path, &data).unwrap();
-        let file = open_source(path.to_str().unwrap()).unwrap();
         let url = format!("file://{}", path.display());
-        let remote = open_source(&url).unwrap();
+        let file = NpyFile::open(&path).unwrap();
+        let remote = RemoteNpy::open(&url).unwrap();
         assert_eq!(remote.header(), file.header());
+        let a = ArrayPath::new("/a").unwrap();
+        let meta = ArrayMeta::new(vec![12, 9], vec![4, 3], DType::I32, 0.0).unwrap();
+        let opened = [
+            open_source(path.to_str().unwrap()).unwrap(),
+            open_source(&url).unwrap(),
+        ];
         for region in ["0:12,0:9", "3:7,2:5", "11:12,8:9"] {
             let region: Region = region.parse().unwrap();
-            assert_eq!(
-                remote.read_region(&region).unwrap(),
-                file.read_region(&region).unwrap()
-            );
+            let want = file.read_region(&region).unwrap();
+            assert_eq!(remote.read_region(&region).unwrap(), want);
+            for source in &opened {
+                assert_eq!(source.read(&a, &meta, &region).unwrap(), want);
+            }
         }
-        let meta = ArrayMeta::new(vec![12, 9], vec![4, 3], DType::I32, 0.0).unwrap();
-        remote
-            .check_fits(&ArrayPath::new("/a").unwrap(), &meta)
-            .unwrap();
+        for source in &opened {
+            source.check_fits(&a, &meta).unwrap();
+        }
         let missing = format!("file://{}/nope.npy", dir.path().display());
         let err = open_source(&missing).err().expect("a missing object fails");
         assert!(err.to_string().contains("nope.npy"), "{err}");
+    }
+
+    #[test]
+    fn a_zarr_source_string_opens_a_hierarchy_and_a_missing_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = format!("{ZARR_PREFIX}{}/nope", dir.path().display());
+        let err = open_source(&missing)
+            .err()
+            .expect("a missing directory fails");
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert!(!dir.path().join("nope").exists(), "nothing is created");
+        let root = dir.path().join("h");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(
+            root.join("zarr.json"),
+            crate::zarr::group_metadata().to_string(),
+        )
+        .unwrap();
+        let source = open_source(&format!("{ZARR_PREFIX}file://{}", root.display())).unwrap();
+        assert!(source.label().starts_with(ZARR_PREFIX));
+        let meta = ArrayMeta::new(vec![4], vec![2], DType::I32, 0.0).unwrap();
+        let err = source
+            .check_fits(&ArrayPath::new("/x").unwrap(), &meta)
+            .unwrap_err();
+        assert!(err.to_string().contains("/x"), "{err}");
     }
 }

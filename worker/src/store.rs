@@ -77,6 +77,11 @@ fn hint(e: &object_store::Error, text: &str) -> Option<&'static str> {
     if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
         return Some("the bucket does not exist");
     }
+    // Without credentials in the environment or options, the S3 client
+    // asks the EC2 instance metadata endpoint for some.
+    if text.contains("169.254.169.254") {
+        return Some("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where instance credentials exist)");
+    }
     match e {
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
             Some("access denied: check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) and the bucket's policy")

@@ -311,6 +311,109 @@ impl KeyEncoding {
     }
 }
 
+/// The directories (`/`-separated, relative to the hierarchy's root; `""`
+/// is the root) that hold a `zarr.json`, among `keys` (every object below
+/// the root, as a listing of the store gives them), parents first.
+pub fn node_dirs<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut dirs: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| match k {
+            "zarr.json" => Some(String::new()),
+            _ => k.strip_suffix("/zarr.json").map(str::to_string),
+        })
+        .collect();
+    dirs.sort_by_key(|d| (depth(d), d.clone()));
+    dirs
+}
+
+fn depth(dir: &str) -> usize {
+    if dir.is_empty() {
+        0
+    } else {
+        dir.split('/').count()
+    }
+}
+
+/// The proper ancestors of `dir`, nearest first, ending at the root `""`.
+fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(dir);
+    std::iter::from_fn(move || {
+        let d = rest?;
+        if d.is_empty() {
+            rest = None;
+            return None;
+        }
+        let parent = d.rsplit_once('/').map_or("", |(p, _)| p);
+        rest = Some(parent);
+        Some(parent)
+    })
+}
+
+/// Whether the node at `dir` belongs to the hierarchy: every ancestor is a
+/// group (`kinds`: node directory -> is an array). The root always does.
+pub fn reachable(kinds: &BTreeMap<String, bool>, dir: &str) -> bool {
+    ancestors(dir).all(|a| kinds.get(a) == Some(&false))
+}
+
+/// The objects of each array of a hierarchy: for every key of the listing
+/// whose nearest node is a reachable array, the key relative to that
+/// array's directory (candidate chunk keys; the caller parses them with
+/// the array's encoding). Keys under a group that are not nodes, keys of
+/// unreachable nodes and hidden keys (a segment starting with `.`) are
+/// not part of any array.
+pub fn array_objects<'a>(
+    kinds: &BTreeMap<String, bool>,
+    keys: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = kinds
+        .iter()
+        .filter(|(dir, &array)| array && reachable(kinds, dir))
+        .map(|(dir, _)| (dir.clone(), Vec::new()))
+        .collect();
+    for key in keys {
+        if key.split('/').any(|s| s.starts_with('.')) {
+            continue;
+        }
+        // Everything below an array is its (nodes there are not nodes).
+        let owner = ancestors(key).find(|a| kinds.contains_key(*a) && reachable(kinds, a));
+        let Some(owner) = owner else {
+            continue;
+        };
+        if let Some(objects) = out.get_mut(owner) {
+            let relative = if owner.is_empty() {
+                key
+            } else {
+                &key[owner.len() + 1..]
+            };
+            if relative != "zarr.json" {
+                objects.push(relative.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The tasks of a cooperative import of one array: `plan` (chunk-aligned
+/// tasks over the whole array, as `coop::plan_grid` cuts it) less the
+/// tasks that hold none of the source's `chunks`, which would only write
+/// the fill value floe reads there anyway.
+pub fn import_tasks(
+    meta: &ArrayMeta,
+    plan: Vec<floe_protocol::PlannedTask>,
+    chunks: &[Vec<u64>],
+) -> Vec<floe_protocol::PlannedTask> {
+    let holds = |task: &floe_protocol::PlannedTask, coord: &[u64]| {
+        task.region
+            .0
+            .iter()
+            .zip(coord.iter().zip(&meta.chunk_shape))
+            .all(|(span, (c, size))| span.lo <= c * size && c * size < span.hi)
+    };
+    plan.into_iter()
+        .filter(|task| chunks.iter().any(|c| holds(task, c)))
+        .collect()
+}
+
 /// An array of a Zarr hierarchy as floe will hold it: its metadata (codec
 /// `Zstd` when the Zarr array used zstd) and how its chunk files are named.
 #[derive(Clone, Debug, PartialEq)]
@@ -626,6 +729,61 @@ pub fn decode_zarr_chunk(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_import_plans_only_tasks_holding_source_chunks() {
+        use floe_protocol::PlannedTask;
+        let meta = ArrayMeta::new(vec![10, 6], vec![4, 3], DType::U8, 0.0).unwrap();
+        let path = ArrayPath::new("/a").unwrap();
+        // Three row bands of chunks (rows 0:4, 4:8, 8:10), whole width.
+        let plan: Vec<PlannedTask> = ["0:4,0:6", "4:8,0:6", "8:10,0:6"]
+            .iter()
+            .map(|r| PlannedTask {
+                array: path.clone(),
+                region: r.parse().unwrap(),
+            })
+            .collect();
+        let kept = import_tasks(&meta, plan, &[vec![0, 1], vec![2, 0]]);
+        let regions: Vec<String> = kept.iter().map(|t| t.region.to_string()).collect();
+        assert_eq!(regions, ["0:4,0:6", "8:10,0:6"]);
+    }
+
+    #[test]
+    fn listings_find_nodes_and_the_objects_of_each_array() {
+        let keys = [
+            "zarr.json",
+            "notes.txt",
+            "g/zarr.json",
+            "g/a/zarr.json",
+            "g/a/c/0/0",
+            "g/a/c/1/0",
+            "g/a/.DS_Store",
+            "b/zarr.json",
+            "b/c/0",
+            "b/inner/zarr.json",
+            "stray/x",
+            "b2/c/0",
+        ];
+        let dirs = node_dirs(keys);
+        assert_eq!(dirs, ["", "b", "g", "b/inner", "g/a"]);
+        let kinds: BTreeMap<String, bool> = [
+            ("", false),
+            ("g", false),
+            ("g/a", true),
+            ("b", true),
+            ("b/inner", false),
+        ]
+        .into_iter()
+        .map(|(d, a)| (d.to_string(), a))
+        .collect();
+        assert!(reachable(&kinds, "g/a"));
+        assert!(!reachable(&kinds, "b/inner"), "under an array");
+        let objects = array_objects(&kinds, keys);
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects["g/a"], ["c/0/0", "c/1/0"]);
+        // A zarr.json under an array is one of its objects (a bad chunk key).
+        assert_eq!(objects["b"], ["c/0", "inner/zarr.json"]);
+    }
     use super::*;
 
     fn meta(dtype: DType, fill: f64) -> ArrayMeta {

@@ -80,6 +80,7 @@ fn job(plan: Vec<PlannedTask>, lease_ms: u64) -> Job {
         message: "cooperative".into(),
         mode: CommitMode::Strict,
         source: None,
+        create: Default::default(),
     };
     Job::new(ClientId(100), NODES.to_vec(), spec)
 }
@@ -149,6 +150,40 @@ fn three_workers_land_a_twelve_task_plan_as_one_commit() {
         expected(&whole, 0)
     );
     assert_eq!(world.failed_puts.len(), 4);
+}
+
+#[test]
+fn a_job_creates_its_array_with_its_one_commit() {
+    let mut world = World::with_array(&grid(), &meta());
+    let made = path("/made");
+    let tasks: Vec<PlannedTask> = plan(30, 40)
+        .into_iter()
+        .map(|t| PlannedTask {
+            array: made.clone(),
+            ..t
+        })
+        .collect();
+    let mut job = job(tasks, 1_000);
+    job = Job::new(
+        ClientId(100),
+        NODES.to_vec(),
+        JobSpec {
+            create: [(made.clone(), meta())].into(),
+            ..job.spec().clone()
+        },
+    );
+    open(&mut world, &mut job);
+    assert!(!world.record(world.tip()).arrays.contains_key(&made));
+    // Without given metadata: the worker learns the created array from the
+    // session's status.
+    let mut w = worker(1, &job, source(|_| 0));
+    world.run(&mut [&mut job, &mut w], 60_000);
+    assert_eq!(job.status(), &JobStatus::Committed(CommitId(2)));
+    assert_eq!(w.arrays().and_then(|a| a.get(&made)), Some(&meta()));
+    let record = world.record(CommitId(2));
+    assert_eq!(record.arrays.get(&made), Some(&meta()));
+    let whole = Region::new(&[(0, 60), (0, 40)]);
+    assert_eq!(world.read(CommitId(2), &made, &whole), expected(&whole, 0));
 }
 
 #[test]

@@ -211,7 +211,15 @@ impl State {
                 plan,
                 lease_ms,
                 source,
-            } => self.open_session(repo, branch, plan.as_deref(), *lease_ms, source.as_deref()),
+                create,
+            } => self.open_session(
+                repo,
+                branch,
+                plan.as_deref(),
+                *lease_ms,
+                source.as_deref(),
+                create,
+            ),
             Command::ClaimTask { session, worker } => self.claim_task(*session, *worker),
             Command::RenewLease {
                 session,

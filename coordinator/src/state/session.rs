@@ -8,8 +8,8 @@ use floe_protocol::footprint::MAX_LISTED_CHUNKS;
 use floe_protocol::region::coord_of;
 use floe_protocol::{
     ArrayMeta, ArrayPath, BranchName, CommitId, CommitMode, Conflict, ConflictKind, FloeError,
-    Footprint, ObjectId, Outcome, PlannedTask, Region, Reply, RepoName, SessionId, SessionStatus,
-    TaskId, TaskState, TaskStatus, WorkerId,
+    Footprint, MetaChange, ObjectId, Outcome, PlannedTask, Region, Reply, RepoName, SessionId,
+    SessionStatus, TaskId, TaskState, TaskStatus, WorkerId,
 };
 
 use super::commit::{validate, Change};
@@ -22,8 +22,11 @@ pub(super) struct Session {
     repo: RepoName,
     branch: BranchName,
     base: CommitId,
-    /// The base's arrays, against which every completion is checked.
+    /// The base's arrays and those the session creates, against which
+    /// every completion is checked.
     arrays: BTreeMap<ArrayPath, ArrayMeta>,
+    /// The arrays the session creates, landing with its commit.
+    create: BTreeMap<ArrayPath, ArrayMeta>,
     lease_ms: u64,
     /// Where its workers read, as the job named it.
     source: Option<String>,
@@ -201,16 +204,20 @@ impl Session {
         }
     }
 
-    /// The footprint and deltas to commit, in task (or contribution) order.
+    /// The footprint and deltas to commit, in task (or contribution)
+    /// order; the footprint starts with the session's array creations.
     fn change(&self, id: SessionId) -> Result<(Footprint, Vec<ObjectId>), FloeError> {
+        let mut footprint = creation(&self.create);
         match &self.work {
-            Work::Planless(pool) => Ok((pool.merged.clone(), pool.deltas.clone())),
+            Work::Planless(pool) => {
+                footprint.merge(&pool.merged);
+                Ok((footprint, pool.deltas.clone()))
+            }
             Work::Planned(plan) if plan.unfinished() > 0 => Err(FloeError::SessionIncomplete {
                 session: id,
                 pending: plan.unfinished(),
             }),
             Work::Planned(plan) => {
-                let mut footprint = Footprint::new();
                 for task in &plan.tasks {
                     footprint.merge(&task.footprint);
                 }
@@ -252,6 +259,7 @@ impl Session {
                 Work::Planned(_) => Vec::new(),
             },
             source: self.source.clone(),
+            create: self.create.clone(),
             committed: self.committed,
             closed: self.closed,
         }
@@ -283,6 +291,30 @@ impl Session {
     }
 }
 
+/// The footprint of creating `create`'s arrays, as a commit creating them
+/// records it. Their metadata must be valid (see [`check_creations`]).
+fn creation(create: &BTreeMap<ArrayPath, ArrayMeta>) -> Footprint {
+    let mut footprint = Footprint::new();
+    for (path, meta) in create {
+        footprint.set_meta(path, meta, MetaChange::Create(meta.clone()));
+    }
+    footprint
+}
+
+/// Checks the creations of a session against the base's `arrays` with the
+/// commit rule's own validation: an existing path or invalid metadata is
+/// refused as a commit creating them would be.
+fn check_creations(
+    arrays: &BTreeMap<ArrayPath, ArrayMeta>,
+    create: &BTreeMap<ArrayPath, ArrayMeta>,
+) -> Result<(), FloeError> {
+    for (path, meta) in create {
+        // Before `creation`, which needs a valid chunk grid.
+        meta.validate().map_err(|e| FloeError::geometry(path, e))?;
+    }
+    validate(arrays, &creation(create))
+}
+
 fn stale(task: TaskId, presented: u64, current: u64) -> FloeError {
     FloeError::StaleEpoch {
         task,
@@ -307,7 +339,9 @@ impl State {
         }
     }
 
-    /// `OpenSession`: on the branch's tip, with a validated plan or none.
+    /// `OpenSession`: on the branch's tip, with the arrays it creates
+    /// checked as a commit creating them would be, and a validated plan
+    /// (over the base's arrays and the created ones) or none.
     pub(super) fn open_session(
         &mut self,
         repo_name: &RepoName,
@@ -315,10 +349,13 @@ impl State {
         plan: Option<&[PlannedTask]>,
         lease_ms: u64,
         source: Option<&str>,
+        create: &BTreeMap<ArrayPath, ArrayMeta>,
     ) -> Outcome {
         let repo = self.repo(repo_name)?;
         let base = repo.tip(branch)?;
-        let arrays = repo.commit(base)?.arrays.clone();
+        let mut arrays = repo.commit(base)?.arrays.clone();
+        check_creations(&arrays, create)?;
+        arrays.extend(create.iter().map(|(p, m)| (p.clone(), m.clone())));
         if !(1..=MAX_LEASE_MS).contains(&lease_ms) {
             return Err(FloeError::InvalidPlan {
                 why: format!("lease of {lease_ms} ms is outside 1..={MAX_LEASE_MS} ms"),
@@ -338,6 +375,7 @@ impl State {
             branch: branch.clone(),
             base,
             arrays: arrays.clone(),
+            create: create.clone(),
             lease_ms,
             source: source.map(str::to_string),
             work,

@@ -199,12 +199,34 @@ impl Harness {
     }
 
     pub fn open_session(&mut self, plan: Option<Vec<PlannedTask>>, lease_ms: u64) -> Outcome {
+        self.open_session_with(plan, lease_ms, &[])
+    }
+
+    /// Opens a session on `main` (lease 60 s) that creates `create`.
+    pub fn open_creating(
+        &mut self,
+        plan: Option<Vec<PlannedTask>>,
+        create: &[(&str, &ArrayMeta)],
+    ) -> Outcome {
+        self.open_session_with(plan, 60_000, create)
+    }
+
+    fn open_session_with(
+        &mut self,
+        plan: Option<Vec<PlannedTask>>,
+        lease_ms: u64,
+        create: &[(&str, &ArrayMeta)],
+    ) -> Outcome {
         self.cmd(Command::OpenSession {
             repo: repo(),
             branch: main_branch(),
             plan,
             lease_ms,
             source: None,
+            create: create
+                .iter()
+                .map(|(p, m)| (path(p), (*m).clone()))
+                .collect(),
         })
     }
 

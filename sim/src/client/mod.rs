@@ -192,7 +192,13 @@ impl Client {
                 WriterStatus::Ended(CommitEnd::Failed(e)) => (End::Failed(e.clone()), false),
             },
             Client::Job { job, .. } => {
-                let invalid = plan_overlaps(&job.spec().plan, arrays);
+                let created = job
+                    .spec()
+                    .create
+                    .iter()
+                    .map(|(p, m)| (p.clone(), m.clone()));
+                let arrays: Vec<_> = arrays.iter().cloned().chain(created).collect();
+                let invalid = plan_overlaps(&job.spec().plan, &arrays);
                 match job.status() {
                     JobStatus::Running => (End::Running, invalid),
                     JobStatus::Committed(_) => (End::Landed, invalid),
@@ -218,6 +224,10 @@ impl Client {
             kind: self.kind(),
             end,
             invalid_plan,
+            creates: match self {
+                Client::Job { job, .. } => job.spec().create.keys().cloned().collect(),
+                _ => Vec::new(),
+            },
         }
     }
 

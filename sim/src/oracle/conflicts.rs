@@ -544,7 +544,9 @@ fn check_run(run: &CoopRun, r: &Replica) -> Check {
     };
     let fail = |d: String| Err(Failure::new(COOPERATIVE, format!("session {session}: {d}")));
     if let Some(base) = run.base.and_then(|b| r.records.get(&b)) {
-        if let Some((a, b)) = overlapping_tasks(run, &base.arrays) {
+        let mut arrays = base.arrays.clone();
+        arrays.extend(run.create.clone());
+        if let Some((a, b)) = overlapping_tasks(run, &arrays) {
             return fail(format!(
                 "plan tasks {a} and {b} share chunks but the plan was accepted"
             ));

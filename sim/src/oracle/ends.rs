@@ -17,7 +17,7 @@ use crate::obs::{ClientEnd, End, Observations, Replica};
 pub fn client_ends(obs: &Observations, r: &Replica) -> Check {
     for end in &obs.ends {
         if let End::Failed(e) = &end.end {
-            if !explained(end, e, obs) && !resized_under(e, r) {
+            if !explained(end, e, obs) && !resized_under(e, r) && !created_before(end, e, r) {
                 return Err(Failure::new(
                     CLIENT_ENDS,
                     format!(
@@ -65,6 +65,19 @@ fn resized_under(e: &FloeError, r: &Replica) -> bool {
         let change = rec.footprint.arrays.get(path);
         change.is_some_and(|c| matches!(c.meta, Some(Update(_) | Delete)))
     })
+}
+
+/// A job whose session would create an array that a landed commit created
+/// is refused at open, as a commit creating it would be.
+fn created_before(end: &ClientEnd, e: &FloeError, r: &Replica) -> bool {
+    use floe_protocol::MetaChange::Create;
+    let created = |path| {
+        r.records.values().any(|rec| {
+            let change = rec.footprint.arrays.get(path);
+            change.is_some_and(|c| matches!(c.meta, Some(Create(_))))
+        })
+    };
+    matches!(e, FloeError::InvalidChange { .. }) && end.creates.iter().any(created)
 }
 
 /// Whether a client's failure has a cause in the workload or the faults.

@@ -175,6 +175,7 @@ impl World {
             session: report.session,
             base: report.base,
             plan: job.spec().plan.clone(),
+            create: job.spec().create.clone(),
             message: job.spec().message.clone(),
             mode: report.commits.last().map_or(job.spec().mode, |c| c.0),
             outcome: report.outcome.clone(),
@@ -199,14 +200,15 @@ impl World {
             });
         }
         for c in &report.completions {
-            let Some(meta) = self
-                .arrays
-                .iter()
-                .find(|(p, _)| *p == c.array)
+            let setup = self.arrays.iter().find(|(p, _)| *p == c.array);
+            let Some(meta) = setup
                 .map(|(_, m)| m)
+                .or_else(|| run.create.get(&c.array))
+                .cloned()
             else {
                 continue;
             };
+            let meta = &meta;
             run.completions.push(Completion {
                 worker: id,
                 task: c.task,

@@ -197,6 +197,7 @@ impl World {
                 plan: None,
                 lease_ms: 1_000,
                 source: None,
+                create: Default::default(),
             };
             self.spawn_call(Role::OpenPlanless(n), Request::Command(open), at);
             self.planless.push(PlanlessInfo {
@@ -417,8 +418,18 @@ impl World {
 
     fn spawn_job(&mut self, n: usize, at: u64) {
         let rng = &mut self.rngs.work;
-        let (path, meta) = &self.arrays[rng.gen_range(0..self.arrays.len())];
-        let mut plan = workload::plan(rng, path, meta);
+        let mut create = BTreeMap::new();
+        let (path, meta) = if rng.gen_bool(0.3) {
+            // A job that creates the array it writes, landing with its
+            // commit; two jobs may create the same path.
+            let path = ArrayPath::new(format!("/c{}", n % 2)).expect("valid path");
+            let meta = workload::array(rng);
+            create.insert(path.clone(), meta.clone());
+            (path, meta)
+        } else {
+            self.arrays[rng.gen_range(0..self.arrays.len())].clone()
+        };
+        let mut plan = workload::plan(rng, &path, &meta);
         if rng.gen_bool(0.1) {
             // An invalid plan (two tasks sharing chunks) must be refused.
             let task = plan[rng.gen_range(0..plan.len())].clone();
@@ -441,6 +452,7 @@ impl World {
             message: format!("job{n}"),
             mode,
             source: None,
+            create,
         };
         let index = self.clients.len() as u32;
         let job = Job::new(client_id(index), self.client_nodes(), spec);

@@ -33,6 +33,9 @@ pub struct JobSpec {
     /// `Command::OpenSession`); `None` when the job's own workers are given
     /// their source directly.
     pub source: Option<String>,
+    /// Arrays the session creates, landing with its commit (see
+    /// `Command::OpenSession`); the plan's tasks may target them.
+    pub create: BTreeMap<ArrayPath, ArrayMeta>,
 }
 
 /// Where a [`Job`] stands.
@@ -270,6 +273,7 @@ impl Machine for Job {
             plan: Some(self.spec.plan.clone()),
             lease_ms: self.spec.lease_ms,
             source: self.spec.source.clone(),
+            create: self.spec.create.clone(),
         };
         self.requester.request(&mut self.out, Request::Command(cmd));
         self.phase = Phase::Opening;

@@ -124,7 +124,11 @@ pub struct Worker {
     session: SessionId,
     repo: RepoName,
     source: SourceFn,
+    /// The metadata tasks are written against, once known.
     arrays: Option<BTreeMap<ArrayPath, ArrayMeta>>,
+    /// The arrays the session creates, from its status, until the base's
+    /// arrays are read.
+    created: BTreeMap<ArrayPath, ArrayMeta>,
     lease_ms: Option<u64>,
     requester: Requester,
     out: Outbox,
@@ -153,8 +157,9 @@ impl Worker {
     /// A worker `worker` (requests stamped with `client`, a client id of
     /// its own) of cooperative `session` of `repo`, writing what `source`
     /// produces, drawing object ids from `seed`. Unless given
-    /// [`Worker::with_arrays`], it first reads the session's base to learn
-    /// the arrays' metadata.
+    /// [`Worker::with_arrays`], it first reads the session's status and
+    /// base to learn the arrays' metadata (the base's and those the
+    /// session creates).
     pub fn new(
         worker: WorkerId,
         client: ClientId,
@@ -170,6 +175,7 @@ impl Worker {
             repo,
             source,
             arrays: None,
+            created: BTreeMap::new(),
             lease_ms: None,
             requester: Requester::new(client, nodes, RetryPolicy::default()),
             out: Outbox::new(),
@@ -188,6 +194,11 @@ impl Worker {
                 status: WorkerStatus::Running,
             },
         }
+    }
+
+    /// The array metadata its tasks are written against, once known.
+    pub fn arrays(&self) -> Option<&BTreeMap<ArrayPath, ArrayMeta>> {
+        self.arrays.as_ref()
     }
 
     /// Uses these array metadata (the `arrays` of `SessionOpened`) instead
@@ -268,6 +279,7 @@ impl Worker {
         match outcome {
             Ok(Reply::Session(status)) if status.closed => self.finish(WorkerStatus::Finished),
             Ok(Reply::Session(status)) => {
+                self.created = status.create;
                 let q = Query::GetCommit {
                     repo: self.repo.clone(),
                     commit: status.base,
@@ -283,7 +295,9 @@ impl Worker {
     fn on_base(&mut self, outcome: Outcome) {
         match outcome {
             Ok(Reply::Commit(record)) => {
-                self.arrays = Some(record.arrays);
+                let mut arrays = record.arrays;
+                arrays.append(&mut self.created);
+                self.arrays = Some(arrays);
                 self.claim();
             }
             Ok(other) => self.finish(WorkerStatus::Failed(unexpected("GetCommit", &other))),
