@@ -8,8 +8,10 @@
 //! compared with `floe read` of every array. When `FLOE_ZARR_PYTHON` names
 //! a python with zarr-python (CI sets it), `tests/zarr_check.py` must open
 //! the export and read the same values. Bad targets and unknown refs are
-//! clear errors that write nothing. Every process is stopped by its pid,
-//! also when the test fails.
+//! clear errors that write nothing. Then a cooperative job on the
+//! deployment's two worker processes writes an array with edge chunks, and
+//! that commit's export is checked the same way (zarr-python included).
+//! Every process is stopped by its pid, also when the test fails.
 
 mod common;
 
@@ -291,7 +293,7 @@ fn export_args<'a>(to: &'a str, at: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn a_commit_exports_as_zarr_that_reads_like_floe() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = Deployment::start(tmp.path());
+    let d = Deployment::start_with(tmp.path(), &["--workers", "2"], &[]);
     d.floe_ok(&["repo", "create", "demo"]);
     let (coord, store) = d.library();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -442,4 +444,35 @@ fn a_commit_exports_as_zarr_that_reads_like_floe() {
         names.iter().all(|n| !n.starts_with(".floe-export-")),
         "no staging directory is left behind: {names:?}"
     );
+
+    cooperative_commit_exports(&d, tmp.path());
+}
+
+/// A commit written by a cooperative job (the deployment's worker
+/// processes, four tasks) exports and reads like floe too: `/coop`, 50 x
+/// 30 f32 in 16 x 16 chunks (edge chunks on both axes), created at C4 and
+/// written whole by the job at C5.
+fn cooperative_commit_exports(d: &Deployment, tmp: &Path) {
+    let create = ["array", "create", "demo", "/coop", "--shape", "50,30"];
+    let meta = ["--chunks", "16,16", "--dtype", "f32", "--fill", "-2"];
+    assert_eq!(d.floe_ok(&[&create[..], &meta[..]].concat()).trim(), "C4");
+    let whole: Region = "0:50,0:30".parse().unwrap();
+    let source = tmp.join("coop.npy");
+    floe_worker::write_npy(&source, &data(DType::F32, &whole, 8)).unwrap();
+    let job = ["job", "submit", "demo", "/coop", "--tasks", "4", "--from"];
+    let said = d.floe_ok(&[&job[..], &[source.to_str().unwrap()]].concat());
+    assert!(said.contains("committed C5: 4 tasks"), "{said}");
+    let dir = tmp.join("out/coop");
+    let said = d.floe_ok(&export_args(dir.to_str().unwrap(), &["--branch", "main"]));
+    assert!(said.contains("of demo at C5"), "{said}");
+    let mut arrays = all_arrays(18);
+    arrays.push(("/coop".into(), vec![50, 30]));
+    let expected = tmp.join("expected-coop");
+    compare_with_floe_read(d, &dir, "C5", &arrays, &expected);
+    let written = NpyFile::open(expected.join("coop.npy"))
+        .unwrap()
+        .read_region(&whole)
+        .unwrap();
+    assert_eq!(written, data(DType::F32, &whole, 8), "the job's data");
+    python_check(&dir, &expected);
 }
