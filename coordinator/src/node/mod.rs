@@ -23,6 +23,7 @@
 //! [`Node::persisted`].
 
 mod apply;
+mod raft_log;
 mod ready;
 mod wire;
 
@@ -357,7 +358,11 @@ impl<S: StateMachine, L: LogStore> Node<S, L> {
             machine.restore(state).map_err(NodeError::Machine)?;
             clock = time_ms;
         }
-        let raw = RawNode::new(&raft_config(&config, applied)?, storage, &discard_logger())?;
+        let raw = RawNode::new(
+            &raft_config(&config, applied)?,
+            storage,
+            &raft_log::logger(),
+        )?;
         let rng =
             SmallRng::seed_from_u64(config.seed ^ config.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut node = Self {
@@ -878,10 +883,6 @@ fn raft_config(cfg: &NodeConfig, applied: u64) -> Result<Config, NodeError> {
     };
     config.validate()?;
     Ok(config)
-}
-
-fn discard_logger() -> slog::Logger {
-    slog::Logger::root(slog::Discard, slog::o!())
 }
 
 /// The snapshot every bootstrapped node starts from: the initial voters and
