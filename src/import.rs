@@ -77,9 +77,6 @@ pub struct ZarrArgs {
     lease_ms: u64,
 }
 
-/// Tasks per array of a cooperative import unless `--tasks` says.
-const DEFAULT_TASKS: u64 = 64;
-
 /// One array found in the hierarchy, with its chunk files.
 struct Found {
     path: ArrayPath,
@@ -174,12 +171,7 @@ fn cooperative(
     let mut bytes = 0u64;
     for f in found {
         let meta = &f.array.meta;
-        // Each task costs a claim and a completion through the log: about
-        // 64 per array keeps that small beside the data (one task per
-        // chunk was twice as slow as one session on 1024 small chunks).
-        let chunks_total: u64 = meta.grid().iter().product();
-        let tasks = args.tasks.or(Some(chunks_total.min(DEFAULT_TASKS)));
-        let tiling = jobs::tiling(meta, tasks, args.chunks_per_task);
+        let tiling = jobs::tiling(meta, args.tasks, args.chunks_per_task);
         let coords: Vec<Vec<u64>> = f.chunks.into_iter().map(|(c, _)| c).collect();
         plan.extend(zarr::import_tasks(
             meta,

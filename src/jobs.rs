@@ -99,7 +99,7 @@ pub struct SubmitArgs {
     #[arg(long, default_value = "main")]
     branch: String,
     /// About this many tasks (slowest dimensions split first; default:
-    /// one per chunk, at most 1024).
+    /// about 64, or one per chunk for smaller arrays).
     #[arg(long, conflicts_with = "chunks_per_task")]
     tasks: Option<u64>,
     /// Chunks per task along the first dimension (whole chunks along the
@@ -186,8 +186,15 @@ pub(crate) fn absolute_source(text: &str) -> Result<String> {
     Ok(format!("{prefix}{}", path.display()))
 }
 
+/// Tasks of a job unless `--tasks` or `--chunks-per-task` says. Each task
+/// costs a claim and a completion through the Raft log: one task per chunk
+/// made a job of 1024 small chunks 2.1x slower than one session writing
+/// them, about 64 tasks on 4 workers 0.58x.
+const DEFAULT_TASKS: u64 = 64;
+
 /// How `--tasks N` / `--chunks-per-task K` cut `meta`'s chunk grid
-/// (default: one task per chunk, at most 1024 tasks).
+/// (default: about [`DEFAULT_TASKS`], or one task per chunk for smaller
+/// arrays).
 pub(crate) fn tiling(meta: &ArrayMeta, tasks: Option<u64>, chunks_per_task: Option<u64>) -> Tiling {
     let grid = meta.grid();
     match (tasks, chunks_per_task) {
@@ -197,7 +204,7 @@ pub(crate) fn tiling(meta: &ArrayMeta, tasks: Option<u64>, chunks_per_task: Opti
             Tiling::ChunksPerTask(per)
         }
         (Some(n), None) => Tiling::about(&grid, n),
-        (None, None) => Tiling::about(&grid, grid.iter().product::<u64>().min(1024)),
+        (None, None) => Tiling::about(&grid, grid.iter().product::<u64>().min(DEFAULT_TASKS)),
     }
 }
 
