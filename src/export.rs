@@ -124,11 +124,7 @@ struct Target {
 
 impl Target {
     fn open(remote: &crate::remote::Remote, args: &ZarrArgs) -> Result<Target> {
-        let local = match args.to.strip_prefix("file://") {
-            Some(path) => Some(PathBuf::from(path)),
-            None => (!args.to.contains("://")).then(|| PathBuf::from(&args.to)),
-        };
-        let Some(dir) = local else {
+        let Some(dir) = crate::remote::local_dir(&args.to).map(PathBuf::from) else {
             return Ok(Target {
                 store: remote.other_store(&args.to, &args.to_options)?,
                 local: None,

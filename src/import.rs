@@ -229,11 +229,7 @@ fn refuse_existing<'a>(
 /// The source's store. A local directory must exist (a store would create
 /// it empty).
 fn open_source(remote: &crate::remote::Remote, args: &ZarrArgs) -> Result<Store> {
-    let local = match args.source.strip_prefix("file://") {
-        Some(path) => Some(path),
-        None => (!args.source.contains("://")).then_some(args.source.as_str()),
-    };
-    if let Some(dir) = local {
+    if let Some(dir) = crate::remote::local_dir(&args.source) {
         if !std::path::Path::new(dir).is_dir() {
             bail!("{}: no such directory", args.source);
         }

@@ -35,6 +35,15 @@ pub struct ClusterArgs {
     store_options: Vec<String>,
 }
 
+/// The local directory a store argument names (`file:///abs/dir`, or any
+/// text without `://`), or `None` for another store's URL.
+pub(crate) fn local_dir(text: &str) -> Option<&str> {
+    match text.strip_prefix("file://") {
+        Some(path) => Some(path),
+        None => (!text.contains("://")).then_some(text),
+    }
+}
+
 /// Parses `--store-option KEY=VALUE` flags.
 pub(crate) fn store_options(flags: &[String]) -> Result<Vec<(String, String)>> {
     flags
